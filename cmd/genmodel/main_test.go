@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parrot-llm/parrot/runtime/safetensors"
+)
+
+func TestRunOverridesPreset(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	var out, errb bytes.Buffer
+	code := run([]string{"--preset", "tiny", "--out", dir, "--layers", "3", "--dtype", "float32", "--tied=false", "--seed", "7"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Layers int    `json:"num_hidden_layers"`
+		Hidden int    `json:"hidden_size"`
+		DType  string `json:"torch_dtype"`
+		Tied   bool   `json:"tie_word_embeddings"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Layers != 3 || cfg.Hidden != 64 || cfg.DType != "float32" || cfg.Tied {
+		t.Errorf("config %+v", cfg)
+	}
+	s, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := len(s.Names()); n != 3*9+3 {
+		t.Errorf("%d tensors, want %d", n, 3*9+3)
+	}
+	if !strings.Contains(out.String(), "wrote "+dir) {
+		t.Errorf("stdout %q", out.String())
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--out DIR is required"},
+		{[]string{"--out", "x", "--preset", "huge"}, "unknown preset"},
+		{[]string{"--out", "x", "--heads", "3"}, "multiple of kv-heads"},
+		{[]string{"--out", "x", "--dtype", "f16"}, "float32 or bfloat16"},
+		{[]string{"--out", "x", "--layers", "two"}, "invalid value"},
+		{[]string{"--out", "x", "extra"}, "unexpected argument"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(c.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}

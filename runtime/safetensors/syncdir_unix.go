@@ -1,0 +1,15 @@
+//go:build unix
+
+package safetensors
+
+import "os"
+
+// syncDir makes a rename inside dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
