@@ -105,3 +105,31 @@ type Backend interface {
 	// Add: dst[i] += src[i].
 	Add(dst, src []float32)
 }
+
+// LoRAStack holds the resident adapters' weights for one linear layer, one
+// slot per adapter (vLLM's lora_a_stacked / lora_b_stacked). Ranks below
+// MaxRank are zero-padded, which leaves the product unchanged.
+type LoRAStack struct {
+	Slots, MaxRank int
+	In, Out        int
+	A              []float32 // [Slots, MaxRank, In]
+	B              []float32 // [Slots, Out, MaxRank], already multiplied by the adapter's scale
+}
+
+// NewLoRAStack allocates zeroed slots.
+func NewLoRAStack(slots, maxRank, in, out int) *LoRAStack {
+	return &LoRAStack{Slots: slots, MaxRank: maxRank, In: in, Out: out,
+		A: make([]float32, slots*maxRank*in), B: make([]float32, slots*out*maxRank)}
+}
+
+// LoRABackend is implemented by backends that apply per-token LoRA adapters
+// (punica's shrink/expand): a batch may mix tokens of several adapters and of
+// the base model (slot -1).
+type LoRABackend interface {
+	// LoRAShrink: z[t,:] = A[slots[t]] · x[t,:] for tokens with slots[t] >= 0
+	// (rows of other tokens are left untouched). x [T, In], z [T, MaxRank].
+	LoRAShrink(z, x []float32, s *LoRAStack, slots []int32)
+	// LoRAExpand: y[t,:] += B[slots[t]] · z[t,:] for tokens with slots[t] >= 0.
+	// z [T, MaxRank], y [T, Out].
+	LoRAExpand(y, z []float32, s *LoRAStack, slots []int32)
+}

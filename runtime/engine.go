@@ -22,6 +22,23 @@ type Request struct {
 	MaxTokens    int      // 0 = up to the context length
 	Stop         []string // stop strings (not included in the output)
 	IgnoreEOS    bool
+	// Adapter pins the LoRA adapter to apply (nil = base model). The engine
+	// owns it from Submit on and releases it when the request ends, also
+	// when Submit fails.
+	Adapter AdapterLease
+}
+
+// AdapterLease is a resident adapter held for one request.
+type AdapterLease interface {
+	Slot() int32 // the adapter's slot in the model's LoRASlots
+	Release()
+}
+
+func (r *Request) slot() int32 {
+	if r.Adapter == nil {
+		return -1
+	}
+	return r.Adapter.Slot()
 }
 
 // Finish reasons, as OpenAI names them.
@@ -168,7 +185,12 @@ func (e *Engine) Tokenize(req *Request) ([]int32, error) {
 // Submit queues a request. The returned channel yields events until one with
 // Done set; cancelling ctx stops the generation and frees its cache at the
 // next step.
-func (e *Engine) Submit(ctx context.Context, req Request) (<-chan Event, error) {
+func (e *Engine) Submit(ctx context.Context, req Request) (_ <-chan Event, err error) {
+	defer func() {
+		if err != nil && req.Adapter != nil {
+			req.Adapter.Release()
+		}
+	}()
 	prompt, err := e.Tokenize(&req)
 	if err != nil {
 		return nil, err
@@ -273,7 +295,7 @@ func (e *Engine) loop() {
 		budget := e.opts.MaxBatchToken
 		for _, s := range running {
 			if s.fed == len(s.prompt) {
-				batch.Add(s.last, int32(len(s.prompt)+len(s.tokens)-1), s.cache, true)
+				batch.AddWithAdapter(s.last, int32(len(s.prompt)+len(s.tokens)-1), s.cache, true, s.req.slot())
 				rows = append(rows, s)
 				budget--
 			}
@@ -286,7 +308,7 @@ func (e *Engine) loop() {
 			for i := range n {
 				p := s.fed + i
 				last := p == len(s.prompt)-1
-				batch.Add(s.prompt[p], int32(p), s.cache, last)
+				batch.AddWithAdapter(s.prompt[p], int32(p), s.cache, last, s.req.slot())
 				if last {
 					rows = append(rows, s)
 				}
@@ -380,6 +402,9 @@ func (e *Engine) finish(s *sequence, reason string, err error) {
 	e.emit(s, ev)
 	close(s.events)
 	s.cache = nil
+	if s.req.Adapter != nil {
+		s.req.Adapter.Release()
+	}
 	if e.opts.Observer != nil {
 		e.opts.Observer.Finished(len(s.prompt), len(s.tokens), s.timing, reason)
 	}

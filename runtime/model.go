@@ -15,6 +15,7 @@ type Model struct {
 	Backend kernels.Backend
 
 	invFreq []float32 // [HeadDim/2]
+	lora    *LoRASlots
 	scratch scratch
 }
 
@@ -32,19 +33,27 @@ type Batch struct {
 	Pos    []int32    // [T] position of each token in its sequence
 	Caches []*KVCache // [T] the cache of each token's sequence
 	Logits []bool     // [T] whether to return logits for this token (nil = last token only)
+	Slots  []int32    // [T] LoRA slot of each token's adapter, -1 = base model (nil = all base)
 }
 
-// Add appends one token to the batch.
+// Add appends one token of the base model to the batch.
 func (b *Batch) Add(token, pos int32, cache *KVCache, wantLogits bool) {
+	b.AddWithAdapter(token, pos, cache, wantLogits, -1)
+}
+
+// AddWithAdapter appends one token whose sequence uses the LoRA adapter in
+// slot (-1 = none).
+func (b *Batch) AddWithAdapter(token, pos int32, cache *KVCache, wantLogits bool, slot int32) {
 	b.Tokens = append(b.Tokens, token)
 	b.Pos = append(b.Pos, pos)
 	b.Caches = append(b.Caches, cache)
 	b.Logits = append(b.Logits, wantLogits)
+	b.Slots = append(b.Slots, slot)
 }
 
 // Reset empties the batch, keeping its storage.
 func (b *Batch) Reset() {
-	b.Tokens, b.Pos, b.Caches, b.Logits = b.Tokens[:0], b.Pos[:0], b.Caches[:0], b.Logits[:0]
+	b.Tokens, b.Pos, b.Caches, b.Logits, b.Slots = b.Tokens[:0], b.Pos[:0], b.Caches[:0], b.Logits[:0], b.Slots[:0]
 }
 
 // scratch holds activation buffers reused across Forward calls.
@@ -57,6 +66,7 @@ type scratch struct {
 	out        []float32 // [nOut, Hidden]
 	kv         []kernels.KVRef
 	outputRows []int
+	loraZ      []float32 // [T, MaxRank]
 }
 
 func grow(buf []float32, n int) []float32 {
@@ -76,7 +86,7 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 	if T == 0 {
 		return nil, errors.New("forward: empty batch")
 	}
-	if len(b.Pos) != T || len(b.Caches) != T || (b.Logits != nil && len(b.Logits) != T) {
+	if len(b.Pos) != T || len(b.Caches) != T || (b.Logits != nil && len(b.Logits) != T) || (b.Slots != nil && len(b.Slots) != T) {
 		return nil, errors.New("forward: batch fields have different lengths")
 	}
 	for t, id := range b.Tokens {
@@ -88,6 +98,10 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 		}
 	}
 	if err := m.checkPositions(b); err != nil {
+		return nil, err
+	}
+	slots, err := m.batchSlots(b)
+	if err != nil {
 		return nil, err
 	}
 
@@ -112,9 +126,9 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 		l := &w.Layers[li]
 		// Attention block.
 		be.RMSNorm(s.xn, s.x, l.AttnNorm, c.NormEps)
-		m.linear(l.Q, s.q, s.xn, T)
-		m.linear(l.K, s.k, s.xn, T)
-		m.linear(l.V, s.v, s.xn, T)
+		m.linear(l.Q, s.q, s.xn, T, slots)
+		m.linear(l.K, s.k, s.xn, T, slots)
+		m.linear(l.V, s.v, s.xn, T, slots)
 		be.RoPE(s.q, b.Pos, c.Heads, c.HeadDim, m.invFreq)
 		be.RoPE(s.k, b.Pos, c.KVHeads, c.HeadDim, m.invFreq)
 		for t, cache := range b.Caches {
@@ -124,14 +138,14 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 			s.kv[t] = kernels.KVRef{K: cache.k[li], V: cache.v[li], Len: p + 1}
 		}
 		be.Attention(s.att, s.q, s.kv, c.Heads, c.KVHeads, c.HeadDim)
-		m.linear(l.O, s.proj, s.att, T)
+		m.linear(l.O, s.proj, s.att, T, slots)
 		be.Add(s.x, s.proj)
 		// MLP block (SwiGLU).
 		be.RMSNorm(s.xn, s.x, l.MLPNorm, c.NormEps)
-		m.linear(l.Gate, s.gate, s.xn, T)
-		m.linear(l.Up, s.up, s.xn, T)
+		m.linear(l.Gate, s.gate, s.xn, T, slots)
+		m.linear(l.Up, s.up, s.xn, T, slots)
 		be.SiLUMul(s.gate, s.gate, s.up)
-		m.linear(l.Down, s.proj, s.gate, T)
+		m.linear(l.Down, s.proj, s.gate, T, slots)
 		be.Add(s.x, s.proj)
 	}
 	for t, cache := range b.Caches {
@@ -159,9 +173,37 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 	return logits, nil
 }
 
-// linear computes y = W·x for T tokens: x [T, In], y [T, Out].
-func (m *Model) linear(l *Linear, y, x []float32, T int) {
-	m.Backend.MatMul(y[:T*l.Out], x[:T*l.In], l.W, T)
+// linear computes y = W·x (+ scale·B·A·x for tokens with an adapter) for T
+// tokens: x [T, In], y [T, Out]. slots is nil when no token has an adapter.
+func (m *Model) linear(l *Linear, y, x []float32, T int, slots []int32) {
+	y, x = y[:T*l.Out], x[:T*l.In]
+	m.Backend.MatMul(y, x, l.W, T)
+	if slots == nil || l.LoRA == nil {
+		return
+	}
+	lb := m.Backend.(kernels.LoRABackend) // checked by EnableLoRA
+	z := grow(m.scratch.loraZ, T*l.LoRA.MaxRank)
+	m.scratch.loraZ = z
+	lb.LoRAShrink(z, x, l.LoRA, slots)
+	lb.LoRAExpand(y, z, l.LoRA, slots)
+}
+
+// batchSlots returns the batch's adapter slots, or nil if no token uses one.
+func (m *Model) batchSlots(b *Batch) ([]int32, error) {
+	var any bool
+	for _, s := range b.Slots {
+		if s < 0 {
+			continue
+		}
+		if m.lora == nil || int(s) >= m.lora.Slots {
+			return nil, fmt.Errorf("forward: adapter slot %d is not allocated", s)
+		}
+		any = true
+	}
+	if !any {
+		return nil, nil
+	}
+	return b.Slots, nil
 }
 
 // checkPositions verifies each sequence's tokens continue its cache

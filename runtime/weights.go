@@ -20,6 +20,9 @@ type Linear struct {
 	Name    string         // module path, e.g. "model.layers.0.self_attn.q_proj"
 	W       kernels.Matrix // [Out, In]
 	In, Out int
+	// LoRA holds the resident adapters' A/B for this projection (nil until
+	// the model enables adapters); which slot a token uses is per batch.
+	LoRA *kernels.LoRAStack
 }
 
 // Layer holds one decoder block's weights.
