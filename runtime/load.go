@@ -56,6 +56,9 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	if err := w.check(opts.Backend); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, err

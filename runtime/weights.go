@@ -168,3 +168,22 @@ func floatTensor(set *safetensors.Set, name string, shape ...int) ([]float32, er
 	}
 	return data, nil
 }
+
+// check asks the backend to accept every weight once, at load, since ops
+// cannot return errors.
+func (w *Weights) check(be kernels.Backend) error {
+	if err := kernels.CheckMatrix(be, w.Embed); err != nil {
+		return fmt.Errorf("embedding: %w", err)
+	}
+	if err := kernels.CheckMatrix(be, w.LMHead); err != nil {
+		return fmt.Errorf("lm_head: %w", err)
+	}
+	for i := range w.Layers {
+		for _, l := range w.Layers[i].Projections() {
+			if err := kernels.CheckMatrix(be, l.W); err != nil {
+				return fmt.Errorf("%s: %w", l.Name, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package kernels
+
+import "fmt"
+
+// MatrixSupporter is an optional Backend capability: a backend that
+// implements it says which weight kinds its MatMul and Embed accept.
+//
+// MatMul and Embed cannot return errors, so callers check every weight once
+// at load time with CheckMatrix; handing an op a weight that failed the check
+// is a programming error (the op panics).
+type MatrixSupporter interface {
+	SupportsMatrix(w Matrix) bool
+}
+
+// CheckMatrix returns an error when w's buffers do not match its shape, or
+// when backend b cannot run MatMul/Embed with w's kind. A backend that does
+// not implement MatrixSupporter is assumed to accept exactly *F32Matrix and
+// *NF4Matrix.
+func CheckMatrix(b Backend, w Matrix) error {
+	if w == nil {
+		return fmt.Errorf("kernels: nil matrix")
+	}
+	switch m := w.(type) {
+	case *F32Matrix:
+		if m == nil {
+			return fmt.Errorf("kernels: nil *F32Matrix")
+		}
+		if m.Rows <= 0 || m.Cols <= 0 {
+			return fmt.Errorf("f32: bad shape [%d,%d]", m.Rows, m.Cols)
+		}
+		if len(m.Data) != m.Rows*m.Cols {
+			return fmt.Errorf("f32: data has %d elements, want %d for [%d,%d]", len(m.Data), m.Rows*m.Cols, m.Rows, m.Cols)
+		}
+	case *NF4Matrix:
+		if m == nil {
+			return fmt.Errorf("kernels: nil *NF4Matrix")
+		}
+		if err := m.Validate(); err != nil {
+			return err
+		}
+	default:
+		if _, ok := b.(MatrixSupporter); !ok {
+			return fmt.Errorf("kernels: backend %s does not support matrix type %T", b.Name(), w)
+		}
+	}
+	if s, ok := b.(MatrixSupporter); ok && !s.SupportsMatrix(w) {
+		return fmt.Errorf("kernels: backend %s does not support matrix type %T", b.Name(), w)
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/kerneltest"
+)
+
+// Decode streams every weight once per step, so the NF4 benchmarks report
+// the weight bytes read per second and that rate as a fraction of a plain
+// streaming read measured in the same process (frac_of_bw): the
+// bandwidth floor of a step is bytes/bandwidth.
+
+// probeBytes is the size of the streaming-read buffer: far beyond any cache.
+const probeBytes = 256 << 20
+
+// bandwidth is the best of a few streaming reads, measured once per process
+// so that every benchmark divides by the same number.
+var bandwidth = sync.OnceValue(func() float64 {
+	b := New(0)
+	defer b.Close()
+	return MeasureBandwidth(b, probeBytes, 5) * 1e9
+})
+
+func BenchmarkMemBandwidth(bb *testing.B) {
+	b := New(0)
+	defer b.Close()
+	j := newSumJob(b, probeBytes)
+	bb.SetBytes(probeBytes)
+	bb.ResetTimer()
+	for bb.Loop() {
+		b.pool.parallel(j, len(j.data), 1<<18)
+	}
+	bb.ReportMetric(float64(probeBytes)*float64(bb.N)/bb.Elapsed().Seconds()/1e9, "GB/s")
+}
+
+// nf4Copies returns enough copies of a random rows×cols NF4 matrix to
+// exceed the last-level cache, so that every call reads from memory as a
+// real model's weights do.
+func nf4Copies(rows, cols int) []*kernels.NF4Matrix {
+	rng := rand.New(rand.NewPCG(1, 2))
+	one := kerneltest.NF4(rng, rows, cols, kernels.NF4Code)
+	size := nf4Bytes(one)
+	ws := []*kernels.NF4Matrix{one}
+	for total := size; total < 128<<20; total += size {
+		c := *one
+		c.Packed = append([]byte(nil), one.Packed...)
+		c.Absmax = append([]float32(nil), one.Absmax...)
+		ws = append(ws, &c)
+	}
+	return ws
+}
+
+func nf4Bytes(m *kernels.NF4Matrix) int { return len(m.Packed) + 4*len(m.Absmax) }
+
+func BenchmarkNF4MatVec(bb *testing.B) {
+	bw := bandwidth()
+	shapes := [][2]int{{2048, 2048}, {8192, 2048}, {2048, 8192}}
+	for _, s := range shapes {
+		ws := nf4Copies(s[0], s[1])
+		for _, T := range []int{1, 8} {
+			bb.Run(fmt.Sprintf("%dx%d/T=%d", s[0], s[1], T), func(bb *testing.B) {
+				b := New(0)
+				defer b.Close()
+				rng := rand.New(rand.NewPCG(3, 4))
+				x := kerneltest.Vec(rng, T*s[1])
+				y := make([]float32, T*s[0])
+				bb.SetBytes(int64(nf4Bytes(ws[0])))
+				i := 0
+				for bb.Loop() {
+					b.MatMul(y, x, ws[i%len(ws)], T)
+					i++
+				}
+				gbs := float64(nf4Bytes(ws[0])) * float64(bb.N) / bb.Elapsed().Seconds() / 1e9
+				bb.ReportMetric(gbs, "GB/s")
+				bb.ReportMetric(gbs*1e9/bw, "frac_of_bw")
+				bb.ReportMetric(float64(T*bb.N)/bb.Elapsed().Seconds(), "tok/s")
+			})
+		}
+	}
+}
+
+// BenchmarkF32MatMul is a prefill-shaped product: 128 tokens through a
+// 2048×2048 float32 weight (and, for comparison, through the same NF4 one).
+func BenchmarkF32MatMul(bb *testing.B) {
+	const T, rows, cols = 128, 2048, 2048
+	rng := rand.New(rand.NewPCG(5, 6))
+	x := kerneltest.Vec(rng, T*cols)
+	y := make([]float32, T*rows)
+	for _, w := range []kernels.Matrix{kerneltest.F32(rng, rows, cols), kerneltest.NF4(rng, rows, cols, kernels.NF4Code)} {
+		bb.Run(fmt.Sprintf("%T/T=%d/%dx%d", w, T, rows, cols), func(bb *testing.B) {
+			b := New(0)
+			defer b.Close()
+			for bb.Loop() {
+				b.MatMul(y, x, w, T)
+			}
+			bb.ReportMetric(2*T*rows*cols*float64(bb.N)/bb.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkNF4Kernel times the inner loops alone on one goroutine, on a
+// 2048-column row that stays in L1: the compute ceiling of each version, to
+// set beside the memory floor (MB/s of packed weights and scales). "go" is
+// the pure Go loop, "avx2" the natural-order assembly (rows that straddle
+// blocks), "planes" the assembly used when Cols%64 == 0.
+func BenchmarkNF4Kernel(bb *testing.B) {
+	const cols = 2048
+	rng := rand.New(rand.NewPCG(7, 8))
+	m := kerneltest.NF4(rng, 1, cols, kernels.NF4Code)
+	x := kerneltest.Vec(rng, cols)
+	dst := make([]float32, cols)
+	var j nf4Job
+	j.setCode(&m.Code)
+	versions := []string{"go"}
+	if haveSIMD() {
+		versions = append(versions, "avx2", "planes")
+	}
+	for _, v := range versions {
+		bb.Run("dot/"+v, func(bb *testing.B) {
+			bb.SetBytes(int64(nf4Bytes(m)))
+			var s float32
+			for bb.Loop() {
+				if v == "planes" {
+					s += dotNF4PlanesAVX2(&j.planeT, m.Packed, m.Absmax, x)
+				} else {
+					s += dotNF4(m, &j.lut, 0, cols, x, v == "avx2")
+				}
+			}
+			_ = s
+		})
+		bb.Run("dequant/"+v, func(bb *testing.B) {
+			bb.SetBytes(int64(nf4Bytes(m)))
+			for bb.Loop() {
+				if v == "planes" {
+					dequantNF4PlanesAVX2(dst, &j.planeT, m.Packed, m.Absmax)
+				} else {
+					dequantNF4(dst, m, &j.lut, 0, cols, v == "avx2")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,248 @@
+// Package cpu is the fast CPU implementation of kernels.Backend: ops are
+// split by rows (or tokens, or (token, head) pairs) across a persistent
+// worker pool, weights are read once per call for every token of a batch,
+// and the hot loops run in AVX2/FMA assembly where the CPU has it (pure Go
+// otherwise, or always with the purego build tag).
+//
+// Every op is tested against kernels/ref, the specification.
+//
+// Shapes are fixed at load time, so ops check them cheaply on the calling
+// goroutine and panic with a clear message on a mismatch (a programming
+// error, never bad user input); weights must pass kernels.CheckMatrix.
+package cpu
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/parrot-llm/parrot/kernels"
+)
+
+// Backend runs ops on a fixed pool of goroutines. Ops may be called from
+// several goroutines; they run one at a time.
+type Backend struct {
+	mu      sync.Mutex
+	pool    *pool
+	threads int
+	simd    bool        // use the AVX2/FMA kernels
+	scratch [][]float32 // [workers][...] per-worker space, grown on demand
+	xperm   []float32   // [T, Cols] activations permuted for the NF4 planes kernels
+
+	// One preallocated job per op, reused under mu, so that dispatching
+	// work to the pool does not allocate.
+	nf4  nf4Job
+	f32  f32Job
+	attn attnJob
+	norm normJob
+	rope ropeJob
+	elt  eltJob
+}
+
+var _ kernels.Backend = (*Backend)(nil)
+
+// New starts a backend with threads workers (the caller's goroutine
+// included); threads <= 0 means runtime.NumCPU(). Close stops the workers.
+func New(threads int) *Backend {
+	return newBackend(threads, haveSIMD())
+}
+
+func newBackend(threads int, simd bool) *Backend {
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	b := &Backend{
+		pool:    newPool(threads - 1),
+		threads: threads,
+		simd:    simd,
+		scratch: make([][]float32, threads),
+	}
+	// A backend dropped without Close still lets its workers exit.
+	runtime.AddCleanup(b, func(p *pool) { p.close() }, b.pool)
+	return b
+}
+
+// Name returns "cpu", or "cpu-avx2" when the assembly kernels are in use.
+func (b *Backend) Name() string {
+	if b.simd {
+		return "cpu-avx2"
+	}
+	return "cpu"
+}
+
+// Threads returns the number of workers ops are split across.
+func (b *Backend) Threads() int { return b.threads }
+
+// Close stops the worker goroutines. Ops still work afterwards, on the
+// calling goroutine alone. Close is idempotent.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pool.close()
+}
+
+// SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix and
+// *NF4Matrix.
+func (b *Backend) SupportsMatrix(w kernels.Matrix) bool {
+	switch w.(type) {
+	case *kernels.F32Matrix, *kernels.NF4Matrix:
+		return true
+	}
+	return false
+}
+
+// reserve makes every worker's scratch hold at least n floats. It allocates
+// only when a larger size than ever before is needed.
+func (b *Backend) reserve(n int) {
+	for w := range b.scratch {
+		if len(b.scratch[w]) < n {
+			b.scratch[w] = make([]float32, n)
+		}
+	}
+}
+
+func need(op string, what string, have, want int) {
+	if have < want {
+		panic(fmt.Sprintf("kernels/cpu: %s: %s has %d elements, need %d", op, what, have, want))
+	}
+}
+
+func checkNF4(op string, m *kernels.NF4Matrix) {
+	n := m.Rows * m.Cols
+	need(op, "NF4 packed", len(m.Packed), (n+1)/2)
+	need(op, "NF4 absmax", len(m.Absmax), (n+kernels.NF4BlockSize-1)/kernels.NF4BlockSize)
+}
+
+func unsupported(op string, w kernels.Matrix) string {
+	return fmt.Sprintf("kernels/cpu: %s: unsupported matrix type %T (weights must pass kernels.CheckMatrix at load)", op, w)
+}
+
+// MatMul: y[t,:] = W·x[t,:] for t in [0,T). x [T, Cols], y [T, Rows].
+func (b *Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
+	if T <= 0 {
+		return
+	}
+	rows, cols := w.Shape()
+	need("MatMul", "x", len(x), T*cols)
+	need("MatMul", "y", len(y), T*rows)
+	if rows <= 0 || cols <= 0 {
+		clear(y[:T*max(rows, 0)])
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch m := w.(type) {
+	case *kernels.NF4Matrix:
+		checkNF4("MatMul", m)
+		b.matMulNF4(y, x, m, T)
+	case *kernels.F32Matrix:
+		need("MatMul", "F32 weight", len(m.Data), rows*cols)
+		b.matMulF32(y, x, m, T)
+	default:
+		panic(unsupported("MatMul", w))
+	}
+}
+
+// Embed: out[t,:] = row ids[t] of table. out [len(ids), Cols].
+func (b *Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
+	rows, cols := table.Shape()
+	need("Embed", "out", len(out), len(ids)*cols)
+	for _, id := range ids {
+		if id < 0 || int(id) >= rows {
+			panic(fmt.Sprintf("kernels/cpu: Embed: token id %d out of range [0,%d)", id, rows))
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch m := table.(type) {
+	case *kernels.F32Matrix:
+		need("Embed", "F32 table", len(m.Data), rows*cols)
+		for t, id := range ids {
+			copy(out[t*cols:(t+1)*cols], m.Data[int(id)*cols:(int(id)+1)*cols])
+		}
+	case *kernels.NF4Matrix:
+		checkNF4("Embed", m)
+		b.nf4.setCode(&m.Code)
+		for t, id := range ids {
+			dequantRow(out[t*cols:(t+1)*cols], m, &b.nf4.lut, int(id), b.simd)
+		}
+	default:
+		panic(unsupported("Embed", table))
+	}
+}
+
+// RMSNorm: out[t,:] = x[t,:] / sqrt(mean(x[t,:]²) + eps) * weight.
+func (b *Backend) RMSNorm(out, x, weight []float32, eps float32) {
+	n := len(weight)
+	if n == 0 {
+		return
+	}
+	T := len(x) / n
+	need("RMSNorm", "out", len(out), T*n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.norm = normJob{out: out, x: x, weight: weight, eps: eps}
+	b.pool.parallel(&b.norm, T, max(1, eltGrain/n))
+	b.norm = normJob{}
+}
+
+// RoPE rotates each head of each token by its position, pairs (x[i], x[i+headDim/2]).
+// x [len(pos), nHeads*headDim], invFreq [headDim/2].
+func (b *Backend) RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
+	half := headDim / 2
+	need("RoPE", "x", len(x), len(pos)*nHeads*headDim)
+	need("RoPE", "invFreq", len(invFreq), half)
+	if half == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reserve(2 * half)
+	b.rope = ropeJob{x: x, pos: pos, nHeads: nHeads, headDim: headDim, invFreq: invFreq, scratch: b.scratch}
+	b.pool.parallel(&b.rope, len(pos), max(1, eltGrain/(nHeads*headDim)))
+	b.rope = ropeJob{}
+}
+
+// Attention: out[t,h,:] = softmax(q[t,h,:]·K[:Len,g,:]ᵀ/sqrt(headDim))·V[:Len,g,:]
+// with g = h/(nHeads/nKVHeads). q, out [len(kv), nHeads*headDim].
+func (b *Backend) Attention(out, q []float32, kv []kernels.KVRef, nHeads, nKVHeads, headDim int) {
+	if nHeads <= 0 || nKVHeads <= 0 || nHeads%nKVHeads != 0 {
+		panic(fmt.Sprintf("kernels/cpu: Attention: %d heads is not a multiple of %d KV heads", nHeads, nKVHeads))
+	}
+	T := len(kv)
+	need("Attention", "q", len(q), T*nHeads*headDim)
+	need("Attention", "out", len(out), T*nHeads*headDim)
+	maxLen := 0
+	for _, c := range kv {
+		need("Attention", "K", len(c.K), c.Len*nKVHeads*headDim)
+		need("Attention", "V", len(c.V), c.Len*nKVHeads*headDim)
+		maxLen = max(maxLen, c.Len)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reserve(maxLen)
+	b.attn = attnJob{out: out, q: q, kv: kv, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim, scratch: b.scratch, simd: b.simd}
+	b.pool.parallel(&b.attn, T*nHeads, max(1, eltGrain/max(1, maxLen*headDim)))
+	b.attn = attnJob{}
+}
+
+// SiLUMul: out[i] = silu(gate[i]) * up[i]; out may alias gate.
+func (b *Backend) SiLUMul(out, gate, up []float32) {
+	need("SiLUMul", "up", len(up), len(gate))
+	need("SiLUMul", "out", len(out), len(gate))
+	b.elementwise(opSiLUMul, out, gate, up)
+}
+
+// Add: dst[i] += src[i].
+func (b *Backend) Add(dst, src []float32) {
+	need("Add", "src", len(src), len(dst))
+	b.elementwise(opAdd, dst, dst, src)
+}
+
+func (b *Backend) elementwise(op eltOp, out, a, c []float32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.elt = eltJob{op: op, out: out, a: a, b: c}
+	b.pool.parallel(&b.elt, len(a), eltGrain)
+	b.elt = eltJob{}
+}

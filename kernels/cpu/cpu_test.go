@@ -1,0 +1,217 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/kerneltest"
+)
+
+// variants are the backends under test: pure Go and (where the CPU has it)
+// AVX2, each with one worker and with more workers than this machine's cores,
+// so that work is really split and handed out.
+func variants(t testing.TB) []*Backend {
+	var bs []*Backend
+	for _, simd := range []bool{false, true} {
+		if simd && !haveSIMD() {
+			t.Log("no AVX2/FMA here (or purego build): assembly kernels not tested")
+			continue
+		}
+		for _, threads := range []int{1, 3} {
+			b := newBackend(threads, simd)
+			t.Cleanup(b.Close)
+			bs = append(bs, b)
+		}
+	}
+	return bs
+}
+
+func TestAgainstRef(t *testing.T) {
+	for _, b := range variants(t) {
+		t.Run(fmt.Sprintf("%s-%d", b.Name(), b.Threads()), func(t *testing.T) {
+			kerneltest.Run(t, b)
+		})
+	}
+}
+
+// FuzzMatMulNF4 compares NF4 MatMul with ref on random shapes and contents.
+// The seed corpus runs with plain go test; go test -fuzz FuzzMatMulNF4
+// explores further.
+func FuzzMatMulNF4(f *testing.F) {
+	f.Add(uint8(1), uint16(64), uint8(1), uint64(1))
+	f.Add(uint8(3), uint16(172), uint8(3), uint64(2))
+	f.Add(uint8(7), uint16(33), uint8(7), uint64(3))
+	f.Add(uint8(40), uint16(999), uint8(2), uint64(4))
+	f.Add(uint8(2), uint16(1), uint8(9), uint64(5))
+	bs := variants(f)
+	f.Fuzz(func(t *testing.T, rows uint8, cols uint16, T uint8, seed uint64) {
+		r, c, n := 1+int(rows)%48, 1+int(cols)%1200, 1+int(T)%10
+		rng := rand.New(rand.NewPCG(seed, 99))
+		w := kerneltest.NF4(rng, r, c, kernels.NF4Code)
+		x := kerneltest.Vec(rng, n*c)
+		for _, b := range bs {
+			if msg := kerneltest.MatMulMismatch(b, w, x, n); msg != "" {
+				t.Fatalf("%s [%d,%d] T=%d: %s", b.Name(), r, c, n, msg)
+			}
+		}
+	})
+}
+
+func TestExpf(t *testing.T) {
+	for x := float32(-87.3); x < 88.7; x += 0.0137 {
+		want := math.Exp(float64(x))
+		if got := float64(expf(x)); math.Abs(got-want) > 3e-7*want {
+			t.Fatalf("expf(%v) = %v, want %v", x, got, want)
+		}
+	}
+	if got := expf(88.72); math.IsInf(float64(got), 0) || got < 3.3e38 {
+		t.Errorf("expf(88.72) = %v, want finite ≈ 3.4e38", got)
+	}
+	if !math.IsInf(float64(expf(89)), 1) || expf(-90) != 0 || expf(float32(math.Inf(-1))) != 0 {
+		t.Errorf("expf out of range: %v %v", expf(89), expf(-90))
+	}
+	if nan := float32(math.NaN()); !math.IsNaN(float64(expf(nan))) {
+		t.Errorf("expf(NaN) = %v", expf(nan))
+	}
+}
+
+// The hot path must not allocate: decode calls these ops thousands of times
+// per second.
+func TestNoAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, b := range variants(t) {
+		nf4 := kerneltest.NF4(rng, 256, 300, kernels.NF4Code)
+		f32 := kerneltest.F32(rng, 256, 300)
+		x := kerneltest.Vec(rng, 5*300)
+		y := make([]float32, 5*300)
+		q := kerneltest.Vec(rng, 5*8*16)
+		kv := kerneltest.Vec(rng, 40*2*16)
+		refs := []kernels.KVRef{{K: kv, V: kv, Len: 36}, {K: kv, V: kv, Len: 37}, {K: kv, V: kv, Len: 38}, {K: kv, V: kv, Len: 39}, {K: kv, V: kv, Len: 40}}
+		pos := []int32{1, 2, 3, 4, 5}
+		inv := kerneltest.Vec(rng, 8)
+		ops := map[string]func(){
+			"MatMulNF4 T=1": func() { b.MatMul(y, x, nf4, 1) },
+			"MatMulNF4 T=5": func() { b.MatMul(y, x, nf4, 5) },
+			"MatMulF32 T=5": func() { b.MatMul(y, x, f32, 5) },
+			"Attention":     func() { b.Attention(y[:len(q)], q, refs, 8, 2, 16) },
+			"RoPE":          func() { b.RoPE(q, pos, 8, 16, inv) },
+			"RMSNorm":       func() { b.RMSNorm(y[:len(x)], x, x[:300], 1e-5) },
+			"SiLUMul":       func() { b.SiLUMul(y[:len(x)], x, x) },
+			"Add":           func() { b.Add(y[:len(x)], x) },
+			"EmbedNF4":      func() { b.Embed(y[:3*300], nf4, []int32{5, 6, 7}) },
+		}
+		for name, op := range ops {
+			op() // grows scratch space once
+			if a := testing.AllocsPerRun(20, op); a != 0 {
+				t.Errorf("%s %s: %v allocations per call", b.Name(), name, a)
+			}
+		}
+	}
+}
+
+func TestCloseAndCheck(t *testing.T) {
+	b := New(0)
+	if b.Threads() < 1 {
+		t.Fatalf("Threads() = %d", b.Threads())
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	w := kerneltest.NF4(rng, 70, 100, kernels.NF4Code)
+	if err := kernels.CheckMatrix(b, w); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b.Close()
+	// After Close ops run on the caller and give the same answers.
+	if msg := kerneltest.MatMulMismatch(b, w, kerneltest.Vec(rng, 2*100), 2); msg != "" {
+		t.Fatal(msg)
+	}
+}
+
+func TestBadShapesPanic(t *testing.T) {
+	b := newBackend(2, false)
+	defer b.Close()
+	w := &kernels.F32Matrix{Rows: 2, Cols: 3, Data: make([]float32, 6)}
+	cases := map[string]func(){
+		"short x":      func() { b.MatMul(make([]float32, 2), make([]float32, 2), w, 1) },
+		"short y":      func() { b.MatMul(make([]float32, 1), make([]float32, 3), w, 1) },
+		"bad id":       func() { b.Embed(make([]float32, 3), w, []int32{2}) },
+		"heads":        func() { b.Attention(nil, nil, nil, 3, 2, 4) },
+		"short K":      func() { b.Attention(make([]float32, 4), make([]float32, 4), []kernels.KVRef{{Len: 1}}, 1, 1, 4) },
+		"unsupported":  func() { b.MatMul(make([]float32, 1), make([]float32, 1), other{}, 1) },
+		"short packed": func() { b.MatMul(make([]float32, 1), make([]float32, 64), &kernels.NF4Matrix{Rows: 1, Cols: 64}, 1) },
+	}
+	for name, f := range cases {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+type other struct{}
+
+func (other) Shape() (int, int) { return 1, 1 }
+
+// The planes kernels emit weights in permuteBlocks order: permuting the
+// natural dequantization must give exactly their output, and the dot must
+// match the natural one.
+func TestPlanesOrder(t *testing.T) {
+	if !haveSIMD() {
+		t.Skip("no AVX2/FMA here (or purego build)")
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	m := kerneltest.NF4(rng, 3, 128, kernels.NF4Code)
+	var j nf4Job
+	j.setCode(&m.Code)
+	n := m.Rows * m.Cols
+	natural := make([]float32, n)
+	dequantNF4(natural, m, &j.lut, 0, n, false)
+	want := make([]float32, n)
+	permuteBlocks(want, natural)
+	got := make([]float32, n)
+	dequantNF4PlanesAVX2(got, &j.planeT, m.Packed, m.Absmax)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("planes dequant [%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	x := kerneltest.Vec(rng, n)
+	xp := make([]float32, n)
+	permuteBlocks(xp, x)
+	d0 := dotNF4(m, &j.lut, 0, n, x, false)
+	d1 := dotNF4PlanesAVX2(&j.planeT, m.Packed, m.Absmax, xp)
+	if math.Abs(float64(d0-d1)) > 1e-4 {
+		t.Fatalf("planes dot = %v, want %v", d1, d0)
+	}
+}
+
+// Ops may be called from several goroutines at once; they take turns.
+func TestConcurrentCallers(t *testing.T) {
+	b := newBackend(2, haveSIMD())
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(6, 6))
+	w := kerneltest.NF4(rng, 200, 128, kernels.NF4Code)
+	done := make(chan string)
+	for g := 0; g < 4; g++ {
+		x := kerneltest.Vec(rng, (g+1)*128)
+		go func() {
+			msg := ""
+			for i := 0; i < 5 && msg == ""; i++ {
+				msg = kerneltest.MatMulMismatch(b, w, x, g+1)
+			}
+			done <- msg
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if msg := <-done; msg != "" {
+			t.Error(msg)
+		}
+	}
+}

@@ -1,0 +1,183 @@
+// Package ref is the naive specification of every kernels.Backend op: one
+// obvious loop per op, accumulating in float64, no concurrency. Fast backends
+// are tested op by op against it.
+//
+// Shapes are the caller's responsibility (they are fixed at load time); a
+// mismatch panics with an index error. Weights must pass kernels.CheckMatrix.
+package ref
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/parrot-llm/parrot/kernels"
+)
+
+// Backend is the reference backend. It has no state.
+type Backend struct{}
+
+// New returns the reference backend.
+func New() kernels.Backend { return Backend{} }
+
+func (Backend) Name() string { return "ref" }
+
+// SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix and
+// *NF4Matrix.
+func (Backend) SupportsMatrix(w kernels.Matrix) bool {
+	switch w.(type) {
+	case *kernels.F32Matrix, *kernels.NF4Matrix:
+		return true
+	}
+	return false
+}
+
+// NF4Element returns element i of the row-major flattening of m:
+// Code[nibble_i] * Absmax[i/64], where element 2j is the high nibble of
+// Packed[j] and element 2j+1 the low nibble. The product is rounded to
+// float32, as bitsandbytes does.
+func NF4Element(m *kernels.NF4Matrix, i int) float32 {
+	b := m.Packed[i/2]
+	nibble := b >> 4
+	if i%2 == 1 {
+		nibble = b & 0x0F
+	}
+	return m.Code[nibble] * m.Absmax[i/kernels.NF4BlockSize]
+}
+
+// Element returns W[r, c] of an *F32Matrix or *NF4Matrix.
+func Element(w kernels.Matrix, r, c int) float32 {
+	switch m := w.(type) {
+	case *kernels.F32Matrix:
+		return m.Data[r*m.Cols+c]
+	case *kernels.NF4Matrix:
+		return NF4Element(m, r*m.Cols+c)
+	}
+	panic(fmt.Sprintf("ref: unsupported matrix type %T (weights must pass kernels.CheckMatrix at load)", w))
+}
+
+// Dequantize returns m as a dense float32 matrix.
+func Dequantize(m *kernels.NF4Matrix) *kernels.F32Matrix {
+	d := &kernels.F32Matrix{Rows: m.Rows, Cols: m.Cols, Data: make([]float32, m.Rows*m.Cols)}
+	for i := range d.Data {
+		d.Data[i] = NF4Element(m, i)
+	}
+	return d
+}
+
+// MatMul: y[t,r] = Σ_c W[r,c]·x[t,c]. x [T, Cols], y [T, Rows].
+func (Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
+	rows, cols := w.Shape()
+	for t := 0; t < T; t++ {
+		for r := 0; r < rows; r++ {
+			var s float64
+			for c := 0; c < cols; c++ {
+				s += float64(Element(w, r, c)) * float64(x[t*cols+c])
+			}
+			y[t*rows+r] = float32(s)
+		}
+	}
+}
+
+// Embed: out[t,:] = table[ids[t],:]. out [len(ids), Cols].
+func (Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
+	rows, cols := table.Shape()
+	for t, id := range ids {
+		if id < 0 || int(id) >= rows {
+			panic(fmt.Sprintf("ref: Embed: token id %d out of range [0,%d)", id, rows))
+		}
+		for c := 0; c < cols; c++ {
+			out[t*cols+c] = Element(table, int(id), c)
+		}
+	}
+}
+
+// RMSNorm: out[t,i] = weight[i] * (x[t,i] / sqrt(mean_i(x[t,i]²) + eps)).
+func (Backend) RMSNorm(out, x, weight []float32, eps float32) {
+	n := len(weight)
+	for t := 0; t < len(x)/n; t++ {
+		row := x[t*n : (t+1)*n]
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		scale := float32(1 / math.Sqrt(ss/float64(n)+float64(eps)))
+		for i, v := range row {
+			out[t*n+i] = weight[i] * (v * scale)
+		}
+	}
+}
+
+// RoPE rotates the pairs (x[i], x[i+headDim/2]) of every head of token t by
+// the angle pos[t]*invFreq[i], computed in float32 as transformers does.
+func (Backend) RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
+	half := headDim / 2
+	for t, p := range pos {
+		for i := 0; i < half; i++ {
+			angle := float32(p) * invFreq[i]
+			cos := float32(math.Cos(float64(angle)))
+			sin := float32(math.Sin(float64(angle)))
+			for h := 0; h < nHeads; h++ {
+				base := (t*nHeads + h) * headDim
+				x0, x1 := x[base+i], x[base+i+half]
+				x[base+i] = x0*cos - x1*sin
+				x[base+i+half] = x1*cos + x0*sin
+			}
+		}
+	}
+}
+
+// Attention: softmax(q·Kᵀ/sqrt(headDim))·V per token and head, with the
+// max subtracted before exponentiating. A token with Len 0 gets zeros.
+func (Backend) Attention(out, q []float32, kv []kernels.KVRef, nHeads, nKVHeads, headDim int) {
+	group := nHeads / nKVHeads
+	kvDim := nKVHeads * headDim
+	scale := 1 / math.Sqrt(float64(headDim))
+	for t, c := range kv {
+		for h := 0; h < nHeads; h++ {
+			g := h / group
+			qh := q[(t*nHeads+h)*headDim : (t*nHeads+h+1)*headDim]
+			oh := out[(t*nHeads+h)*headDim : (t*nHeads+h+1)*headDim]
+			scores := make([]float64, c.Len)
+			maxScore := math.Inf(-1)
+			for j := range scores {
+				k := c.K[j*kvDim+g*headDim : j*kvDim+(g+1)*headDim]
+				var s float64
+				for i := range qh {
+					s += float64(qh[i]) * float64(k[i])
+				}
+				scores[j] = s * scale
+				maxScore = math.Max(maxScore, scores[j])
+			}
+			var sum float64
+			for j := range scores {
+				scores[j] = math.Exp(scores[j] - maxScore)
+				sum += scores[j]
+			}
+			for i := range oh {
+				var o float64
+				for j, p := range scores {
+					o += p * float64(c.V[j*kvDim+g*headDim+i])
+				}
+				if c.Len > 0 {
+					o /= sum
+				}
+				oh[i] = float32(o)
+			}
+		}
+	}
+}
+
+// SiLUMul: out[i] = gate[i]·sigmoid(gate[i])·up[i].
+func (Backend) SiLUMul(out, gate, up []float32) {
+	for i, g := range gate {
+		silu := float64(g) / (1 + math.Exp(-float64(g)))
+		out[i] = float32(silu) * up[i]
+	}
+}
+
+// Add: dst[i] += src[i].
+func (Backend) Add(dst, src []float32) {
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
