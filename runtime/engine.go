@@ -67,7 +67,7 @@ type Usage struct {
 
 // Timing of a finished request, for metrics.
 type Timing struct {
-	Queued, FirstToken, Finished time.Time
+	Queued, Scheduled, FirstToken, Finished time.Time
 }
 
 // Errors the engine returns from Submit.
@@ -126,6 +126,7 @@ type sequence struct {
 	decoder  *tokenizer.StreamDecoder
 	stops    *sampler.StopMatcher
 	stopHit  bool // a stop string ended the text
+	finished bool // the final event was sent
 	maxNew   int
 	timing   Timing
 	lastTime time.Time
@@ -261,17 +262,23 @@ func (e *Engine) loop() {
 	var rows []*sequence // sequences whose logits come back, in batch order
 	for {
 		e.mu.Lock()
+		// A request cancelled while waiting leaves the queue at once.
+		e.waiting = slices.DeleteFunc(e.waiting, func(s *sequence) bool {
+			if s.ctx.Err() != nil {
+				e.finish(s, "", s.ctx.Err())
+				return true
+			}
+			return false
+		})
 		for len(running) < e.opts.MaxRunning && len(e.waiting) > 0 {
 			s := e.waiting[0]
 			e.waiting = e.waiting[1:]
 			s.cache = e.model.NewKVCache(e.opts.MaxModelLen)
+			s.timing.Scheduled = time.Now()
 			running = append(running, s)
 		}
 		nWaiting, closed := len(e.waiting), e.closed
 		e.mu.Unlock()
-		if e.opts.Observer != nil {
-			e.opts.Observer.Queue(len(running), nWaiting)
-		}
 
 		// Drop cancelled sequences before spending compute on them.
 		running = slices.DeleteFunc(running, func(s *sequence) bool {
@@ -281,6 +288,9 @@ func (e *Engine) loop() {
 			}
 			return false
 		})
+		if e.opts.Observer != nil {
+			e.opts.Observer.Queue(len(running), nWaiting)
+		}
 		if len(running) == 0 {
 			if closed && nWaiting == 0 {
 				return
@@ -329,7 +339,7 @@ func (e *Engine) loop() {
 		for i, s := range rows {
 			e.step(s, logits[i*vocab:(i+1)*vocab])
 		}
-		running = slices.DeleteFunc(running, func(s *sequence) bool { return s.cache == nil })
+		running = slices.DeleteFunc(running, func(s *sequence) bool { return s.finished })
 	}
 }
 
@@ -384,9 +394,10 @@ func (e *Engine) emit(s *sequence, ev Event) {
 
 // finish sends the final event, closes the stream and frees the cache.
 func (e *Engine) finish(s *sequence, reason string, err error) {
-	if s.cache == nil {
+	if s.finished {
 		return
 	}
+	s.finished = true
 	// Emit what the decoder and stop matcher still hold back, unless a stop
 	// string ended the text.
 	tail := ""

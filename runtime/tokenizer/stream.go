@@ -285,6 +285,10 @@ type StreamDecoder struct {
 	next  func(id int32) (string, error) // the implementation in use
 	end   func() string
 	ended bool
+
+	tok         Tokenizer
+	skipSpecial bool
+	pending     string // primed prompt text still held back, dropped when it comes out
 }
 
 // NewStreamDecoder returns a stream decoder for t. For the tokenizers of this
@@ -292,10 +296,14 @@ type StreamDecoder struct {
 // it re-decodes the ids seen so far and emits the new suffix (slower, and
 // exact only when that suffix never changes).
 func NewStreamDecoder(t Tokenizer, skipSpecial bool) *StreamDecoder {
+	var d *StreamDecoder
 	if p, ok := t.(interface{ streamPipeline() *pipeline }); ok {
-		return newPipelineStream(p.streamPipeline(), skipSpecial)
+		d = newPipelineStream(p.streamPipeline(), skipSpecial)
+	} else {
+		d = newGenericStream(t, skipSpecial)
 	}
-	return newGenericStream(t, skipSpecial)
+	d.tok, d.skipSpecial = t, skipSpecial
+	return d
 }
 
 // Add feeds one id and returns the text that is now final.
@@ -303,7 +311,28 @@ func (d *StreamDecoder) Add(id int32) (string, error) {
 	if d.ended {
 		return "", fmt.Errorf("tokenizer: StreamDecoder.Add after Flush")
 	}
-	return d.next(id)
+	out, err := d.next(id)
+	return d.dropPrimed(out), err
+}
+
+// dropPrimed removes prompt text that Prime could not emit yet (a pending
+// UTF-8 character or byte-fallback run) when it finally comes out.
+// If the held text instead merges with generated text (a UTF-8 character
+// split between prompt and reply), the merged text is kept.
+func (d *StreamDecoder) dropPrimed(out string) string {
+	if d.pending == "" || out == "" {
+		return out
+	}
+	n := 0
+	for n < len(out) && n < len(d.pending) && out[n] == d.pending[n] {
+		n++
+	}
+	if n < len(d.pending) && n < len(out) { // diverged: the prompt's tail merged
+		d.pending = ""
+		return out
+	}
+	d.pending = d.pending[n:]
+	return out[n:]
 }
 
 // Flush ends the stream and returns the text still held back; later calls
@@ -313,17 +342,29 @@ func (d *StreamDecoder) Flush() string {
 		return ""
 	}
 	d.ended = true
-	return d.end()
+	return d.dropPrimed(d.end())
 }
 
 // Prime feeds prompt ids whose text must not be emitted again, so that the
 // first generated token is decoded in context (e.g. keeps its leading space
 // under SentencePiece). Call it before the first Add.
 func (d *StreamDecoder) Prime(ids []int32) error {
+	var emitted strings.Builder
 	for _, id := range ids {
-		if _, err := d.Add(id); err != nil {
+		out, err := d.Add(id)
+		if err != nil {
 			return err
 		}
+		emitted.WriteString(out)
+	}
+	// What the prompt decodes to but the stream still holds back must not
+	// reappear in front of the first generated token.
+	full, err := d.tok.Decode(ids, d.skipSpecial)
+	if err != nil {
+		return err
+	}
+	if rest, ok := strings.CutPrefix(full, emitted.String()); ok {
+		d.pending += rest
 	}
 	return nil
 }

@@ -1,0 +1,166 @@
+// Command serve serves a Llama-family model over the OpenAI HTTP API.
+//
+//	go run ./cmd/serve --model unsloth/Llama-3.2-1B-Instruct-bnb-4bit
+//	go run ./cmd/serve --model testdata/stories260K --quantize none
+//
+// See `serve --help` for the flags (and their PARROT_* variables).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/openai"
+	"github.com/parrot-llm/parrot/runtime"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default: a second one kills.
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run serves until ctx ends (a signal), then drains; it returns the exit
+// status: 0 after a clean drain, 1 on a failure, 2 on bad flags.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := config.ParseServe(args, stdout)
+	if errors.Is(err, config.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "serve: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("serve failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg config.Serve, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve listens at once (so /health answers 503 while the model loads),
+// loads the model, serves it, and drains on ctx's end.
+func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := openai.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	srv := openai.New(openai.Options{APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxRequestBodyBytes, Logger: log, Gatherer: reg})
+
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "api_keys", len(cfg.APIKeys))
+
+	engine, closeBackend, err := load(ctx, cfg, log, metrics.Observer(cfg.ServedModelNames[0]))
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	defer closeBackend()
+	resolver, err := openai.NewStaticResolver(engine, cfg.ServedModelNames...)
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	srv.SetModels(resolver)
+	log.Info("ready", "served_model_names", cfg.ServedModelNames, "max_model_len", engine.MaxModelLen())
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		_ = engine.Close(context.Background())
+		return fmt.Errorf("http server: %w", err)
+	}
+	return drain(cfg, log, srv, httpSrv, engine)
+}
+
+// drain stops accepting requests, lets in-flight ones finish (up to the
+// shutdown timeout, then cuts them), and stops the engine.
+func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http.Server, engine *runtime.Engine) error {
+	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+	srv.SetDraining()
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(dctx); err != nil {
+		log.Warn("drain timed out: closing the remaining connections", "err", err)
+		_ = httpSrv.Close() // cancels the requests' contexts, which stops their sequences
+	}
+	ectx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := engine.Close(ectx); err != nil {
+		return fmt.Errorf("stopping the engine: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// load finds the model (downloading it from the Hub if needed), loads it on
+// the configured backend and starts its engine.
+func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.Observer) (*runtime.Engine, func(), error) {
+	dir, err := modelDir(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	backend, closeBackend, err := newBackend(cfg.Backend, cfg.Threads)
+	if err != nil {
+		return nil, nil, err
+	}
+	start := time.Now()
+	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend)
+	loaded, err := runtime.Load(dir, runtime.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate})
+	if err != nil {
+		closeBackend()
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		closeBackend()
+		return nil, nil, fmt.Errorf("interrupted while loading: %w", err)
+	}
+	engine := runtime.NewEngine(loaded, runtime.EngineOptions{
+		MaxRunning:    cfg.MaxNumSeqs,
+		MaxWaiting:    cfg.MaxWaitingRequests,
+		MaxBatchToken: cfg.MaxNumBatchedTokens,
+		MaxModelLen:   cfg.MaxModelLen,
+		Observer:      obs,
+	})
+	if cfg.MaxModelLen > engine.MaxModelLen() {
+		log.Warn("--max-model-len is above the model's max_position_embeddings: using the model's", "max_model_len", engine.MaxModelLen())
+	}
+	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "chat_template", loaded.Template != nil)
+	return engine, closeBackend, nil
+}

@@ -1,0 +1,357 @@
+// Package config reads the settings of the parrot commands from flags,
+// environment variables (prefix PARROT_) and a YAML file, in viper's
+// precedence: a flag given on the command line wins over the environment,
+// which wins over the file, which wins over the defaults. It is the only
+// package that uses viper; commands get plain, validated structs.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is the prefix of the environment variables: --max-model-len is
+// PARROT_MAX_MODEL_LEN.
+const EnvPrefix = "PARROT"
+
+// ErrHelp is returned when --help was asked for (the usage was printed).
+var ErrHelp = pflag.ErrHelp
+
+// Serve is the configuration of `parrot serve`.
+type Serve struct {
+	Model            string   // local model directory or Hub id "org/name[@revision]"
+	Revision         string   // Hub revision (branch, tag or commit); "" = from Model or "main"
+	DownloadDir      string   // Hub cache directory; "" = HF_HUB_CACHE / HF_HOME rules
+	ServedModelNames []string // names clients use; default [Model]
+	Host             string   // "" = all interfaces
+	Port             int
+	Quantize         string // "nf4" or "none"
+	ChatTemplate     string // built-in name or Jinja source; "" = the checkpoint's
+	MaxModelLen      int    // 0 = the model's max_position_embeddings
+	Threads          int    // CPU threads; 0 = all cores
+	Backend          string // "cpu" or "cuda"
+	APIKeys          []string
+	AdaptersDir      string
+
+	MaxNumSeqs          int   // sequences decoded together
+	MaxNumBatchedTokens int   // tokens per forward pass
+	MaxWaitingRequests  int   // queued requests before 429
+	MaxRequestBodyBytes int64 // request body limit
+	ShutdownTimeout     time.Duration
+
+	LogLevel  string // debug, info, warn, error
+	LogFormat string // text or json
+
+	ConfigFile string // the YAML file read, if any
+}
+
+// serveFlags defines the flags; the usage strings are the --help text.
+func serveFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.String("config", "", "YAML file of settings, keys named as the flags (e.g. max-model-len: 2048)")
+	fs.String("model", "", "model to serve: a local Hugging Face model directory, or a Hub id org/name[@revision] (downloaded into the Hugging Face cache)")
+	fs.String("revision", "", "Hub revision (branch, tag or commit) of --model; default main")
+	fs.String("download-dir", "", "Hub cache directory; default $HF_HUB_CACHE, else $HF_HOME/hub")
+	fs.StringSlice("served-model-name", nil, "name(s) clients use for the model; repeat or comma-separate for aliases; default the --model argument")
+	fs.String("host", "", "address to listen on; empty = all interfaces")
+	fs.Int("port", 8000, "port to listen on")
+	fs.String("quantize", "nf4", "weights of the projections: nf4 (4-bit, quantized on load if needed) or none (float32, for reference checks)")
+	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1) or Jinja source; default the model's own")
+	fs.Int("max-model-len", 0, "context length in tokens; 0 = the model's max_position_embeddings")
+	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")
+	fs.String("backend", "cpu", "compute backend: cpu or cuda (cuda needs a binary built with -tags cuda)")
+	fs.StringSlice("api-key", nil, "API key clients must send as 'Authorization: Bearer KEY'; repeat (or comma-separate) for several; none = no auth")
+	fs.String("adapters-dir", "", "directory of LoRA adapters to serve (one PEFT adapter per subdirectory)")
+	fs.Int("max-num-seqs", 16, "most sequences decoded together in one step")
+	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
+	fs.Int("max-waiting-requests", 256, "most queued requests; more are refused with 429 and Retry-After")
+	fs.Int64("max-request-body-bytes", 4<<20, "largest accepted request body, in bytes")
+	fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may run before they are cut")
+	fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.String("log-format", "text", "log format: text or json")
+	fs.VisitAll(func(f *pflag.Flag) {
+		f.Usage += fmt.Sprintf(" [$%s]", envName(f.Name))
+	})
+	return fs
+}
+
+func envName(flag string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// ServeUsage writes the --help text.
+func ServeUsage(w io.Writer) {
+	fmt.Fprintf(w, `Usage: serve --model MODEL [flags]
+
+Serves MODEL over an OpenAI-compatible HTTP API (/v1/chat/completions,
+/v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics).
+
+Every flag can also be set by an environment variable (shown in brackets;
+lists comma-separated) or a key of the --config YAML file. A flag on the
+command line wins over the environment, which wins over the file.
+
+Flags:
+%s`, serveFlags().FlagUsages())
+}
+
+// ParseServe reads the serve configuration from args (without the program
+// name), the environment and the --config file. --help prints the usage to
+// out and returns ErrHelp.
+func ParseServe(args []string, out io.Writer) (Serve, error) {
+	fs := serveFlags()
+	fs.SetOutput(io.Discard)
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return Serve{}, fmt.Errorf("%w (see --help)", err)
+	}
+	if *help {
+		ServeUsage(out)
+		return Serve{}, ErrHelp
+	}
+	if fs.NArg() > 0 {
+		return Serve{}, fmt.Errorf("unexpected argument %q: give the model with --model (see --help)", fs.Arg(0))
+	}
+	v, err := newViper(fs)
+	if err != nil {
+		return Serve{}, err
+	}
+	g := getter{v: v}
+	c := Serve{
+		ConfigFile:          g.str("config"),
+		Model:               g.str("model"),
+		Revision:            g.str("revision"),
+		DownloadDir:         g.str("download-dir"),
+		ServedModelNames:    g.list("served-model-name"),
+		Host:                g.str("host"),
+		Port:                g.int("port"),
+		Quantize:            strings.ToLower(g.str("quantize")),
+		ChatTemplate:        g.str("chat-template"),
+		MaxModelLen:         g.int("max-model-len"),
+		Threads:             g.int("threads"),
+		Backend:             strings.ToLower(g.str("backend")),
+		APIKeys:             g.list("api-key"),
+		AdaptersDir:         g.str("adapters-dir"),
+		MaxNumSeqs:          g.int("max-num-seqs"),
+		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),
+		MaxWaitingRequests:  g.int("max-waiting-requests"),
+		MaxRequestBodyBytes: g.int64("max-request-body-bytes"),
+		ShutdownTimeout:     g.duration("shutdown-timeout"),
+		LogLevel:            strings.ToLower(g.str("log-level")),
+		LogFormat:           strings.ToLower(g.str("log-format")),
+	}
+	if g.err != nil {
+		return Serve{}, g.err
+	}
+	if len(c.ServedModelNames) == 0 && c.Model != "" {
+		c.ServedModelNames = []string{c.Model}
+	}
+	if err := c.Validate(); err != nil {
+		return Serve{}, err
+	}
+	return c, nil
+}
+
+// newViper layers the flags, the environment and the config file.
+func newViper(fs *pflag.FlagSet) (*viper.Viper, error) {
+	v := viper.New()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, err
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	path := v.GetString("config")
+	if path == "" {
+		return v, nil
+	}
+	file := viper.New()
+	file.SetConfigFile(path)
+	file.SetConfigType("yaml")
+	if err := file.ReadInConfig(); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("--config %s: file not found", path)
+		}
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	settings := map[string]any{}
+	for key, val := range file.AllSettings() {
+		name := strings.ReplaceAll(key, "_", "-")
+		if name == "config" || name == "help" || fs.Lookup(name) == nil {
+			return nil, fmt.Errorf("--config %s: unknown setting %q (settings are named as the flags; see --help)", path, key)
+		}
+		settings[name] = val
+	}
+	if err := v.MergeConfigMap(settings); err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// getter reads typed values strictly (viper's Get* turn bad values into
+// zeros); the first error is kept and names where the value came from.
+type getter struct {
+	v   *viper.Viper
+	err error
+}
+
+func (g *getter) fail(key string, val any, want string) {
+	if g.err == nil {
+		g.err = fmt.Errorf("--%s (or $%s or the config file): %q is not %s", key, envName(key), fmt.Sprint(val), want)
+	}
+}
+
+func (g *getter) str(key string) string {
+	val := g.v.Get(key)
+	s, err := cast.ToStringE(val)
+	if err != nil {
+		g.fail(key, val, "a string")
+	}
+	return strings.TrimSpace(s)
+}
+
+func (g *getter) int(key string) int {
+	return int(g.int64(key))
+}
+
+func (g *getter) int64(key string) int64 {
+	val := g.v.Get(key)
+	n, err := cast.ToInt64E(val)
+	if s, ok := val.(string); ok { // cast reads "010" as octal and "" as 0
+		n, err = strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	}
+	if err != nil {
+		g.fail(key, val, "an integer")
+	}
+	return n
+}
+
+func (g *getter) duration(key string) time.Duration {
+	val := g.v.Get(key)
+	var d time.Duration
+	var err error
+	switch x := val.(type) {
+	case string:
+		d, err = time.ParseDuration(strings.TrimSpace(x))
+	default:
+		d, err = cast.ToDurationE(val) // YAML numbers are nanoseconds to cast; require units
+		if _, isNum := val.(int); isNum && d != 0 {
+			err = errors.New("no unit")
+		}
+	}
+	if err != nil {
+		g.fail(key, val, "a duration such as 30s or 2m")
+	}
+	return d
+}
+
+// list reads a string list: repeated or comma-separated flags, a
+// comma-separated environment variable, or a YAML list or string.
+func (g *getter) list(key string) []string {
+	val := g.v.Get(key)
+	var items []string
+	switch x := val.(type) {
+	case nil:
+	case string:
+		items = strings.Split(x, ",")
+	default:
+		s, err := cast.ToStringSliceE(val)
+		if err != nil {
+			g.fail(key, val, "a list of strings")
+			return nil
+		}
+		for _, e := range s {
+			items = append(items, strings.Split(e, ",")...)
+		}
+	}
+	out := items[:0]
+	for _, s := range items {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// Validate checks ranges and choices, with messages that name the flag.
+func (c *Serve) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Model == "" {
+		bad("--model is required: a local model directory or a Hub id such as org/name")
+	}
+	if strings.Contains(c.Model, "@") && c.Revision != "" {
+		bad("--model %q already names a revision: drop --revision %q", c.Model, c.Revision)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		bad("--port %d: must be in 1..65535", c.Port)
+	}
+	if !slices.Contains([]string{"nf4", "none"}, c.Quantize) {
+		bad("--quantize %q: must be nf4 or none", c.Quantize)
+	}
+	if !slices.Contains([]string{"cpu", "cuda"}, c.Backend) {
+		bad("--backend %q: must be cpu or cuda", c.Backend)
+	}
+	if c.MaxModelLen < 0 {
+		bad("--max-model-len %d: must be 0 (the model's) or positive", c.MaxModelLen)
+	}
+	if c.Threads < 0 {
+		bad("--threads %d: must be 0 (all cores) or positive", c.Threads)
+	}
+	if c.MaxNumSeqs < 1 {
+		bad("--max-num-seqs %d: must be at least 1", c.MaxNumSeqs)
+	}
+	if c.MaxNumBatchedTokens < 1 {
+		bad("--max-num-batched-tokens %d: must be at least 1", c.MaxNumBatchedTokens)
+	}
+	if c.MaxWaitingRequests < 1 {
+		bad("--max-waiting-requests %d: must be at least 1", c.MaxWaitingRequests)
+	}
+	if c.MaxRequestBodyBytes < 1024 {
+		bad("--max-request-body-bytes %d: must be at least 1024", c.MaxRequestBodyBytes)
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("--shutdown-timeout %v: must not be negative", c.ShutdownTimeout)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("--log-level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.LogFormat) {
+		bad("--log-format %q: must be text or json", c.LogFormat)
+	}
+	seen := map[string]bool{}
+	for _, n := range c.ServedModelNames {
+		if seen[n] {
+			bad("--served-model-name %q is given twice", n)
+		}
+		seen[n] = true
+	}
+	if c.AdaptersDir != "" {
+		if st, err := os.Stat(c.AdaptersDir); err != nil || !st.IsDir() {
+			bad("--adapters-dir %q: not a directory", c.AdaptersDir)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Addr is the listen address, host:port.
+func (c *Serve) Addr() string {
+	host := c.Host
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]" // IPv6 literal
+	}
+	return fmt.Sprintf("%s:%d", host, c.Port)
+}
