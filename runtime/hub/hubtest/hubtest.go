@@ -252,8 +252,15 @@ func dropConnection(w http.ResponseWriter) {
 func (s *Server) handler(name string, serve func(http.ResponseWriter, *http.Request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &recorder{ResponseWriter: w}
+		// Log on arrival, so the log is in request order even when a
+		// client retries before the previous handler has returned.
 		s.mu.Lock()
 		down := s.down
+		i := len(s.log)
+		s.log = append(s.log, Request{
+			Server: name, Method: r.Method, Path: r.URL.EscapedPath(),
+			Range: r.Header.Get("Range"), Auth: r.Header.Get("Authorization"),
+		})
 		s.mu.Unlock()
 		if down {
 			dropConnection(rec)
@@ -261,11 +268,9 @@ func (s *Server) handler(name string, serve func(http.ResponseWriter, *http.Requ
 			serve(rec, r)
 		}
 		s.mu.Lock()
-		s.log = append(s.log, Request{
-			Server: name, Method: r.Method, Path: r.URL.EscapedPath(),
-			Range: r.Header.Get("Range"), Auth: r.Header.Get("Authorization"),
-			Status: rec.status, Bytes: rec.n,
-		})
+		if i < len(s.log) { // ResetLog may have run meanwhile
+			s.log[i].Status, s.log[i].Bytes = rec.status, rec.n
+		}
 		s.mu.Unlock()
 	})
 }
