@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/ref"
+	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/safetensors"
+	"github.com/parrot-llm/parrot/runtime/testmodel"
+)
+
+// tinyModel writes a random tiny checkpoint (bf16, or bnb NF4) to a temp dir.
+func tinyModel(t *testing.T, quantized bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	o := testmodel.Tiny()
+	o.Quantize = quantized
+	if err := testmodel.Generate(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A bnb NF4 checkpoint loads without loss: NF4 mode keeps exactly the stored
+// codes and scales, and float mode equals their dequantization.
+func TestLoadBnbCheckpoint(t *testing.T) {
+	dir := tinyModel(t, true)
+	l, err := Load(dir, LoadOptions{Backend: ref.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, ok := l.Model.Weights.Layers[1].Q.W.(*kernels.NF4Matrix)
+	if !ok {
+		t.Fatalf("q_proj loaded as %T, want NF4", l.Model.Weights.Layers[1].Q.W)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	raw, _ := set.Tensor("model.layers.1.self_attn.q_proj.weight")
+	if string(raw.Data) != string(q.Packed) {
+		t.Fatal("NF4 codes differ from the checkpoint's")
+	}
+	f, err := Load(dir, LoadOptions{Backend: ref.New(), Quantize: QuantNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense := f.Model.Weights.Layers[1].Q.W.(*kernels.F32Matrix)
+	for i := range dense.Data {
+		if want := ref.NF4Element(q, i); dense.Data[i] != want {
+			t.Fatalf("float mode element %d = %v, NF4 dequantizes to %v", i, dense.Data[i], want)
+		}
+	}
+	// Both generate the same greedy text: the float mode is the NF4 model's reference.
+	prompt := Request{Prompt: "hello world", MaxTokens: 8, IgnoreEOS: true, Sampling: greedy}
+	a, _ := generate(t, NewEngine(l, EngineOptions{}), prompt)
+	b, _ := generate(t, NewEngine(f, EngineOptions{}), prompt)
+	if a != b {
+		t.Fatalf("NF4 %q vs dequantized float %q", a, b)
+	}
+}
+
+// A chat request on a Llama 3 style checkpoint is rendered with its template.
+func TestChatRequestUsesTemplate(t *testing.T) {
+	l, err := Load(tinyModel(t, false), LoadOptions{Backend: ref.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(l, EngineOptions{})
+	defer e.Close(context.Background())
+	msgs := []chat.Message{{Role: "user", Content: "Hi"}}
+	ids, err := e.Tokenize(&Request{Messages: msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := l.Template.Render(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := l.Tokenizer.Encode(text, false)
+	if len(ids) != len(want) || ids[0] != want[0] {
+		t.Fatalf("chat prompt %v, want %v", ids, want)
+	}
+	if bos, _ := l.Tokenizer.TokenID("<|begin_of_text|>"); ids[0] != bos || ids[1] == bos {
+		t.Fatalf("chat prompt must start with exactly one BOS: %v", ids[:2])
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	src := tinyModel(t, false)
+	copyDir := func(t *testing.T) string {
+		dst := t.TempDir()
+		entries, _ := os.ReadDir(src)
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644)
+		}
+		return dst
+	}
+	// rewrite replaces the checkpoint with edited tensors.
+	rewrite := func(t *testing.T, dir string, edit func(ts []safetensors.Tensor) []safetensors.Tensor) {
+		p := filepath.Join(dir, "model.safetensors")
+		f, err := safetensors.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ts []safetensors.Tensor
+		for _, n := range f.Names() {
+			tt, _ := f.Tensor(n)
+			tt.Data = append([]byte(nil), tt.Data...)
+			ts = append(ts, tt)
+		}
+		f.Close()
+		if err := safetensors.Write(p, edit(ts), map[string]string{"format": "pt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name    string
+		corrupt func(t *testing.T, dir string)
+		want    string
+	}{
+		{"unsupported architecture", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "config.json")
+			data, _ := os.ReadFile(p)
+			data = []byte(strings.ReplaceAll(strings.ReplaceAll(string(data), "LlamaForCausalLM", "MistralForCausalLM"), `"llama"`, `"mistral"`))
+			os.WriteFile(p, data, 0o644)
+		}, "unsupported model_type"},
+		{"missing tensor", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				var out []safetensors.Tensor
+				for _, tt := range ts {
+					if tt.Name != "model.layers.1.mlp.up_proj.weight" {
+						out = append(out, tt)
+					}
+				}
+				return out
+			})
+		}, "missing tensor model.layers.1.mlp.up_proj.weight"},
+		{"wrong shape", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				for i := range ts {
+					if ts[i].Name == "model.norm.weight" {
+						ts[i].Shape = []int{ts[i].Shape[0] / 2, 2}
+					}
+				}
+				return ts
+			})
+		}, "model.norm.weight: shape"},
+		{"wrong dtype", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				for i := range ts {
+					if ts[i].Name == "model.norm.weight" {
+						ts[i].DType = safetensors.I16
+					}
+				}
+				return ts
+			})
+		}, "model.norm.weight"},
+		{"truncated file", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "model.safetensors")
+			st, _ := os.Stat(p)
+			os.Truncate(p, st.Size()-100)
+		}, "model.safetensors"},
+		{"corrupt header", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "model.safetensors")
+			data, _ := os.ReadFile(p)
+			copy(data[8:], "{{{{")
+			os.WriteFile(p, data, 0o644)
+		}, "model.safetensors"},
+		{"no weights", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "model.safetensors"))
+		}, "safetensors"},
+		{"no config", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "config.json"))
+		}, "config"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t)
+			tc.corrupt(t, dir)
+			_, err := Load(dir, LoadOptions{Backend: ref.New()})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
