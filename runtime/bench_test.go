@@ -1,0 +1,130 @@
+package runtime
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/cpu"
+)
+
+// llama32_1B is the Llama-3.2-1B architecture.
+func llama32_1B() *Config {
+	c, err := ParseConfig([]byte(llama32Config))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// randomWeights builds NF4 weights of the given shape without touching disk:
+// decode speed depends on bytes read, not on the values.
+func randomWeights(c *Config) *Weights {
+	rng := rand.New(rand.NewPCG(1, 2))
+	nf4 := func(rows, cols int) *kernels.NF4Matrix {
+		n := rows * cols
+		m := &kernels.NF4Matrix{Rows: rows, Cols: cols, Packed: make([]byte, (n+1)/2),
+			Absmax: make([]float32, (n+kernels.NF4BlockSize-1)/kernels.NF4BlockSize), Code: kernels.NF4Code}
+		for i := range m.Packed {
+			m.Packed[i] = byte(rng.Uint32())
+		}
+		for i := range m.Absmax {
+			m.Absmax[i] = 0.02 + 0.01*rng.Float32()
+		}
+		return m
+	}
+	ones := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = 1
+		}
+		return v
+	}
+	w := &Weights{Norm: ones(c.Hidden), Layers: make([]Layer, c.Layers)}
+	emb := make([]float32, c.Vocab*c.Hidden)
+	for i := range emb {
+		emb[i] = float32(rng.NormFloat64() * 0.02)
+	}
+	w.Embed = &kernels.F32Matrix{Rows: c.Vocab, Cols: c.Hidden, Data: emb}
+	w.LMHead = w.Embed
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	lin := func(out, in int) *Linear { return &Linear{W: nf4(out, in), In: in, Out: out} }
+	for i := range w.Layers {
+		w.Layers[i] = Layer{AttnNorm: ones(c.Hidden), MLPNorm: ones(c.Hidden),
+			Q: lin(q, c.Hidden), K: lin(kv, c.Hidden), V: lin(kv, c.Hidden), O: lin(c.Hidden, q),
+			Gate: lin(c.Intermediate, c.Hidden), Up: lin(c.Intermediate, c.Hidden), Down: lin(c.Hidden, c.Intermediate)}
+	}
+	return w
+}
+
+// weightBytes is what one decode step must read: every projection's packed
+// nibbles and scales, plus the lm_head.
+func weightBytes(w *Weights) int64 {
+	var n int64
+	size := func(m kernels.Matrix) int64 {
+		switch m := m.(type) {
+		case *kernels.NF4Matrix:
+			return int64(len(m.Packed) + 4*len(m.Absmax))
+		case *kernels.F32Matrix:
+			return int64(4 * len(m.Data))
+		}
+		panic(fmt.Sprintf("unknown matrix %T", m))
+	}
+	for i := range w.Layers {
+		for _, l := range w.Layers[i].Projections() {
+			n += size(l.W)
+		}
+	}
+	return n + size(w.LMHead)
+}
+
+// BenchmarkDecodeStep1B times one decode step of a Llama-3.2-1B-shaped NF4
+// model at a context of 128 tokens, for batch sizes 1 and 8, and reports the
+// bytes of weights read per step over the time as GB/s and as a fraction of
+// the streaming-read bandwidth measured in the same run.
+func BenchmarkDecodeStep1B(b *testing.B) {
+	c := llama32_1B()
+	w := randomWeights(c)
+	be := cpu.New(0)
+	defer be.Close()
+	m := NewModel(c, w, be)
+	bw := cpu.MeasureBandwidth(be, 256<<20, 3)
+	bytes := weightBytes(w)
+	for _, batch := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			caches := make([]*KVCache, batch)
+			for s := range caches {
+				caches[s] = m.NewKVCache(512)
+				var pre Batch
+				for p := range 128 {
+					pre.Add(int32(p), int32(p), caches[s], false)
+				}
+				pre.Logits[len(pre.Logits)-1] = true
+				if _, err := m.Forward(&pre); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var step Batch
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				step.Reset()
+				for _, cache := range caches {
+					cache.Truncate(128)
+					step.Add(42, 128, cache, true)
+				}
+				if _, err := m.Forward(&step); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perStep := time.Since(start).Seconds() / float64(b.N)
+			gbs := float64(bytes) / perStep / 1e9
+			b.ReportMetric(float64(batch)/perStep, "tok/s")
+			b.ReportMetric(gbs, "weightGB/s")
+			b.ReportMetric(bw, "memGB/s")
+			b.ReportMetric(gbs/bw, "frac_of_bw")
+		})
+	}
+}
