@@ -1,0 +1,158 @@
+package adapters
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/cpu"
+	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/testmodel"
+)
+
+// randomNF4 is a [rows, cols] NF4 weight with random codes and block scales
+// around 0.02. Codes repeat with a period of 1 MiB: their values do not
+// change the cost of a matmul, and filling 0.5 GB with fresh random bytes
+// would dominate the benchmark's setup.
+func randomNF4(noise []byte, rows, cols int) *kernels.NF4Matrix {
+	n := rows * cols
+	m := &kernels.NF4Matrix{Rows: rows, Cols: cols, Code: kernels.NF4Code,
+		Packed: make([]byte, (n+1)/2), Absmax: make([]float32, (n+kernels.NF4BlockSize-1)/kernels.NF4BlockSize)}
+	for i := 0; i < len(m.Packed); i += len(noise) {
+		copy(m.Packed[i:], noise)
+	}
+	for i := range m.Absmax {
+		m.Absmax[i] = 0.01 + 0.02*float32(noise[i%len(noise)])/255
+	}
+	return m
+}
+
+// randomModel builds a model of the given shape in memory, with NF4
+// projections and a tied float32 embedding, as runtime.Load would hold a
+// bnb-4bit checkpoint (no file is read or written).
+func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *runtime.Model {
+	b.Helper()
+	data, err := json.Marshal(testmodel.Config(o))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := runtime.ParseConfig(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ones := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = 1
+		}
+		return v
+	}
+	noise := make([]byte, 1<<20)
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	embed := &kernels.F32Matrix{Rows: cfg.Vocab, Cols: cfg.Hidden, Data: make([]float32, cfg.Vocab*cfg.Hidden)}
+	for i := range embed.Data {
+		embed.Data[i] = (float32(noise[i%len(noise)]) - 127.5) / 2550 // ±0.05
+	}
+	w := &runtime.Weights{Embed: embed, LMHead: embed, Norm: ones(cfg.Hidden), Layers: make([]runtime.Layer, cfg.Layers)}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		l.AttnNorm, l.MLPNorm = ones(cfg.Hidden), ones(cfg.Hidden)
+		dst := []**runtime.Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
+		for j, p := range runtime.ProjectionNames {
+			out, in, _ := projectionShape(cfg, p)
+			*dst[j] = &runtime.Linear{Name: fmt.Sprintf("model.layers.%d.%s", i, p), In: in, Out: out, W: randomNF4(noise, out, in)}
+		}
+	}
+	return runtime.NewModel(cfg, w, be)
+}
+
+// BenchmarkMixedAdapterDecode: decode throughput of 8 concurrent streams on
+// the Llama-3.2-1B-shaped NF4 model, each on its own rank-16 adapter over
+// all seven projections (one batch mixing 8 slots), against the same 8
+// streams on the base model. Each iteration runs one decode step of each.
+// Reports base_tok/s, lora_tok/s and their ratio.
+func BenchmarkMixedAdapterDecode(b *testing.B) {
+	const streams, rank, ctxLen = 8, 16, 128
+	be := cpu.New(0)
+	defer be.Close()
+	m := randomModel(b, testmodel.Llama32_1B(), be)
+	ls, err := m.EnableLoRA(streams, rank)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for s := range streams {
+		if err := randomAdapter(m.Config, rank, 32, uint64(s+1), 0.02, nil).install(ls, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("%d adapters resident: %.0f MB of LoRA slots", streams, float64(SlotBytes(m, rank)*streams)/1e6)
+
+	type phase struct {
+		caches []*runtime.KVCache
+		slots  []int32
+		last   []int32
+		spent  time.Duration
+	}
+	newPhase := func(withAdapters bool) *phase {
+		p := &phase{}
+		for s := range streams {
+			p.caches = append(p.caches, m.NewKVCache(ctxLen))
+			slot := int32(-1)
+			if withAdapters {
+				slot = int32(s)
+			}
+			p.slots = append(p.slots, slot)
+			p.last = append(p.last, int32(128000)) // BOS
+		}
+		return p
+	}
+	var batch runtime.Batch
+	step := func(p *phase) {
+		if p.caches[0].Len() == ctxLen {
+			for _, c := range p.caches {
+				c.Truncate(0) // keep the attention span (and its cost) bounded
+			}
+		}
+		batch.Reset()
+		for s, c := range p.caches {
+			batch.AddWithAdapter(p.last[s], int32(c.Len()), c, true, p.slots[s])
+		}
+		start := time.Now()
+		logits, err := m.Forward(&batch)
+		p.spent += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for s := range streams { // greedy, cheap: the model is random anyway
+			row := logits[s*m.Config.Vocab:][:m.Config.Vocab]
+			best := 0
+			for i, v := range row {
+				if v > row[best] {
+					best = i
+				}
+			}
+			p.last[s] = int32(best)
+		}
+	}
+	base, lora := newPhase(false), newPhase(true)
+	step(base) // warm up buffers
+	step(lora)
+	base.spent, lora.spent = 0, 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step(base)
+		step(lora)
+	}
+	b.StopTimer()
+	baseTPS := float64(streams*b.N) / base.spent.Seconds()
+	loraTPS := float64(streams*b.N) / lora.spent.Seconds()
+	b.ReportMetric(baseTPS, "base_tok/s")
+	b.ReportMetric(loraTPS, "lora_tok/s")
+	b.ReportMetric(loraTPS/baseTPS, "lora/base")
+}

@@ -1,0 +1,27 @@
+// Package adapters serves PEFT LoRA adapters on top of a loaded base model.
+//
+//   - Format: Load and Save read and write a PEFT adapter directory
+//     (adapter_config.json and adapter_model.safetensors) exactly as PEFT
+//     0.15.2 lays it out; Validate checks an adapter against the base model.
+//   - Registry: the servable adapters by name: the sub-directories of an
+//     adapters directory (kept in step by a Watcher: fsnotify plus polling,
+//     with a debounce so half-copied directories are not taken), explicit
+//     name=path entries, and adapters loaded through the admin API. Each
+//     entry has a version: a fingerprint of its files.
+//   - Pool: the model's resident LoRA slots. Acquire loads an adapter on
+//     first use into a free slot or the least recently used idle one, never
+//     one a running request holds; a changed adapter goes into another slot
+//     while requests on the old version finish on it.
+//   - Generator binds an adapter name to the base model's engine, so the
+//     server treats it as one more model.
+//
+// Wiring, in a server:
+//
+//	reg, _ := adapters.NewRegistry(adaptersDir, servedNames...)
+//	reg.Add(name, path)                                  // each --lora name=path
+//	w := adapters.Watch(reg, adapters.WatchOptions{})    // defer w.Close()
+//	m := adapters.NewMetrics(); m.Register(promRegistry)
+//	pool, _ := adapters.NewPool(loaded.Model, maxLoras, maxLoRARank, budget, reg, adapters.PoolOptions{Metrics: m})
+//	engine := runtime.NewEngine(loaded, opts)           // after NewPool: it enables LoRA on the model
+//	gen := &adapters.Generator{Engine: engine, Pool: pool, Name: "pirate-lora"}
+package adapters

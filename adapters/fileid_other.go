@@ -1,0 +1,9 @@
+//go:build !unix
+
+package adapters
+
+import "os"
+
+// fileID is 0 where the platform has no portable file identity: the size
+// and modification time then tell versions apart.
+func fileID(fi os.FileInfo) uint64 { return 0 }

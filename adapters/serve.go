@@ -1,0 +1,134 @@
+package adapters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/parrot-llm/parrot/runtime"
+)
+
+// Generator serves one adapter on the base model's engine: each request
+// holds a lease on the adapter's current version from Submit until the
+// engine finishes it. It has the method set of openai.Generator.
+type Generator struct {
+	Engine *runtime.Engine
+	Pool   *Pool
+	Name   string // the adapter
+}
+
+// Submit acquires the adapter (loading it if needed, waiting for a slot up
+// to ctx's deadline), sets it as req.Adapter and queues the request on the
+// engine. Errors besides
+// the engine's: ErrNotFound, *RefusedError, ErrBusy (which also matches
+// runtime.ErrOverloaded).
+func (g *Generator) Submit(ctx context.Context, req runtime.Request) (<-chan runtime.Event, error) {
+	l, err := g.Pool.Acquire(ctx, g.Name)
+	if err != nil {
+		return nil, err
+	}
+	req.Adapter = l
+	events, err := g.Engine.Submit(ctx, req) // releases the lease if it fails
+	if err != nil {
+		return nil, err
+	}
+	m := g.Pool.metrics
+	if m == nil {
+		return events, nil
+	}
+	m.Request(g.Name)
+	// Count the tokens from the final event on the way through.
+	out := make(chan runtime.Event, cap(events))
+	go func() {
+		defer close(out)
+		for ev := range events {
+			if ev.Done {
+				m.Tokens(g.Name, ev.Usage.PromptTokens, ev.Usage.CompletionTokens)
+			}
+			out <- ev
+		}
+	}()
+	return out, nil
+}
+
+// Tokenize, MaxModelLen and Loaded are the base engine's.
+func (g *Generator) Tokenize(req *runtime.Request) ([]int32, error) { return g.Engine.Tokenize(req) }
+func (g *Generator) MaxModelLen() int                               { return g.Engine.MaxModelLen() }
+func (g *Generator) Loaded() *runtime.Loaded                        { return g.Engine.Loaded() }
+
+// ParseLoRASpec splits a --lora flag value "name=path".
+func ParseLoRASpec(spec string) (name, path string, err error) {
+	name, path, ok := strings.Cut(spec, "=")
+	name, path = strings.TrimSpace(name), strings.TrimSpace(path)
+	if !ok || name == "" || path == "" {
+		return "", "", fmt.Errorf("--lora %q: want name=path", spec)
+	}
+	return name, path, nil
+}
+
+// LoadLoRAAdapterRequest is the body of POST /v1/load_lora_adapter (vLLM).
+type LoadLoRAAdapterRequest struct {
+	LoraName string `json:"lora_name"`
+	LoraPath string `json:"lora_path"`
+}
+
+// UnloadLoRAAdapterRequest is the body of POST /v1/unload_lora_adapter (vLLM).
+type UnloadLoRAAdapterRequest struct {
+	LoraName  string `json:"lora_name"`
+	LoraIntID *int   `json:"lora_int_id,omitempty"` // accepted for compatibility; parrot names adapters only
+}
+
+// AdminError is a failed admin call, with the HTTP status and the error
+// type vLLM answers with (its body: {"object":"error","message","type","code"}).
+type AdminError struct {
+	Status  int
+	Type    string // "InvalidUserInput", "BadRequestError", "NotFoundError"
+	Message string
+}
+
+func (e *AdminError) Error() string { return e.Message }
+
+// LoadAdapter does POST /v1/load_lora_adapter: it reads and validates the
+// adapter at req.LoraPath (confined to the adapters directory) and registers
+// it as req.LoraName; it becomes resident on first use. It returns vLLM's
+// success text, or an *AdminError.
+func (p *Pool) LoadAdapter(req LoadLoRAAdapterRequest) (string, error) {
+	if req.LoraName == "" || req.LoraPath == "" {
+		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", "Both 'lora_name' and 'lora_path' must be provided."}
+	}
+	if p.reg.Has(req.LoraName) {
+		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput",
+			fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.LoraName)}
+	}
+	if err := p.reg.AddAdmin(req.LoraName, req.LoraPath); err != nil {
+		switch {
+		case errors.Is(err, ErrExists):
+			return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", err.Error()}
+		case errors.Is(err, os.ErrNotExist):
+			return "", &AdminError{http.StatusNotFound, "NotFoundError", fmt.Sprintf("No adapter found for %s: %v", req.LoraPath, err)}
+		}
+		return "", &AdminError{http.StatusBadRequest, "BadRequestError", err.Error()}
+	}
+	// Refuse it now rather than on its first request, as vLLM does.
+	e, _ := p.reg.lookup(req.LoraName)
+	if _, err := p.read(e); err != nil {
+		p.reg.Remove(req.LoraName)
+		return "", &AdminError{http.StatusBadRequest, "BadRequestError", fmt.Sprintf("adapter %q: %v", req.LoraName, err)}
+	}
+	return fmt.Sprintf("Success: LoRA adapter '%s' added successfully.", req.LoraName), nil
+}
+
+// UnloadAdapter does POST /v1/unload_lora_adapter: the adapter is no longer
+// served; requests holding it finish on it and its slot is freed once idle.
+func (p *Pool) UnloadAdapter(req UnloadLoRAAdapterRequest) (string, error) {
+	if req.LoraName == "" {
+		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", "'lora_name' needs to be provided."}
+	}
+	if err := p.reg.Remove(req.LoraName); err != nil {
+		return "", &AdminError{http.StatusNotFound, "NotFoundError", fmt.Sprintf("The lora adapter '%s' cannot be found.", req.LoraName)}
+	}
+	return fmt.Sprintf("Success: LoRA adapter '%s' removed successfully.", req.LoraName), nil
+}
