@@ -42,6 +42,11 @@ type Serve struct {
 	Backend          string // "cpu" or "cuda"
 	APIKeys          []string
 	AdaptersDir      string
+	LoRAs            []string // explicit adapters, "name=path"
+	MaxLoRAs         int      // resident adapter slots
+	MaxLoRARank      int      // largest adapter rank a slot holds
+	LoRAMemoryBudget int64    // bytes for adapter slots; 0 = no limit
+	EnableLoRAAdmin  bool     // POST /v1/load_lora_adapter, /v1/unload_lora_adapter
 
 	MaxNumSeqs          int   // sequences decoded together
 	MaxNumBatchedTokens int   // tokens per forward pass
@@ -72,7 +77,12 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")
 	fs.String("backend", "cpu", "compute backend: cpu or cuda (cuda needs a binary built with -tags cuda)")
 	fs.StringSlice("api-key", nil, "API key clients must send as 'Authorization: Bearer KEY'; repeat (or comma-separate) for several; none = no auth")
-	fs.String("adapters-dir", "", "directory of LoRA adapters to serve (one PEFT adapter per subdirectory)")
+	fs.String("adapters-dir", "", "directory of LoRA adapters to serve (one PEFT adapter per subdirectory, named by it; watched: new or changed adapters are served without a restart)")
+	fs.StringSlice("lora", nil, "a LoRA adapter to serve, as name=path; repeat for several")
+	fs.Int("max-loras", 4, "adapters resident at once (slots); others load on demand, evicting the least recently used idle one")
+	fs.Int("max-lora-rank", 16, "largest LoRA rank served")
+	fs.Int64("lora-memory-budget", 0, "bytes the adapter slots may use; 0 = no limit (the slot count alone bounds them)")
+	fs.Bool("enable-lora-admin", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (behind the API key)")
 	fs.Int("max-num-seqs", 16, "most sequences decoded together in one step")
 	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
 	fs.Int("max-waiting-requests", 256, "most queued requests; more are refused with 429 and Retry-After")
@@ -142,6 +152,11 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		Backend:             strings.ToLower(g.str("backend")),
 		APIKeys:             g.list("api-key"),
 		AdaptersDir:         g.str("adapters-dir"),
+		LoRAs:               g.list("lora"),
+		MaxLoRAs:            g.int("max-loras"),
+		MaxLoRARank:         g.int("max-lora-rank"),
+		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
+		EnableLoRAAdmin:     getBool(&g, "enable-lora-admin"),
 		MaxNumSeqs:          g.int("max-num-seqs"),
 		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),
 		MaxWaitingRequests:  g.int("max-waiting-requests"),
@@ -343,6 +358,24 @@ func (c *Serve) Validate() error {
 		if st, err := os.Stat(c.AdaptersDir); err != nil || !st.IsDir() {
 			bad("--adapters-dir %q: not a directory", c.AdaptersDir)
 		}
+	}
+	if c.MaxLoRAs < 1 {
+		bad("--max-loras %d: must be at least 1", c.MaxLoRAs)
+	}
+	if c.MaxLoRARank < 1 || c.MaxLoRARank > 512 {
+		bad("--max-lora-rank %d: must be in 1..512", c.MaxLoRARank)
+	}
+	if c.LoRAMemoryBudget < 0 {
+		bad("--lora-memory-budget %d: must be 0 (no limit) or positive", c.LoRAMemoryBudget)
+	}
+	for _, spec := range c.LoRAs {
+		name, path, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || path == "" {
+			bad("--lora %q: want name=path", spec)
+		}
+	}
+	if c.EnableLoRAAdmin && c.AdaptersDir == "" {
+		bad("--enable-lora-admin needs --adapters-dir: admin loads are confined to it")
 	}
 	return errors.Join(errs...)
 }

@@ -29,6 +29,7 @@ func TestServeDefaults(t *testing.T) {
 		Model: "org/name", ServedModelNames: []string{"org/name"}, Port: 8000, Quantize: "nf4", Backend: "cpu",
 		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text",
+		MaxLoRAs: 4, MaxLoRARank: 16,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
@@ -131,6 +132,11 @@ func TestServeInvalid(t *testing.T) {
 		{"duplicate alias", []string{"--model", "m", "--served-model-name", "a,a"}, nil, "", "given twice"},
 		{"revision twice", []string{"--model", "o/n@v1", "--revision", "v2"}, nil, "", "already names a revision"},
 		{"adapters dir", []string{"--model", "m", "--adapters-dir", "/nonexistent/adapters"}, nil, "", "--adapters-dir"},
+		{"lora spec", []string{"--model", "m", "--lora", "pirate"}, nil, "", "want name=path"},
+		{"lora slots", []string{"--model", "m", "--max-loras", "0"}, nil, "", "--max-loras 0"},
+		{"lora rank", []string{"--model", "m", "--max-lora-rank", "1024"}, nil, "", "--max-lora-rank 1024"},
+		{"lora admin without dir", []string{"--model", "m", "--enable-lora-admin"}, nil, "", "needs --adapters-dir"},
+		{"lora admin env", []string{"--model", "m"}, map[string]string{"PARROT_ENABLE_LORA_ADMIN": "maybe"}, "", "PARROT_ENABLE_LORA_ADMIN"},
 		{"unknown flag", []string{"--model", "m", "--prot", "1"}, nil, "", "unknown flag: --prot"},
 		{"positional", []string{"m"}, nil, "", "unexpected argument"},
 		{"unknown yaml key", nil, nil, "model: m\nprot: 1\n", "unknown setting \"prot\""},

@@ -143,6 +143,9 @@ func (s *Server) engineError(c echo.Context, err error, promptParam string) *API
 }
 
 func mapEngineError(err error, promptParam, reqID string) *APIError {
+	if e, ok := adapterError(err); ok {
+		return e
+	}
 	var pe *sampler.ParamError
 	switch {
 	case errors.As(err, &pe):

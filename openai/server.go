@@ -26,6 +26,10 @@ const DefaultMaxBodyBytes = 4 << 20
 
 // Options configure a Server.
 type Options struct {
+	// LoRAAdmin enables vLLM's POST /v1/load_lora_adapter and
+	// /v1/unload_lora_adapter (behind the API keys), served once SetModels
+	// is given a *LoRAResolver.
+	LoRAAdmin bool
 	// APIKeys, if any, are the accepted Bearer tokens for /v1/*, /tokenize
 	// and /detokenize. /health and /metrics stay open, as in vLLM.
 	APIKeys []string
@@ -77,6 +81,10 @@ func New(opts Options) *Server {
 	e.POST("/v1/completions", s.completions, s.auth)
 	e.POST("/tokenize", s.tokenize, s.auth)
 	e.POST("/detokenize", s.detokenize, s.auth)
+	if opts.LoRAAdmin {
+		e.POST("/v1/load_lora_adapter", s.loadLoRAAdapter, s.auth)
+		e.POST("/v1/unload_lora_adapter", s.unloadLoRAAdapter, s.auth)
+	}
 	return s
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/parrot-llm/parrot/adapters"
 	"github.com/parrot-llm/parrot/config"
 	"github.com/parrot-llm/parrot/openai"
 	"github.com/parrot-llm/parrot/runtime"
@@ -75,7 +76,8 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := openai.New(openai.Options{APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxRequestBodyBytes, Logger: log, Gatherer: reg})
+	srv := openai.New(openai.Options{APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxRequestBodyBytes, Logger: log, Gatherer: reg,
+		LoRAAdmin: cfg.EnableLoRAAdmin})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
@@ -86,18 +88,22 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "api_keys", len(cfg.APIKeys))
 
-	engine, closeBackend, err := load(ctx, cfg, log, metrics.Observer(cfg.ServedModelNames[0]))
+	engine, pool, closeAll, err := load(ctx, cfg, log, metrics.Observer(cfg.ServedModelNames[0]), reg)
 	if err != nil {
 		_ = httpSrv.Close()
 		return err
 	}
-	defer closeBackend()
-	resolver, err := openai.NewStaticResolver(engine, cfg.ServedModelNames...)
+	defer closeAll()
+	base, err := openai.NewStaticResolver(engine, cfg.ServedModelNames...)
 	if err != nil {
 		_ = httpSrv.Close()
 		return err
 	}
-	srv.SetModels(resolver)
+	if pool != nil {
+		srv.SetModels(openai.NewLoRAResolver(base, engine, pool))
+	} else {
+		srv.SetModels(base)
+	}
 	log.Info("ready", "served_model_names", cfg.ServedModelNames, "max_model_len", engine.MaxModelLen())
 
 	select {
@@ -130,28 +136,38 @@ func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http
 }
 
 // load finds the model (downloading it from the Hub if needed), loads it on
-// the configured backend and starts its engine.
-func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.Observer) (*runtime.Engine, func(), error) {
+// the configured backend, sets up its LoRA adapters if any are configured
+// (pool is nil otherwise) and starts its engine. closeAll releases the
+// backend and the adapter watcher.
+func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.Observer, reg prometheus.Registerer) (
+	engine *runtime.Engine, pool *adapters.Pool, closeAll func(), err error) {
 	dir, err := modelDir(ctx, cfg, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	backend, closeBackend, err := newBackend(cfg.Backend, cfg.Threads)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	start := time.Now()
 	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend)
 	loaded, err := runtime.Load(dir, runtime.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate})
 	if err != nil {
 		closeBackend()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		closeBackend()
-		return nil, nil, fmt.Errorf("interrupted while loading: %w", err)
+		return nil, nil, nil, fmt.Errorf("interrupted while loading: %w", err)
 	}
-	engine := runtime.NewEngine(loaded, runtime.EngineOptions{
+	// The pool enables LoRA slots on the model, so it comes before the engine.
+	pool, closeAdapters, err := setupAdapters(cfg, loaded.Model, log, reg)
+	if err != nil {
+		closeBackend()
+		return nil, nil, nil, err
+	}
+	closeAll = func() { closeAdapters(); closeBackend() }
+	engine = runtime.NewEngine(loaded, runtime.EngineOptions{
 		MaxRunning:    cfg.MaxNumSeqs,
 		MaxWaiting:    cfg.MaxWaitingRequests,
 		MaxBatchToken: cfg.MaxNumBatchedTokens,
@@ -162,5 +178,44 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 		log.Warn("--max-model-len is above the model's max_position_embeddings: using the model's", "max_model_len", engine.MaxModelLen())
 	}
 	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "chat_template", loaded.Template != nil)
-	return engine, closeBackend, nil
+	return engine, pool, closeAll, nil
+}
+
+// setupAdapters registers the --adapters-dir and --lora adapters, watches the
+// directory for changes and creates the slot pool. Without adapters it
+// returns a nil pool.
+func setupAdapters(cfg config.Serve, model *runtime.Model, log *slog.Logger, reg prometheus.Registerer) (*adapters.Pool, func(), error) {
+	if cfg.AdaptersDir == "" && len(cfg.LoRAs) == 0 {
+		return nil, func() {}, nil
+	}
+	registry, err := adapters.NewRegistry(cfg.AdaptersDir, cfg.ServedModelNames...)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, spec := range cfg.LoRAs {
+		name, path, err := adapters.ParseLoRASpec(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := registry.Add(name, path); err != nil {
+			return nil, nil, err
+		}
+	}
+	metrics := adapters.NewMetrics()
+	if err := metrics.Register(reg); err != nil {
+		return nil, nil, err
+	}
+	pool, err := adapters.NewPool(model, cfg.MaxLoRAs, cfg.MaxLoRARank, cfg.LoRAMemoryBudget, registry,
+		adapters.PoolOptions{Metrics: metrics, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	closeWatcher := func() {}
+	if cfg.AdaptersDir != "" {
+		w := adapters.Watch(registry, adapters.WatchOptions{Logger: log})
+		closeWatcher = func() { _ = w.Close() }
+	}
+	log.Info("LoRA adapters enabled", "dir", cfg.AdaptersDir, "slots", cfg.MaxLoRAs, "max_rank", cfg.MaxLoRARank,
+		"adapters", len(registry.List()), "admin", cfg.EnableLoRAAdmin)
+	return pool, closeWatcher, nil
 }

@@ -1,0 +1,210 @@
+package openai
+
+import (
+	"context"
+	"errors"
+	"encoding/json"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	oai "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/kernels/cpu"
+	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/sampler"
+)
+
+// saveRandomAdapter writes a random rank-8 PEFT adapter on every projection.
+func saveRandomAdapter(t *testing.T, m *runtime.Model, dir string, seed uint64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	a := &adapters.Adapter{Config: adapters.NewConfig(8, 16), Modules: map[string]*adapters.Module{}}
+	for i := range m.Weights.Layers {
+		for _, l := range m.Weights.Layers[i].Projections() {
+			mod := &adapters.Module{Name: l.Name, Rank: 8, In: l.In, Out: l.Out,
+				A: make([]float32, 8*l.In), B: make([]float32, l.Out*8)}
+			for j := range mod.A {
+				mod.A[j] = (rng.Float32()*2 - 1) * 0.3
+			}
+			for j := range mod.B {
+				mod.B[j] = (rng.Float32()*2 - 1) * 0.3
+			}
+			a.Modules[l.Name] = mod
+		}
+	}
+	if err := adapters.Save(dir, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type loraServer struct {
+	ts   *httptest.Server
+	base string // greedy base output, from an engine without LoRA slots
+}
+
+func newLoRAServer(t *testing.T, adaptersDir string, prompt string) *loraServer {
+	t.Helper()
+	backend := cpu.New(1)
+	t.Cleanup(backend.Close)
+	load := func() *runtime.Loaded {
+		l, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: backend})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	plain := runtime.NewEngine(load(), runtime.EngineOptions{})
+	defer plain.Close(context.Background())
+	ls := &loraServer{}
+	ch, err := plain.Submit(context.Background(), runtime.Request{Prompt: prompt, MaxTokens: 24, Sampling: greedyParams()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range ch {
+		ls.base += ev.Text
+	}
+
+	loaded := load()
+	saveRandomAdapter(t, loaded.Model, filepath.Join(adaptersDir, "pirate-lora"), 1)
+	reg, err := adapters.NewRegistry(adaptersDir, "stories")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := adapters.Watch(reg, adapters.WatchOptions{})
+	t.Cleanup(func() { w.Close() })
+	pool, err := adapters.NewPool(loaded.Model, 2, 16, 0, reg, adapters.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	t.Cleanup(func() { engine.Close(context.Background()) })
+	base, err := NewStaticResolver(engine, "stories")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Options{LoRAAdmin: true, Logger: slog.New(slog.NewTextHandler(&syncWriter{}, nil))})
+	srv.SetModels(NewLoRAResolver(base, engine, pool))
+	ls.ts = httptest.NewServer(srv.Handler())
+	t.Cleanup(ls.ts.Close)
+	return ls
+}
+
+func greedyParams() sampler.Params { return sampler.Params{Temperature: 0, TopP: 1} }
+
+func (ls *loraServer) complete(t *testing.T, model, prompt string) (string, error) {
+	t.Helper()
+	c := oai.NewClient(option.WithBaseURL(ls.ts.URL+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	resp, err := c.Completions.New(context.Background(), oai.CompletionNewParams{
+		Model: oai.CompletionNewParamsModel(model), Prompt: oai.CompletionNewParamsPromptUnion{OfString: oai.String(prompt)},
+		MaxTokens: oai.Int(24), Temperature: oai.Float(0),
+	})
+	if err != nil {
+		return "", err
+	}
+	return resp.Choices[0].Text, nil
+}
+
+func TestLoRAAdaptersThroughTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	const prompt = "Once upon a time"
+	ls := newLoRAServer(t, dir, prompt)
+
+	base, err := ls.complete(t, "stories", prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base != ls.base {
+		t.Errorf("base output with adapters loaded %q, without %q", base, ls.base)
+	}
+	pirate, err := ls.complete(t, "pirate-lora", prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pirate == base {
+		t.Errorf("adapter output equals the base output %q", base)
+	}
+	if again, _ := ls.complete(t, "stories", prompt); again != base {
+		t.Errorf("base output changed after an adapter ran: %q vs %q", again, base)
+	}
+
+	// /v1/models lists the adapter with the base as parent and root.
+	resp, err := ls.ts.Client().Get(ls.ts.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Data []ModelCard }
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	found := false
+	for _, m := range list.Data {
+		if m.ID == "pirate-lora" {
+			found = m.Parent == "stories" && m.Root == "stories"
+		}
+	}
+	if !found {
+		t.Errorf("models list %+v lacks pirate-lora with parent stories", list.Data)
+	}
+
+	// Unknown names are 404 model_not_found.
+	_, err = ls.complete(t, "no-such-lora", prompt)
+	var apiErr *oai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "model_not_found" {
+		t.Errorf("unknown adapter: %v", err)
+	}
+
+	// Admin: load a second adapter, serve it, unload it.
+	m, _ := runtime.Load(storiesDir, runtime.LoadOptions{Backend: cpu.New(1)})
+	saveRandomAdapter(t, m.Model, filepath.Join(dir, ".staging", "second"), 2)
+	post := func(path, body string) (int, string) {
+		r, err := ls.ts.Client().Post(ls.ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var sb strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Body.Read(buf)
+			sb.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		return r.StatusCode, sb.String()
+	}
+	if code, body := post("/v1/load_lora_adapter", `{"lora_name": "second", "lora_path": "`+filepath.Join(dir, ".staging", "second")+`"}`); code != 200 {
+		t.Fatalf("load_lora_adapter: %d %s", code, body)
+	}
+	second, err := ls.complete(t, "second", prompt)
+	if err != nil || second == base || second == pirate {
+		t.Errorf("second adapter: %q, %v", second, err)
+	}
+	if code, body := post("/v1/unload_lora_adapter", `{"lora_name": "second"}`); code != 200 {
+		t.Fatalf("unload_lora_adapter: %d %s", code, body)
+	}
+	if _, err := ls.complete(t, "second", prompt); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("unloaded adapter still served: %v", err)
+	}
+	if code, body := post("/v1/load_lora_adapter", `{"lora_name": "evil", "lora_path": "/etc"}`); code == 200 {
+		t.Errorf("an adapter outside the adapters directory was accepted: %s", body)
+	}
+
+	// A corrupt adapter is refused with 400 and serving goes on.
+	bad := filepath.Join(dir, "broken")
+	os.MkdirAll(bad, 0o755)
+	os.WriteFile(filepath.Join(bad, "adapter_config.json"), []byte(`{"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}`), 0o644)
+	os.WriteFile(filepath.Join(bad, "adapter_model.safetensors"), []byte("not a safetensors file"), 0o644)
+	if code, _ := post("/v1/load_lora_adapter", `{"lora_name": "broken", "lora_path": "`+bad+`"}`); code != 400 {
+		t.Errorf("corrupt adapter: status %d, want 400", code)
+	}
+	if again, err := ls.complete(t, "pirate-lora", prompt); err != nil || again != pirate {
+		t.Errorf("serving disturbed after a refused adapter: %q %v", again, err)
+	}
+}
