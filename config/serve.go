@@ -156,7 +156,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		MaxLoRAs:            g.int("max-loras"),
 		MaxLoRARank:         g.int("max-lora-rank"),
 		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
-		EnableLoRAAdmin:     getBool(&g, "enable-lora-admin"),
+		EnableLoRAAdmin:     g.bool("enable-lora-admin"),
 		MaxNumSeqs:          g.int("max-num-seqs"),
 		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),
 		MaxWaitingRequests:  g.int("max-waiting-requests"),
@@ -249,6 +249,18 @@ func (g *getter) int64(key string) int64 {
 		g.fail(key, val, "an integer")
 	}
 	return n
+}
+
+func (g *getter) bool(key string) bool {
+	val := g.v.Get(key)
+	b, err := cast.ToBoolE(val)
+	if s, ok := val.(string); ok {
+		b, err = strconv.ParseBool(strings.TrimSpace(s))
+	}
+	if err != nil {
+		g.fail(key, val, "true or false")
+	}
+	return b
 }
 
 func (g *getter) duration(key string) time.Duration {
