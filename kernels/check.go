@@ -38,12 +38,25 @@ func CheckMatrix(b Backend, w Matrix) error {
 		if err := m.Validate(); err != nil {
 			return err
 		}
-	default:
-		if _, ok := b.(MatrixSupporter); !ok {
-			return fmt.Errorf("kernels: backend %s does not support matrix type %T", b.Name(), w)
+	case *BF16Matrix:
+		if m == nil {
+			return fmt.Errorf("kernels: nil *BF16Matrix")
+		}
+		if err := m.Validate(); err != nil {
+			return err
+		}
+	case *Q8Matrix:
+		if m == nil {
+			return fmt.Errorf("kernels: nil *Q8Matrix")
+		}
+		if err := m.Validate(); err != nil {
+			return err
 		}
 	}
-	if s, ok := b.(MatrixSupporter); ok && !s.SupportsMatrix(w) {
+	s, ok := b.(MatrixSupporter)
+	_, f32 := w.(*F32Matrix)
+	_, nf4 := w.(*NF4Matrix)
+	if ok && !s.SupportsMatrix(w) || !ok && !f32 && !nf4 {
 		return fmt.Errorf("kernels: backend %s does not support matrix type %T", b.Name(), w)
 	}
 	return nil

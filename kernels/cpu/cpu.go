@@ -31,12 +31,13 @@ type Backend struct {
 
 	// One preallocated job per op, reused under mu, so that dispatching
 	// work to the pool does not allocate.
-	nf4  nf4Job
-	f32  f32Job
-	attn attnJob
-	norm normJob
-	rope ropeJob
-	elt  eltJob
+	nf4    nf4Job
+	f32    f32Job
+	stream streamJob
+	attn   attnJob
+	norm   normJob
+	rope   ropeJob
+	elt    eltJob
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -81,11 +82,11 @@ func (b *Backend) Close() {
 	b.pool.close()
 }
 
-// SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix and
-// *NF4Matrix.
+// SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix,
+// *NF4Matrix, *BF16Matrix and *Q8Matrix.
 func (b *Backend) SupportsMatrix(w kernels.Matrix) bool {
 	switch w.(type) {
-	case *kernels.F32Matrix, *kernels.NF4Matrix:
+	case *kernels.F32Matrix, *kernels.NF4Matrix, *kernels.BF16Matrix, *kernels.Q8Matrix:
 		return true
 	}
 	return false
@@ -138,6 +139,12 @@ func (b *Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
 	case *kernels.F32Matrix:
 		need("MatMul", "F32 weight", len(m.Data), rows*cols)
 		b.matMulF32(y, x, m, T)
+	case *kernels.BF16Matrix:
+		checkBF16("MatMul", m)
+		b.matMulStream(y, x, m, nil, T)
+	case *kernels.Q8Matrix:
+		checkQ8("MatMul", m)
+		b.matMulStream(y, x, nil, m, T)
 	default:
 		panic(unsupported("MatMul", w))
 	}
@@ -165,6 +172,17 @@ func (b *Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
 		b.nf4.setCode(&m.Code)
 		for t, id := range ids {
 			dequantRow(out[t*cols:(t+1)*cols], m, &b.nf4.lut, int(id), b.simd)
+		}
+	case *kernels.BF16Matrix:
+		checkBF16("Embed", m)
+		for t, id := range ids {
+			decodeBF16(out[t*cols:(t+1)*cols], m.Data[int(id)*cols:(int(id)+1)*cols], b.simd)
+		}
+	case *kernels.Q8Matrix:
+		checkQ8("Embed", m)
+		for t, id := range ids {
+			r := int(id)
+			decodeQ8(out[t*cols:(t+1)*cols], m.Q[r*cols:(r+1)*cols], m.Scale[r*cols/q8Block:(r+1)*cols/q8Block], b.simd)
 		}
 	default:
 		panic(unsupported("Embed", table))

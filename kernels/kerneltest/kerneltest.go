@@ -26,10 +26,15 @@ const SumTol = 1e-5
 // which no op may touch.
 const sentinelBits = 0x7fc0beef
 
-// Run compares every op of b against ref.
+// Run compares every op of b against ref. The BF16 and Q8 weight kinds are
+// skipped, saying so, for a backend that does not support them
+// (kernels.CheckMatrix).
 func Run(t *testing.T, b kernels.Backend) {
 	t.Run("MatMulNF4", func(t *testing.T) { testMatMul(t, b, true) })
 	t.Run("MatMulF32", func(t *testing.T) { testMatMul(t, b, false) })
+	t.Run("MatMulBF16", func(t *testing.T) { testMatMulBF16Q8(t, b, false) })
+	t.Run("MatMulQ8", func(t *testing.T) { testMatMulBF16Q8(t, b, true) })
+	t.Run("EmbedBF16Q8", func(t *testing.T) { testEmbedBF16Q8(t, b) })
 	t.Run("Embed", func(t *testing.T) { testEmbed(t, b) })
 	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, b) })
 	t.Run("RoPE", func(t *testing.T) { testRoPE(t, b) })
@@ -109,6 +114,8 @@ func absMatrix(w kernels.Matrix) kernels.Matrix {
 		copy(a.Code[:], abs(m.Code[:]))
 		a.Absmax = abs(m.Absmax)
 		return &a
+	case *kernels.BF16Matrix, *kernels.Q8Matrix:
+		return absDense(m)
 	}
 	panic(fmt.Sprintf("kerneltest: matrix type %T", w))
 }

@@ -21,11 +21,11 @@ func New() kernels.Backend { return Backend{} }
 
 func (Backend) Name() string { return "ref" }
 
-// SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix and
-// *NF4Matrix.
+// SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix,
+// *NF4Matrix, *BF16Matrix and *Q8Matrix.
 func (Backend) SupportsMatrix(w kernels.Matrix) bool {
 	switch w.(type) {
-	case *kernels.F32Matrix, *kernels.NF4Matrix:
+	case *kernels.F32Matrix, *kernels.NF4Matrix, *kernels.BF16Matrix, *kernels.Q8Matrix:
 		return true
 	}
 	return false
@@ -44,13 +44,18 @@ func NF4Element(m *kernels.NF4Matrix, i int) float32 {
 	return m.Code[nibble] * m.Absmax[i/kernels.NF4BlockSize]
 }
 
-// Element returns W[r, c] of an *F32Matrix or *NF4Matrix.
+// Element returns W[r, c] of an *F32Matrix, *NF4Matrix, *BF16Matrix or
+// *Q8Matrix.
 func Element(w kernels.Matrix, r, c int) float32 {
 	switch m := w.(type) {
 	case *kernels.F32Matrix:
 		return m.Data[r*m.Cols+c]
 	case *kernels.NF4Matrix:
 		return NF4Element(m, r*m.Cols+c)
+	case *kernels.BF16Matrix:
+		return BF16Element(m, r*m.Cols+c)
+	case *kernels.Q8Matrix:
+		return Q8Element(m, r*m.Cols+c)
 	}
 	panic(fmt.Sprintf("ref: unsupported matrix type %T (weights must pass kernels.CheckMatrix at load)", w))
 }
