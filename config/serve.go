@@ -37,6 +37,7 @@ type Serve struct {
 	Port             int
 	Quantize         string // "nf4" or "none"
 	ChatTemplate     string // built-in name or Jinja source; "" = the checkpoint's
+	LMHead8Bit       bool   // keep an 8-bit copy of the lm_head for faster decoding
 	MaxModelLen      int    // 0 = the model's max_position_embeddings
 	Threads          int    // CPU threads; 0 = all cores
 	Backend          string // "cpu" or "cuda"
@@ -72,6 +73,7 @@ func serveFlags() *pflag.FlagSet {
 	fs.String("host", "", "address to listen on; empty = all interfaces")
 	fs.Int("port", 8000, "port to listen on")
 	fs.String("quantize", "nf4", "weights of the projections: nf4 (4-bit, quantized on load if needed) or none (float32, for reference checks)")
+	fs.Bool("lm-head-8bit", false, "store the lm_head in 8 bits (blocks of 32): a quarter of float32's decode bandwidth, slightly different logits")
 	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1) or Jinja source; default the model's own")
 	fs.Int("max-model-len", 0, "context length in tokens; 0 = the model's max_position_embeddings")
 	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")
@@ -147,6 +149,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		Port:                g.int("port"),
 		Quantize:            strings.ToLower(g.str("quantize")),
 		ChatTemplate:        g.str("chat-template"),
+		LMHead8Bit:          g.bool("lm-head-8bit"),
 		MaxModelLen:         g.int("max-model-len"),
 		Threads:             g.int("threads"),
 		Backend:             strings.ToLower(g.str("backend")),

@@ -43,11 +43,12 @@ func randomWeights(c *Config) *Weights {
 		return v
 	}
 	w := &Weights{Norm: ones(c.Hidden), Layers: make([]Layer, c.Layers)}
-	emb := make([]float32, c.Vocab*c.Hidden)
+	// bf16, as a real checkpoint stores the (tied) embedding.
+	emb := make([]uint16, c.Vocab*c.Hidden)
 	for i := range emb {
-		emb[i] = float32(rng.NormFloat64() * 0.02)
+		emb[i] = kernels.F32ToBF16(float32(rng.NormFloat64() * 0.02))
 	}
-	w.Embed = &kernels.F32Matrix{Rows: c.Vocab, Cols: c.Hidden, Data: emb}
+	w.Embed = &kernels.BF16Matrix{Rows: c.Vocab, Cols: c.Hidden, Data: emb}
 	w.LMHead = w.Embed
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	lin := func(out, in int) *Linear { return &Linear{W: nf4(out, in), In: in, Out: out} }
@@ -69,6 +70,10 @@ func weightBytes(w *Weights) int64 {
 			return int64(len(m.Packed) + 4*len(m.Absmax))
 		case *kernels.F32Matrix:
 			return int64(4 * len(m.Data))
+		case *kernels.BF16Matrix:
+			return int64(2 * len(m.Data))
+		case *kernels.Q8Matrix:
+			return int64(len(m.Q) + 4*len(m.Scale))
 		}
 		panic(fmt.Sprintf("unknown matrix %T", m))
 	}
@@ -81,7 +86,8 @@ func weightBytes(w *Weights) int64 {
 }
 
 // BenchmarkDecodeStep1B times one decode step of a Llama-3.2-1B-shaped NF4
-// model at a context of 128 tokens, for batch sizes 1 and 8, and reports the
+// model at a context of 128 tokens, for batch sizes 1 and 8, with the tied
+// bf16 lm_head and with an 8-bit copy of it, and reports the
 // bytes of weights read per step over the time as GB/s and as a fraction of
 // the streaming-read bandwidth measured in the same run.
 func BenchmarkDecodeStep1B(b *testing.B) {
@@ -91,40 +97,51 @@ func BenchmarkDecodeStep1B(b *testing.B) {
 	defer be.Close()
 	m := NewModel(c, w, be)
 	bw := cpu.MeasureBandwidth(be, 256<<20, 3)
-	bytes := weightBytes(w)
-	for _, batch := range []int{1, 8} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			caches := make([]*KVCache, batch)
-			for s := range caches {
-				caches[s] = m.NewKVCache(512)
-				var pre Batch
-				for p := range 128 {
-					pre.Add(int32(p), int32(p), caches[s], false)
+	bf16Head := w.LMHead
+	if err := w.QuantizeLMHead(); err != nil {
+		b.Fatal(err)
+	}
+	q8Head := w.LMHead
+	for _, head := range []struct {
+		name string
+		m    kernels.Matrix
+	}{{"bf16", bf16Head}, {"q8", q8Head}} {
+		w.LMHead = head.m
+		bytes := weightBytes(w)
+		for _, batch := range []int{1, 8} {
+			b.Run(fmt.Sprintf("lm_head=%s/batch=%d", head.name, batch), func(b *testing.B) {
+				caches := make([]*KVCache, batch)
+				for s := range caches {
+					caches[s] = m.NewKVCache(512)
+					var pre Batch
+					for p := range 128 {
+						pre.Add(int32(p), int32(p), caches[s], false)
+					}
+					pre.Logits[len(pre.Logits)-1] = true
+					if _, err := m.Forward(&pre); err != nil {
+						b.Fatal(err)
+					}
 				}
-				pre.Logits[len(pre.Logits)-1] = true
-				if _, err := m.Forward(&pre); err != nil {
-					b.Fatal(err)
+				var step Batch
+				b.ResetTimer()
+				start := time.Now()
+				for i := 0; i < b.N; i++ {
+					step.Reset()
+					for _, cache := range caches {
+						cache.Truncate(128)
+						step.Add(42, 128, cache, true)
+					}
+					if _, err := m.Forward(&step); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			var step Batch
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				step.Reset()
-				for _, cache := range caches {
-					cache.Truncate(128)
-					step.Add(42, 128, cache, true)
-				}
-				if _, err := m.Forward(&step); err != nil {
-					b.Fatal(err)
-				}
-			}
-			perStep := time.Since(start).Seconds() / float64(b.N)
-			gbs := float64(bytes) / perStep / 1e9
-			b.ReportMetric(float64(batch)/perStep, "tok/s")
-			b.ReportMetric(gbs, "weightGB/s")
-			b.ReportMetric(bw, "memGB/s")
-			b.ReportMetric(gbs/bw, "frac_of_bw")
-		})
+				perStep := time.Since(start).Seconds() / float64(b.N)
+				gbs := float64(bytes) / perStep / 1e9
+				b.ReportMetric(float64(batch)/perStep, "tok/s")
+				b.ReportMetric(gbs, "weightGB/s")
+				b.ReportMetric(bw, "memGB/s")
+				b.ReportMetric(gbs/bw, "frac_of_bw")
+			})
+		}
 	}
 }

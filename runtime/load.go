@@ -16,6 +16,8 @@ import (
 type LoadOptions struct {
 	Quantize string          // QuantNF4 (default) or QuantNone
 	Backend  kernels.Backend // required
+	// LMHead8Bit stores the lm_head in 8 bits (Q8) for faster decoding.
+	LMHead8Bit bool
 	// ChatTemplate overrides the checkpoint's template: a built-in name
 	// (e.g. "llama-3.1") or Jinja source. Empty = the checkpoint's own, else
 	// llama-3.1 if the tokenizer has Llama 3 header tokens.
@@ -55,6 +57,11 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 	w, err := loadWeights(set, cfg, opts.Quantize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if opts.LMHead8Bit {
+		if err := w.QuantizeLMHead(); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
 	}
 	if err := w.check(opts.Backend); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)

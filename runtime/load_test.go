@@ -195,3 +195,55 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// A bf16 checkpoint keeps its embedding in bf16, exactly.
+func TestBF16EmbeddingStaysBF16(t *testing.T) {
+	dir := tinyModel(t, false)
+	l, err := Load(dir, LoadOptions{Backend: ref.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, ok := l.Model.Weights.Embed.(*kernels.BF16Matrix)
+	if !ok {
+		t.Fatalf("embedding loaded as %T, want bf16", l.Model.Weights.Embed)
+	}
+	set, _ := safetensors.OpenDir(dir)
+	defer set.Close()
+	raw, _ := set.Tensor("model.embed_tokens.weight")
+	want, _ := safetensors.ToFloat32(raw)
+	for i, h := range emb.Data {
+		if kernels.BF16ToF32(h) != want[i] {
+			t.Fatalf("embedding element %d = %v, want %v", i, kernels.BF16ToF32(h), want[i])
+		}
+	}
+}
+
+// The 8-bit lm_head stays close to the float one: same greedy story start,
+// logits within the Q8 error.
+func TestLMHead8Bit(t *testing.T) {
+	be := ref.New()
+	full, err := Load(storiesDir, LoadOptions{Backend: be, Quantize: QuantNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q8, err := Load(storiesDir, LoadOptions{Backend: be, Quantize: QuantNone, LMHead8Bit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q8.Model.Weights.LMHead.(*kernels.Q8Matrix); !ok {
+		t.Fatalf("lm_head is %T", q8.Model.Weights.LMHead)
+	}
+	prompt := []int32{1, 400, 401}
+	a, b := prefillLogits(t, full.Model, prompt, -1), prefillLogits(t, q8.Model, prompt, -1)
+	scale := 0.0
+	for _, v := range a {
+		scale = max(scale, float64(v), -float64(v))
+	}
+	if d := maxAbsDiff(a, b); d > 0.02*scale || d == 0 {
+		t.Fatalf("8-bit lm_head logits differ by %g (max |logit| %g)", d, scale)
+	}
+	text, _ := generate(t, NewEngine(q8, EngineOptions{}), Request{PromptTokens: []int32{1}, MaxTokens: 12, Sampling: greedy})
+	if !strings.HasPrefix(publishedStory, text) {
+		t.Errorf("8-bit lm_head greedy start %q departs from the float story", text)
+	}
+}

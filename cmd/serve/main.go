@@ -151,7 +151,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 	}
 	start := time.Now()
 	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend)
-	loaded, err := runtime.Load(dir, runtime.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate})
+	loaded, err := runtime.Load(dir, runtime.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate, LMHead8Bit: cfg.LMHead8Bit})
 	if err != nil {
 		closeBackend()
 		return nil, nil, nil, err
