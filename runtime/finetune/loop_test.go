@@ -227,7 +227,7 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(ts.LogHistory[:10], tsB.LogHistory[:10]) || *tsB.LogHistory[10].TrainLoss != *final.TrainLoss {
-		t.Errorf("resumed log history differs:\n%+v\n%+v", ts.LogHistory, tsB.LogHistory)
+		t.Errorf("resumed log history differs:\n%s\n%s", logString(ts.LogHistory), logString(tsB.LogHistory))
 	}
 
 	// Resuming from an explicit checkpoint directory works the same.

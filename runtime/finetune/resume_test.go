@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/parrot-llm/parrot/adapters"
@@ -75,7 +77,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(tsA.LogHistory[:6], tsB.LogHistory[:6]) {
-		t.Errorf("logged steps differ:\n%+v\n%+v", tsA.LogHistory[:6], tsB.LogHistory[:6])
+		t.Errorf("logged steps differ:\n%s\n%s", logString(tsA.LogHistory[:6]), logString(tsB.LogHistory[:6]))
 	}
 	// And the adapter really trained: B is no longer zero.
 	a, err := adapters.Load(outA)
@@ -93,4 +95,22 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	if nonzero == 0 {
 		t.Error("every lora_B is still zero after 6 steps")
 	}
+}
+
+// logString prints log entries' values (they hold pointers).
+func logString(es []LogEntry) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "{step %d epoch %v", e.Step, e.Epoch)
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"loss", e.Loss}, {"lr", e.LearningRate}, {"grad_norm", e.GradNorm}} {
+			if f.v != nil {
+				fmt.Fprintf(&b, " %s %v", f.name, *f.v)
+			}
+		}
+		b.WriteString("} ")
+	}
+	return b.String()
 }

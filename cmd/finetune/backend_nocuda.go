@@ -1,0 +1,14 @@
+//go:build !cuda
+
+package main
+
+import (
+	"errors"
+
+	"github.com/parrot-llm/parrot/kernels"
+)
+
+// cudaBackend is unavailable in a build without the cuda tag.
+func cudaBackend() (kernels.Backend, func(), error) {
+	return nil, nil, errors.New("--backend cuda: this binary was built without CUDA support (build with -tags cuda)")
+}
