@@ -178,7 +178,7 @@ func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
 		LoraAlpha:     getFloat(&g, "lora-alpha"),
 		LoraDropout:   getFloat(&g, "lora-dropout"),
 		TargetModules: g.list("target-modules"),
-		UseRSLoRA:     getBool(&g, "use-rslora"),
+		UseRSLoRA:     g.bool("use-rslora"),
 
 		MaxSeqLength:              g.int("max-seq-length"),
 		PerDeviceTrainBatchSize:   g.int("per-device-train-batch-size"),
@@ -194,9 +194,9 @@ func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
 		LoggingSteps:              g.int("logging-steps"),
 		SaveSteps:                 g.int("save-steps"),
 		ResumeFromCheckpoint:      g.str("resume-from-checkpoint"),
-		GradientCheckpointing:     getBool(&g, "gradient-checkpointing"),
+		GradientCheckpointing:     g.bool("gradient-checkpointing"),
 
-		TrainOnResponsesOnly: getBool(&g, "train-on-responses-only"),
+		TrainOnResponsesOnly: g.bool("train-on-responses-only"),
 		InstructionPart:      unescape(getRaw(&g, "instruction-part")),
 		ResponsePart:         unescape(getRaw(&g, "response-part")),
 		ShowMasking:          g.int("show-masking"),
@@ -247,18 +247,6 @@ func getFloat(g *getter, key string) float64 {
 		g.fail(key, val, "a number")
 	}
 	return f
-}
-
-func getBool(g *getter, key string) bool {
-	val := g.v.Get(key)
-	b, err := cast.ToBoolE(val)
-	if s, ok := val.(string); ok {
-		b, err = strconv.ParseBool(strings.TrimSpace(s))
-	}
-	if err != nil {
-		g.fail(key, val, "true or false")
-	}
-	return b
 }
 
 // unescape turns the escapes \n, \t and \\ into their characters, so the

@@ -164,3 +164,46 @@ func BenchmarkExpBF16(bb *testing.B) {
 		}
 	})
 }
+
+//go:noescape
+func dotBF16PFAsm(w *uint16, x *float32, n int, dist int) float32
+
+type expPFJob struct {
+	h    *kernels.BF16Matrix
+	x, y []float32
+	dist int
+}
+
+func (j *expPFJob) run(_, lo, hi int) {
+	c := j.h.Cols
+	for r := lo; r < hi; r++ {
+		if j.dist < 0 {
+			j.y[r] = dotBF16AVX2(j.h.Data[r*c:(r+1)*c], j.x)
+		} else {
+			j.y[r] = dotBF16PFAsm(&j.h.Data[r*c], &j.x[0], c, j.dist)
+		}
+	}
+}
+
+func BenchmarkExpPF(bb *testing.B) {
+	ws := lmHeads()
+	h := ws[1].(*kernels.BF16Matrix)
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := kerneltest.Vec(rng, lmCols)
+	y := make([]float32, lmRows)
+	b := New(0)
+	defer b.Close()
+	for _, grain := range []int{8, 96} {
+		for _, dist := range []int{-1, 0, 512, 1024, 2048, 4096} {
+			bb.Run(fmt.Sprintf("g%d_d%d", grain, dist), func(bb *testing.B) {
+				bw := MeasureBandwidth(b, probeBytes, 2)
+				j := &expPFJob{h: h, x: x, y: y, dist: dist}
+				for bb.Loop() {
+					b.pool.parallel(j, lmRows, grain)
+				}
+				gbs := float64(2*len(h.Data)) * float64(bb.N) / bb.Elapsed().Seconds() / 1e9
+				bb.ReportMetric(gbs/bw, "frac")
+			})
+		}
+	}
+}
