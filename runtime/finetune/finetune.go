@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/internal/atomicfile"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
 	"github.com/parrot-llm/parrot/runtime/dataset"
@@ -215,7 +216,7 @@ func writeTrainingArgs(c config.Finetune) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(c.OutputDir, "training_args.json"), append(data, '\n'))
+	return atomicfile.WriteFile(filepath.Join(c.OutputDir, "training_args.json"), append(data, '\n'))
 }
 
 // printSummary prints the lab's end-of-training report.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/internal/atomicfile"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 )
 
@@ -255,7 +256,7 @@ func (r *runner) checkpoint() error {
 	if err := r.t.SaveState(&opt); err != nil {
 		return fmt.Errorf("checkpoint: optimizer state: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, OptimizerName), opt.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, OptimizerName), opt.Bytes()); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	rs := r.rs

@@ -1,16 +1,15 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/parrot-llm/parrot/internal/atomicfile"
 )
 
 // StreamTensor is a tensor whose bytes are produced while the file is
@@ -54,51 +53,24 @@ func WriteStream(path string, tensors []StreamTensor, metadata map[string]string
 	}
 	hdr := encodeHeader(tensors, order, sizes, metadata)
 
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	err = atomicfile.Write(path, func(w io.Writer) error {
+		var lenBuf [8]byte
+		binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hdr)))
+		w.Write(lenBuf[:])
+		w.Write(hdr)
+		for _, i := range order {
+			t := tensors[i]
+			cw := &countingWriter{w: w}
+			if err := t.WriteData(cw); err != nil {
+				return fmt.Errorf("tensor %q: %w", t.Name, err)
+			}
+			if cw.n != sizes[i] {
+				return fmt.Errorf("tensor %q: wrote %d bytes, want %d for %v %s", t.Name, cw.n, sizes[i], t.Shape, t.DType)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fail(err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	var lenBuf [8]byte
-	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hdr)))
-	w.Write(lenBuf[:])
-	w.Write(hdr)
-	for _, i := range order {
-		t := tensors[i]
-		cw := &countingWriter{w: w}
-		if err := t.WriteData(cw); err != nil {
-			return fail(fmt.Errorf("tensor %q: %w", t.Name, err))
-		}
-		if cw.n != sizes[i] {
-			return fail(fmt.Errorf("tensor %q: wrote %d bytes, want %d for %v %s", t.Name, cw.n, sizes[i], t.Shape, t.DType))
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fail(err)
-	}
-	if err := syncDir(dir); err != nil {
 		return fail(err)
 	}
 	return nil

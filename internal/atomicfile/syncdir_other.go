@@ -1,6 +1,6 @@
 //go:build !unix
 
-package safetensors
+package atomicfile
 
 // syncDir is a no-op where directories cannot be fsynced.
 func syncDir(dir string) error { return nil }
