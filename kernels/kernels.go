@@ -2,8 +2,9 @@
 // the model code calls without knowing which backend runs them.
 //
 // Activations are plain row-major float32 slices. Weights are frozen matrices
-// in PyTorch nn.Linear layout W[Rows=out, Cols=in], either float32 or
-// bitsandbytes-compatible NF4 (SPEC.md §1).
+// in PyTorch nn.Linear layout W[Rows=out, Cols=in]: float32, bitsandbytes-
+// compatible NF4 (SPEC.md §1), bfloat16 (embeddings as checkpoints store
+// them) or 8-bit Q8 (an optional lm_head).
 //
 // kernels/ref is the naive specification of every op; kernels/cpu is the fast
 // implementation and is tested op by op against ref.

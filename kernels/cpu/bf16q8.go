@@ -28,18 +28,20 @@ type streamJob struct {
 
 const q8Block = kernels.Q8BlockSize
 
-// streamGrain returns the rows per work item: ~32 KiB of weights when
-// decoding (enough to amortize the hand-out, small enough to balance the
-// cores), a tile of nf4Tile floats for prefill.
+// streamGrain returns the rows per work item: ~256 KiB of weights when
+// decoding (long runs of contiguous memory for the prefetcher: measured
+// ~10% faster than 64 KiB on the lm_head, which still has ~2000 items to
+// balance the cores), a tile of nf4Tile floats for prefill.
 func streamGrain(rowBytes, cols, T int) int {
+	const itemBytes = 256 << 10
 	switch {
 	case T > smallBatch:
 		return max(1, nf4Tile/cols)
 	case T > 1:
-		rows := max(3, 32768/rowBytes)
+		rows := max(3, itemBytes/rowBytes)
 		return rows - rows%3 // whole groups of 3 rows
 	}
-	return max(1, 32768/rowBytes)
+	return max(1, itemBytes/rowBytes)
 }
 
 func (b *Backend) matMulStream(y, x []float32, bf16 *kernels.BF16Matrix, q8 *kernels.Q8Matrix, T int) {
