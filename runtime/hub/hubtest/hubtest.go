@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // DefaultToken is the token that opens gated repositories unless Server.Token is changed.
@@ -78,11 +79,12 @@ type Server struct {
 	Token    string // accepted token for gated repos (DefaultToken)
 	Hub, CDN *httptest.Server
 
-	mu     sync.Mutex
-	repos  map[string]*Repo // by type + "/" + id
-	faults []Fault
-	log    []Request
-	down   bool
+	inflight sync.WaitGroup // handlers running
+	mu       sync.Mutex
+	repos    map[string]*Repo // by type + "/" + id
+	faults   []Fault
+	log      []Request
+	down     bool
 }
 
 // NewServer starts the Hub and CDN servers serving repos; they are closed at
@@ -154,8 +156,16 @@ func (s *Server) SetDown(down bool) {
 	s.down = down
 }
 
-// Requests returns a copy of the request log.
+// Requests returns a copy of the request log, once the handlers still
+// running have returned (a client may read a whole body before its handler
+// has recorded it), or after a second if one is stuck.
 func (s *Server) Requests() []Request {
+	settled := make(chan struct{})
+	go func() { s.inflight.Wait(); close(settled) }()
+	select {
+	case <-settled:
+	case <-time.After(time.Second):
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Request(nil), s.log...)
@@ -251,6 +261,8 @@ func dropConnection(w http.ResponseWriter) {
 
 func (s *Server) handler(name string, serve func(http.ResponseWriter, *http.Request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
 		rec := &recorder{ResponseWriter: w}
 		// Log on arrival, so the log is in request order even when a
 		// client retries before the previous handler has returned.
