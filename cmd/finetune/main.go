@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/kernels/backends"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/finetune"
 	"github.com/parrot-llm/parrot/runtime/hub"
@@ -67,11 +68,13 @@ func train(ctx context.Context, cfg config.Finetune, stdout, stderr io.Writer) e
 	if cfg.DownloadDir != "" {
 		client.CacheDir = cfg.DownloadDir
 	}
-	dir, err := modelDir(ctx, cfg, client, stderr)
+	dir, err := client.ResolveModel(ctx, cfg.Model, cfg.Revision, func(repoID, revision string) {
+		fmt.Fprintf(stderr, "Fetching %s@%s from the Hub into %s\n", repoID, revision, client.CacheDir)
+	})
 	if err != nil {
 		return err
 	}
-	backend, closeBackend, err := newBackend(cfg.Backend, cfg.Threads)
+	backend, closeBackend, err := backends.New(cfg.Backend, cfg.Threads)
 	if err != nil {
 		return err
 	}
@@ -88,27 +91,4 @@ func train(ctx context.Context, cfg config.Finetune, stdout, stderr io.Writer) e
 	}
 	_, err = finetune.Run(ctx, finetune.Job{Config: cfg, Model: loaded, Hub: client, Stdout: stdout, Stderr: stderr})
 	return err
-}
-
-// modelDir returns the local directory of cfg.Model: the directory itself,
-// or its Hub snapshot, downloaded (or found) in the Hugging Face cache.
-func modelDir(ctx context.Context, cfg config.Finetune, client *hub.Client, log io.Writer) (string, error) {
-	if st, err := os.Stat(cfg.Model); err == nil {
-		if !st.IsDir() {
-			return "", fmt.Errorf("--model %s: not a directory", cfg.Model)
-		}
-		return cfg.Model, nil
-	}
-	if !hub.LooksLikeRepoID(cfg.Model) {
-		return "", fmt.Errorf("--model %s: no such directory, and not a Hub id such as org/name", cfg.Model)
-	}
-	repoID, revision, err := hub.ParseRepoRef(cfg.Model)
-	if err != nil {
-		return "", err
-	}
-	if cfg.Revision != "" {
-		revision = cfg.Revision
-	}
-	fmt.Fprintf(log, "Fetching %s@%s from the Hub into %s\n", repoID, revision, client.CacheDir)
-	return client.Snapshot(ctx, hub.RepoModel, repoID, revision, []string{"*.json", "*.safetensors", "*.jinja"})
 }

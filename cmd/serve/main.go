@@ -24,6 +24,7 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters"
 	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/kernels/backends"
 	"github.com/parrot-llm/parrot/openai"
 	"github.com/parrot-llm/parrot/runtime"
 )
@@ -145,7 +146,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	backend, closeBackend, err := newBackend(cfg.Backend, cfg.Threads)
+	backend, closeBackend, err := backends.New(cfg.Backend, cfg.Threads)
 	if err != nil {
 		return nil, nil, nil, err
 	}

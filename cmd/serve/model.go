@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -12,28 +11,9 @@ import (
 	"github.com/parrot-llm/parrot/runtime/hub"
 )
 
-// modelFiles are the files of a Hub model repository that loading needs.
-var modelFiles = []string{"*.json", "*.safetensors", "*.jinja"}
-
 // modelDir returns the local directory of cfg.Model: the directory itself,
 // or the Hub snapshot, downloaded (or found) in the Hugging Face cache.
 func modelDir(ctx context.Context, cfg config.Serve, log *slog.Logger) (string, error) {
-	if st, err := os.Stat(cfg.Model); err == nil {
-		if !st.IsDir() {
-			return "", fmt.Errorf("--model %s: not a directory", cfg.Model)
-		}
-		return cfg.Model, nil
-	}
-	if !hub.LooksLikeRepoID(cfg.Model) {
-		return "", fmt.Errorf("--model %s: no such directory, and not a Hub id such as org/name", cfg.Model)
-	}
-	repoID, revision, err := hub.ParseRepoRef(cfg.Model)
-	if err != nil {
-		return "", err
-	}
-	if cfg.Revision != "" {
-		revision = cfg.Revision
-	}
 	client, err := hub.NewFromEnv()
 	if err != nil {
 		return "", err
@@ -43,12 +23,15 @@ func modelDir(ctx context.Context, cfg config.Serve, log *slog.Logger) (string, 
 	}
 	p := &progressLog{log: log, every: 5 * time.Second, files: map[string]*fileProgress{}}
 	client.Progress = p.event
-	log.Info("fetching model from the Hub", "repo", repoID, "revision", revision, "cache", client.CacheDir, "offline", client.Offline)
-	dir, err := client.Snapshot(ctx, hub.RepoModel, repoID, revision, modelFiles)
+	dir, err := client.ResolveModel(ctx, cfg.Model, cfg.Revision, func(repoID, revision string) {
+		log.Info("fetching model from the Hub", "repo", repoID, "revision", revision, "cache", client.CacheDir, "offline", client.Offline)
+	})
 	if err != nil {
 		return "", err
 	}
-	log.Info("model snapshot ready", "dir", dir)
+	if dir != cfg.Model {
+		log.Info("model snapshot ready", "dir", dir)
+	}
 	return dir, nil
 }
 

@@ -188,3 +188,34 @@ func fnmatchRegexp(pat string) string {
 	b.WriteString(`)$`)
 	return b.String()
 }
+
+// ModelFiles are the files of a model repository that loading a checkpoint
+// needs (configs, tokenizer, chat templates, weights).
+var ModelFiles = []string{"*.json", "*.safetensors", "*.jinja"}
+
+// ResolveModel returns the local directory of a --model argument: an
+// existing directory as it is, else the Hub id "org/name[@revision]"
+// (revision, if not empty, overrides the one in ref), fetched into the cache
+// or found there. fetching, if not nil, is told before a Hub lookup.
+func (c *Client) ResolveModel(ctx context.Context, ref, revision string, fetching func(repoID, revision string)) (string, error) {
+	if st, err := os.Stat(ref); err == nil {
+		if !st.IsDir() {
+			return "", fmt.Errorf("--model %s: not a directory", ref)
+		}
+		return ref, nil
+	}
+	if !LooksLikeRepoID(ref) {
+		return "", fmt.Errorf("--model %s: no such directory, and not a Hub id such as org/name", ref)
+	}
+	repoID, rev, err := ParseRepoRef(ref)
+	if err != nil {
+		return "", err
+	}
+	if revision != "" {
+		rev = revision
+	}
+	if fetching != nil {
+		fetching(repoID, rev)
+	}
+	return c.Snapshot(ctx, RepoModel, repoID, rev, ModelFiles)
+}
