@@ -228,9 +228,10 @@ func TestConcurrentStreams(t *testing.T) {
 		t.Error(err)
 	}
 	// The engine reports a request to the metrics just after its last event.
-	waitFor(t, "32 successes and TTFT observations, and no running request, in the metrics", func() bool {
+	waitFor(t, "32 successes, TTFT and queue-time observations, and no running request, in the metrics", func() bool {
 		return s.metric("parrot:request_success_total", map[string]string{"model_name": "stories", "finished_reason": "length"}) == clients &&
 			s.metric("parrot:time_to_first_token_seconds", map[string]string{"model_name": "stories"}) == clients &&
+			s.metric("parrot:request_queue_time_seconds", map[string]string{"model_name": "stories"}) == clients &&
 			s.metric("parrot:num_requests_running", map[string]string{"model_name": "stories"}) == 0
 	})
 }
