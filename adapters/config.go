@@ -8,7 +8,10 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+
+	"github.com/parrot-llm/parrot/internal/pyjson"
 )
 
 // File names of a PEFT adapter directory (peft/utils/constants.py).
@@ -332,7 +335,47 @@ func (c *Config) marshal() ([]byte, error) {
 	set("rank_pattern", patternValue(c.RankPattern))
 	set("alpha_pattern", patternValue(c.AlphaPattern))
 	fields["inference_mode"] = true // PeftModel.save_pretrained saves in inference mode
-	return pyJSON(fields)
+	v, err := integralAsInt(fields)
+	if err != nil {
+		return nil, err
+	}
+	return pyjson.Marshal(v, pyjson.Options{Indent: 2, EnsureASCII: true})
+}
+
+// integralAsInt returns a copy of v (a tree of maps, lists and scalars) with
+// every integral float64 below 1e16 as an integer, the way Unsloth's configs
+// hold numbers ("lora_alpha": 16, "lora_dropout": 0) where Python's repr
+// would write 16.0; other floats keep their repr. NaN and infinities are an
+// error: json.dumps would write NaN, which no JSON parser but Python's reads.
+func integralAsInt(v any) (any, error) {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("cannot encode %v in JSON", x)
+		}
+		if x == math.Trunc(x) && math.Abs(x) < 1e16 {
+			return json.Number(strconv.FormatFloat(x, 'f', 0, 64)), nil
+		}
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, item := range x {
+			var err error
+			if out[k], err = integralAsInt(item); err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, item := range x {
+			var err error
+			if out[i], err = integralAsInt(item); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return v, nil
 }
 
 func cmp(s, def string) string {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parrot-llm/parrot/internal/pyjson"
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 )
 
@@ -444,19 +445,24 @@ func TestLoadToleratesAndConverts(t *testing.T) {
 	}
 }
 
-func TestPyFloat(t *testing.T) {
-	// Python's repr of these floats (integral values as integers, as Unsloth writes them).
+func TestIntegralAsInt(t *testing.T) {
+	// Python's repr of these floats, integral values as integers (as Unsloth writes them).
 	for f, want := range map[float64]string{
-		0: "0", 16: "16", 0.05: "0.05", 1e-05: "1e-05", 0.0001: "0.0001", 1.5e16: "1.5e+16",
+		0: "0", 16: "16", -3: "-3", 0.05: "0.05", 1e-05: "1e-05", 0.0001: "0.0001", 1.5e16: "1.5e+16",
 		123456.789: "123456.789", 1e-100: "1e-100", 0.30000000000000004: "0.30000000000000004", 1e16: "1e+16",
 	} {
-		if got, _ := pyFloat(f); got != want {
-			t.Errorf("pyFloat(%v) = %s, want %s", f, got, want)
+		v, err := integralAsInt(map[string]any{"x": []any{f}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pyjson.Marshal(v, pyjson.Options{})
+		if want := `{"x": [` + want + `]}`; err != nil || string(got) != want {
+			t.Errorf("%v: %s, %v, want %s", f, got, err, want)
 		}
 	}
-	var b bytes.Buffer
-	pyString(&b, "é\"\\\n\x01😀/")
-	if got, want := b.String(), `"\u00e9\"\\\n\u0001\ud83d\ude00/"`; got != want {
-		t.Errorf("pyString = %s, want %s", got, want)
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := integralAsInt(map[string]any{"lora_alpha": f}); err == nil {
+			t.Errorf("%v accepted", f)
+		}
 	}
 }

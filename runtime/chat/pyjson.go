@@ -2,15 +2,15 @@ package chat
 
 import (
 	"fmt"
-	"math"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/nikolalohinski/gonja/v2/exec"
+
+	"github.com/parrot-llm/parrot/internal/pyjson"
 )
 
 // jsonOpts are the arguments of Python's json.dumps that transformers'
@@ -75,10 +75,10 @@ func (o jsonOpts) write(b *strings.Builder, v *exec.Value, level int) error {
 		writeJSONString(b, t, o.ensureASCII)
 		return nil
 	case float64:
-		b.WriteString(pyFloatJSON(t))
+		b.WriteString(pyjson.FloatRepr(t))
 		return nil
 	case float32:
-		b.WriteString(pyFloatJSON(float64(t)))
+		b.WriteString(pyjson.FloatRepr(float64(t)))
 		return nil
 	}
 	ev := exec.AsValue(x)
@@ -158,68 +158,12 @@ func jsonKey(k *exec.Value) (string, error) {
 		}
 		return "false", nil
 	case float64:
-		return pyFloatJSON(t), nil
+		return pyjson.FloatRepr(t), nil
 	}
 	if k.IsInteger() {
 		return k.String(), nil
 	}
 	return "", fmt.Errorf("tojson: keys must be str, int, float, bool or None, not %T", unwrap(k))
-}
-
-// pyFloatJSON formats a float as Python's float.__repr__, with json's
-// spelling of the non-finite values.
-func pyFloatJSON(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "NaN"
-	case math.IsInf(f, 1):
-		return "Infinity"
-	case math.IsInf(f, -1):
-		return "-Infinity"
-	}
-	return pyFloatRepr(f)
-}
-
-// pyFloatRepr is Python's repr(float): the shortest round-trip digits,
-// positional for exponents in [-4, 16), scientific otherwise, and ".0"
-// on integral values.
-func pyFloatRepr(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "nan"
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	}
-	s := strconv.FormatFloat(f, 'e', -1, 64) // e.g. "-1.5e-07"
-	mant, expStr, _ := strings.Cut(s, "e")
-	exp, _ := strconv.Atoi(expStr)
-	neg := strings.HasPrefix(mant, "-")
-	mant = strings.TrimPrefix(mant, "-")
-	digits := strings.Replace(mant, ".", "", 1)
-	var out string
-	if exp < -4 || exp >= 16 {
-		out = digits[:1]
-		if len(digits) > 1 {
-			out += "." + digits[1:]
-		}
-		sign := "+"
-		if exp < 0 {
-			sign, exp = "-", -exp
-		}
-		out += fmt.Sprintf("e%s%02d", sign, exp)
-	} else if exp < 0 {
-		out = "0." + strings.Repeat("0", -exp-1) + digits
-	} else if len(digits) <= exp+1 {
-		out = digits + strings.Repeat("0", exp+1-len(digits)) + ".0"
-	} else {
-		out = digits[:exp+1] + "." + digits[exp+1:]
-	}
-	if neg {
-		out = "-" + out
-	}
-	return out
 }
 
 // writeJSONString quotes s like json.dumps: only '"', '\\' and control

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/parrot-llm/parrot/internal/pyjson"
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 )
@@ -232,7 +233,7 @@ func BnbTensors(prefix string, m *kernels.NF4Matrix, doubleQuant bool, dtype str
 			f32Tensor(prefix+".nested_absmax", nested),
 			f32Tensor(prefix+".nested_quant_map", dyn[:]))
 		js += fmt.Sprintf(`, "nested_blocksize": %d, "nested_dtype": "float32", "nested_offset": %s`,
-			NestedBlockSize, PyFloatRepr(float64(offset)))
+			NestedBlockSize, pyjson.FloatRepr(float64(offset)))
 	} else {
 		ts = append(ts,
 			f32Tensor(prefix+".absmax", m.Absmax),

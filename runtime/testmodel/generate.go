@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/parrot-llm/parrot/internal/pyjson"
 )
 
 // Generate writes a model directory for o into dir (created if needed):
@@ -31,10 +33,13 @@ func Generate(dir string, o Options) error {
 		{"special_tokens_map.json", specialTokensMap(), false},
 	}
 	for _, f := range files {
-		b, err := prettyJSON(f.v, f.ensureASCII)
+		// json.dumps(indent=2) and a newline, as transformers saves them (maps
+		// sorted, as sort_keys=True); tokenizer.json's objects keep their order.
+		b, err := pyjson.Marshal(f.v, pyjson.Options{Indent: 2, EnsureASCII: f.ensureASCII})
 		if err != nil {
-			return err
+			return fmt.Errorf("testmodel: %s: %w", f.name, err)
 		}
+		b = append(b, '\n')
 		if err := os.WriteFile(filepath.Join(dir, f.name), b, 0o644); err != nil {
 			return fmt.Errorf("testmodel: %w", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/parrot-llm/parrot/internal/pyjson"
 )
 
 //go:embed corpus.txt
@@ -187,9 +189,16 @@ func bpeVocab(size int) (tokens []string, merges [][2]string) {
 	return tokens, merges
 }
 
+// object is a tokenizer.json object: its members in the order
+// tokenizers writes them.
+type object = pyjson.Object
+
+// kv is one member of an object.
+func kv(key string, value any) pyjson.Member { return pyjson.Member{Key: key, Value: value} }
+
 func addedToken(id int, content string) object {
-	return object{{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
-		{"rstrip", false}, {"normalized", false}, {"special", true}}
+	return object{kv("id", id), kv("content", content), kv("single_word", false), kv("lstrip", false),
+		kv("rstrip", false), kv("normalized", false), kv("special", true)}
 }
 
 // tokenizerJSON builds tokenizer.json in the Llama 3 layout: byte-level BPE
@@ -203,7 +212,7 @@ func tokenizerJSON(o Options) object {
 	}
 	vocab := make(object, len(tokens))
 	for i, t := range tokens {
-		vocab[i] = member{t, i}
+		vocab[i] = kv(t, i)
 	}
 	ms := make([]string, len(merges))
 	for i, m := range merges {
@@ -211,36 +220,36 @@ func tokenizerJSON(o Options) object {
 	}
 	bos := SpecialTokens()[0]
 	byteLevel := func(prefix, trim, regex bool) object {
-		return object{{"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", trim}, {"use_regex", regex}}
+		return object{kv("type", "ByteLevel"), kv("add_prefix_space", prefix), kv("trim_offsets", trim), kv("use_regex", regex)}
 	}
 	special := func(typeID int) object {
-		return object{{"SpecialToken", object{{"id", bos}, {"type_id", typeID}}}}
+		return object{kv("SpecialToken", object{kv("id", bos), kv("type_id", typeID)})}
 	}
 	seq := func(id string, typeID int) object {
-		return object{{"Sequence", object{{"id", id}, {"type_id", typeID}}}}
+		return object{kv("Sequence", object{kv("id", id), kv("type_id", typeID)})}
 	}
 	return object{
-		{"version", "1.0"},
-		{"truncation", nil},
-		{"padding", nil},
-		{"added_tokens", added},
-		{"normalizer", nil},
-		{"pre_tokenizer", object{{"type", "Sequence"}, {"pretokenizers", []any{
-			object{{"type", "Split"}, {"pattern", object{{"Regex", llama3Split}}}, {"behavior", "Isolated"}, {"invert", false}},
+		kv("version", "1.0"),
+		kv("truncation", nil),
+		kv("padding", nil),
+		kv("added_tokens", added),
+		kv("normalizer", nil),
+		kv("pre_tokenizer", object{kv("type", "Sequence"), kv("pretokenizers", []any{
+			object{kv("type", "Split"), kv("pattern", object{kv("Regex", llama3Split)}), kv("behavior", "Isolated"), kv("invert", false)},
 			byteLevel(false, true, false),
-		}}}},
-		{"post_processor", object{{"type", "Sequence"}, {"processors", []any{
+		})}),
+		kv("post_processor", object{kv("type", "Sequence"), kv("processors", []any{
 			byteLevel(true, false, true),
-			object{{"type", "TemplateProcessing"},
-				{"single", []any{special(0), seq("A", 0)}},
-				{"pair", []any{special(0), seq("A", 0), special(1), seq("B", 1)}},
-				{"special_tokens", object{{bos, object{{"id", bos}, {"ids", []int{o.BOS()}}, {"tokens", []string{bos}}}}}},
+			object{kv("type", "TemplateProcessing"),
+				kv("single", []any{special(0), seq("A", 0)}),
+				kv("pair", []any{special(0), seq("A", 0), special(1), seq("B", 1)}),
+				kv("special_tokens", object{kv(bos, object{kv("id", bos), kv("ids", []int{o.BOS()}), kv("tokens", []string{bos})})}),
 			},
-		}}}},
-		{"decoder", byteLevel(true, true, true)},
-		{"model", object{{"type", "BPE"}, {"dropout", nil}, {"unk_token", nil}, {"continuing_subword_prefix", nil},
-			{"end_of_word_suffix", nil}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", true},
-			{"vocab", vocab}, {"merges", ms}}},
+		})}),
+		kv("decoder", byteLevel(true, true, true)),
+		kv("model", object{kv("type", "BPE"), kv("dropout", nil), kv("unk_token", nil), kv("continuing_subword_prefix", nil),
+			kv("end_of_word_suffix", nil), kv("fuse_unk", false), kv("byte_fallback", false), kv("ignore_merges", true),
+			kv("vocab", vocab), kv("merges", ms)}),
 	}
 }
 

@@ -1,4 +1,4 @@
-# Python repr(float) of assorted doubles (the format json.dumps uses for nested_offset).
+# Python repr(float) of assorted doubles (the format json.dumps uses for floats).
 # Run: python3 gen_pyfloat_repr.py > pyfloat_repr.json
 import struct, random, json
 random.seed(5)
