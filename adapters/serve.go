@@ -48,7 +48,10 @@ func (g *Generator) Submit(ctx context.Context, req runtime.Request) (<-chan run
 			if ev.Done {
 				m.Tokens(g.Name, ev.Usage.PromptTokens, ev.Usage.CompletionTokens)
 			}
-			out <- ev
+			select {
+			case out <- ev:
+			case <-ctx.Done(): // a cancelled request's reader may be gone: drop, don't block
+			}
 		}
 	}()
 	return out, nil

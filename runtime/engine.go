@@ -116,7 +116,7 @@ type Engine struct {
 type sequence struct {
 	ctx      context.Context
 	req      Request
-	events   chan Event
+	events   *eventQueue
 	prompt   []int32
 	cache    *KVCache
 	fed      int     // prompt tokens already run through the model
@@ -211,13 +211,14 @@ func (e *Engine) Submit(ctx context.Context, req Request) (_ <-chan Event, err e
 	}
 	s := &sequence{
 		ctx: ctx, req: req, prompt: prompt, maxNew: maxNew,
-		events:  make(chan Event, maxNew+2), // never blocks the scheduler
 		sampler: sampler.New(req.Sampling, e.model.Config.Vocab, prompt),
 		decoder: tokenizer.NewStreamDecoder(e.tok, true),
 		stops:   sampler.NewStopMatcher(req.Stop),
 		timing:  Timing{Queued: time.Now()},
 	}
-	s.decoder.Prime(prompt)
+	if err := s.decoder.Prime(prompt); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -226,12 +227,13 @@ func (e *Engine) Submit(ctx context.Context, req Request) (_ <-chan Event, err e
 	if len(e.waiting) >= e.opts.MaxWaiting {
 		return nil, ErrOverloaded
 	}
+	s.events = newEventQueue(ctx)
 	e.waiting = append(e.waiting, s)
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
-	return s.events, nil
+	return s.events.out, nil
 }
 
 // Close stops accepting requests, lets running ones finish, and returns when
@@ -389,7 +391,7 @@ func sampleOf(s *sequence, r sampler.Result) *sampler.Result {
 
 func (e *Engine) emit(s *sequence, ev Event) {
 	ev.Usage = Usage{PromptTokens: len(s.prompt), CompletionTokens: len(s.tokens)}
-	s.events <- ev
+	s.events.push(ev)
 }
 
 // finish sends the final event, closes the stream and frees the cache.
@@ -411,7 +413,6 @@ func (e *Engine) finish(s *sequence, reason string, err error) {
 	s.timing.Finished = time.Now()
 	ev := Event{Token: -1, Text: tail, Done: true, FinishReason: reason, Err: err}
 	e.emit(s, ev)
-	close(s.events)
 	s.cache = nil
 	if s.req.Adapter != nil {
 		s.req.Adapter.Release()

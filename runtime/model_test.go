@@ -3,8 +3,10 @@ package runtime
 import (
 	"context"
 	"math"
+	goruntime "runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/kernels/ref"
@@ -263,4 +265,53 @@ func maxAbsDiff(a, b []float32) float64 {
 		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
 	}
 	return d
+}
+
+// A reader that does not keep up never stalls the scheduler: other requests
+// finish while its events wait, and it later receives all of them in order.
+func TestSlowReaderDoesNotBlockOthers(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	e := NewEngine(l, EngineOptions{})
+	defer e.Close(context.Background())
+	req := Request{PromptTokens: []int32{1}, MaxTokens: 200, IgnoreEOS: true, Sampling: greedy}
+	solo, _ := generate(t, e, req)
+	slow, err := e.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, _ := generate(t, e, Request{Prompt: "Once", MaxTokens: 150, IgnoreEOS: true, Sampling: greedy})
+	if fast == "" {
+		t.Fatal("the second request produced nothing")
+	}
+	var sb strings.Builder
+	n := 0
+	for ev := range slow {
+		sb.WriteString(ev.Text)
+		n++
+	}
+	if n != 201 || sb.String() != solo {
+		t.Fatalf("slow reader got %d events, text %q", n, sb.String())
+	}
+}
+
+// A cancelled request whose reader is gone does not leave its forwarding
+// goroutine behind.
+func TestAbandonedStreamDoesNotLeak(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	e := NewEngine(l, EngineOptions{})
+	defer e.Close(context.Background())
+	before := goruntime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := e.Submit(ctx, Request{PromptTokens: []int32{1}, MaxTokens: 300, IgnoreEOS: true, Sampling: greedy}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	deadline := time.Now().Add(abandonGrace + 3*time.Second)
+	for goruntime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g := goruntime.NumGoroutine(); g > before {
+		t.Fatalf("%d goroutines after an abandoned stream, %d before", g, before)
+	}
 }
