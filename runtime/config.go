@@ -378,7 +378,9 @@ func (c *Config) InvFreq() []float32 {
 			}
 			if !(wavelen < highWavelen) && !(wavelen > lowWavelen) {
 				smooth := (old/wavelen - lo) / (hi - lo)
-				scaled = (1-smooth)*scaled/factor + smooth*scaled
+				// Explicit conversions round each product, so that no
+				// architecture fuses them into an FMA (torch does not).
+				scaled = float32((1-smooth)*scaled/factor) + float32(smooth*scaled)
 			}
 			inv[j] = scaled
 		}
