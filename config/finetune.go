@@ -127,37 +127,17 @@ func FinetuneUsage(w io.Writer) {
 Fine-tunes a LoRA adapter on MODEL (QLoRA: the base stays frozen in 4-bit)
 and writes it to DIR in PEFT format (adapter_config.json and
 adapter_model.safetensors), loadable by serve --adapters-dir.
-
-Every flag can also be set by an environment variable (shown in brackets;
-lists comma-separated) or a key of the --config YAML file. A flag on the
-command line wins over the environment, which wins over the file.
-
-Flags:
-%s`, finetuneFlags().FlagUsages())
+%s`, flagsHelp(finetuneFlags()))
 }
 
 // ParseFinetune reads the finetune configuration from args (without the
 // program name), the environment and the --config file. --help prints the
 // usage to out and returns ErrHelp.
 func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
-	fs := finetuneFlags()
-	fs.SetOutput(io.Discard)
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return Finetune{}, fmt.Errorf("%w (see --help)", err)
-	}
-	if *help {
-		FinetuneUsage(out)
-		return Finetune{}, ErrHelp
-	}
-	if fs.NArg() > 0 {
-		return Finetune{}, fmt.Errorf("unexpected argument %q: every setting is a flag (see --help)", fs.Arg(0))
-	}
-	v, err := newViper(fs)
+	g, err := parseArgs(finetuneFlags(), args, out, FinetuneUsage, "every setting is a flag")
 	if err != nil {
 		return Finetune{}, err
 	}
-	g := getter{v: v}
 	c := Finetune{
 		ConfigFile:   g.str("config"),
 		Model:        g.str("model"),
@@ -171,12 +151,12 @@ func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
 		Dataset:          g.str("dataset"),
 		DatasetSplit:     g.str("dataset-split"),
 		DatasetTextField: g.str("dataset-text-field"),
-		SystemPrompt:     getRaw(&g, "system-prompt"),
+		SystemPrompt:     g.raw("system-prompt"),
 		OutputDir:        g.str("output-dir"),
 
 		R:             g.int("r"),
-		LoraAlpha:     getFloat(&g, "lora-alpha"),
-		LoraDropout:   getFloat(&g, "lora-dropout"),
+		LoraAlpha:     g.float("lora-alpha"),
+		LoraDropout:   g.float("lora-dropout"),
 		TargetModules: g.list("target-modules"),
 		UseRSLoRA:     g.bool("use-rslora"),
 
@@ -185,20 +165,20 @@ func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
 		GradientAccumulationSteps: g.int("gradient-accumulation-steps"),
 		WarmupSteps:               g.int("warmup-steps"),
 		MaxSteps:                  g.int("max-steps"),
-		NumTrainEpochs:            getFloat(&g, "num-train-epochs"),
-		LearningRate:              getFloat(&g, "learning-rate"),
+		NumTrainEpochs:            g.float("num-train-epochs"),
+		LearningRate:              g.float("learning-rate"),
 		LRSchedulerType:           strings.ToLower(g.str("lr-scheduler-type")),
-		WeightDecay:               getFloat(&g, "weight-decay"),
+		WeightDecay:               g.float("weight-decay"),
 		Optim:                     strings.ToLower(g.str("optim")),
-		MaxGradNorm:               getFloat(&g, "max-grad-norm"),
+		MaxGradNorm:               g.float("max-grad-norm"),
 		LoggingSteps:              g.int("logging-steps"),
 		SaveSteps:                 g.int("save-steps"),
 		ResumeFromCheckpoint:      g.str("resume-from-checkpoint"),
 		GradientCheckpointing:     g.bool("gradient-checkpointing"),
 
 		TrainOnResponsesOnly: g.bool("train-on-responses-only"),
-		InstructionPart:      unescape(getRaw(&g, "instruction-part")),
-		ResponsePart:         unescape(getRaw(&g, "response-part")),
+		InstructionPart:      unescape(g.raw("instruction-part")),
+		ResponsePart:         unescape(g.raw("response-part")),
 		ShowMasking:          g.int("show-masking"),
 	}
 	seed := g.int64("seed")
@@ -224,8 +204,8 @@ func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
 	return c, nil
 }
 
-// getRaw reads a string without trimming (markers end in newlines).
-func getRaw(g *getter, key string) string {
+// raw reads a string without trimming (markers end in newlines).
+func (g *getter) raw(key string) string {
 	val := g.v.Get(key)
 	s, err := cast.ToStringE(val)
 	if err != nil {
@@ -234,7 +214,7 @@ func getRaw(g *getter, key string) string {
 	return s
 }
 
-func getFloat(g *getter, key string) float64 {
+func (g *getter) float(key string) float64 {
 	val := g.v.Get(key)
 	f, err := cast.ToFloat64E(val)
 	if s, ok := val.(string); ok {

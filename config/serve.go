@@ -108,37 +108,17 @@ func ServeUsage(w io.Writer) {
 
 Serves MODEL over an OpenAI-compatible HTTP API (/v1/chat/completions,
 /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics).
-
-Every flag can also be set by an environment variable (shown in brackets;
-lists comma-separated) or a key of the --config YAML file. A flag on the
-command line wins over the environment, which wins over the file.
-
-Flags:
-%s`, serveFlags().FlagUsages())
+%s`, flagsHelp(serveFlags()))
 }
 
 // ParseServe reads the serve configuration from args (without the program
 // name), the environment and the --config file. --help prints the usage to
 // out and returns ErrHelp.
 func ParseServe(args []string, out io.Writer) (Serve, error) {
-	fs := serveFlags()
-	fs.SetOutput(io.Discard)
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return Serve{}, fmt.Errorf("%w (see --help)", err)
-	}
-	if *help {
-		ServeUsage(out)
-		return Serve{}, ErrHelp
-	}
-	if fs.NArg() > 0 {
-		return Serve{}, fmt.Errorf("unexpected argument %q: give the model with --model (see --help)", fs.Arg(0))
-	}
-	v, err := newViper(fs)
+	g, err := parseArgs(serveFlags(), args, out, ServeUsage, "give the model with --model")
 	if err != nil {
 		return Serve{}, err
 	}
-	g := getter{v: v}
 	c := Serve{
 		ConfigFile:          g.str("config"),
 		Model:               g.str("model"),
@@ -178,6 +158,41 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		return Serve{}, err
 	}
 	return c, nil
+}
+
+// flagsHelp is the part of --help shared by the commands: where settings
+// come from, then the flags.
+func flagsHelp(fs *pflag.FlagSet) string {
+	return `
+Every flag can also be set by an environment variable (shown in brackets;
+lists comma-separated) or a key of the --config YAML file. A flag on the
+command line wins over the environment, which wins over the file.
+
+Flags:
+` + fs.FlagUsages()
+}
+
+// parseArgs parses a command's flags (--help prints usage to out and
+// returns ErrHelp; a positional argument is refused with hint) and layers
+// them over the environment and the --config file.
+func parseArgs(fs *pflag.FlagSet, args []string, out io.Writer, usage func(io.Writer), hint string) (*getter, error) {
+	fs.SetOutput(io.Discard)
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w (see --help)", err)
+	}
+	if *help {
+		usage(out)
+		return nil, ErrHelp
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: %s (see --help)", fs.Arg(0), hint)
+	}
+	v, err := newViper(fs)
+	if err != nil {
+		return nil, err
+	}
+	return &getter{v: v}, nil
 }
 
 // newViper layers the flags, the environment and the config file.
