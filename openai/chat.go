@@ -14,10 +14,7 @@ import (
 // chatCompletions serves POST /v1/chat/completions.
 func (s *Server) chatCompletions(c echo.Context) error {
 	var req chatCompletionRequest
-	if apiErr := decodeBody(c, s.opts.MaxBodyBytes, &req); apiErr != nil {
-		return apiErr
-	}
-	target, apiErr := s.resolve(req.Model)
+	target, apiErr := s.decodeAndResolve(c, &req, &req.Model)
 	if apiErr != nil {
 		return apiErr
 	}

@@ -44,10 +44,7 @@ func newCompletionLogprobs() *completionLogprobs {
 // completions serves POST /v1/completions.
 func (s *Server) completions(c echo.Context) error {
 	var req completionRequest
-	if apiErr := decodeBody(c, s.opts.MaxBodyBytes, &req); apiErr != nil {
-		return apiErr
-	}
-	target, apiErr := s.resolve(req.Model)
+	target, apiErr := s.decodeAndResolve(c, &req, &req.Model)
 	if apiErr != nil {
 		return apiErr
 	}

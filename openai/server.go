@@ -119,6 +119,15 @@ func (s *Server) resolver() (ModelResolver, *APIError) {
 	return s.models, nil
 }
 
+// decodeAndResolve reads a request body into req and resolves the model
+// name it carries (model points into req).
+func (s *Server) decodeAndResolve(c echo.Context, req any, model *string) (Target, *APIError) {
+	if apiErr := decodeBody(c, s.opts.MaxBodyBytes, req); apiErr != nil {
+		return Target{}, apiErr
+	}
+	return s.resolve(*model)
+}
+
 // resolve finds the target for a request's model name.
 func (s *Server) resolve(name string) (Target, *APIError) {
 	r, apiErr := s.resolver()

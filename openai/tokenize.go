@@ -10,10 +10,7 @@ import (
 // {"model", "messages"} → {"count", "max_model_len", "tokens"}.
 func (s *Server) tokenize(c echo.Context) error {
 	var req tokenizeRequest
-	if apiErr := decodeBody(c, s.opts.MaxBodyBytes, &req); apiErr != nil {
-		return apiErr
-	}
-	target, apiErr := s.resolve(req.Model)
+	target, apiErr := s.decodeAndResolve(c, &req, &req.Model)
 	if apiErr != nil {
 		return apiErr
 	}
@@ -59,10 +56,7 @@ func (s *Server) tokenize(c echo.Context) error {
 // detokenize serves vLLM's POST /detokenize: {"model", "tokens"} → {"prompt"}.
 func (s *Server) detokenize(c echo.Context) error {
 	var req detokenizeRequest
-	if apiErr := decodeBody(c, s.opts.MaxBodyBytes, &req); apiErr != nil {
-		return apiErr
-	}
-	target, apiErr := s.resolve(req.Model)
+	target, apiErr := s.decodeAndResolve(c, &req, &req.Model)
 	if apiErr != nil {
 		return apiErr
 	}
