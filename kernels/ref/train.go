@@ -41,22 +41,15 @@ func (Backend) RMSNormBackward(dx, dy, x, weight []float32, eps float32) {
 	}
 }
 
-// RoPEBackward rotates the pairs (dx[i], dx[i+headDim/2]) by −pos[t]·invFreq[i].
-func (Backend) RoPEBackward(dx []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
-	half := headDim / 2
-	for t, p := range pos {
-		for i := 0; i < half; i++ {
-			angle := float32(p) * invFreq[i]
-			cos := float32(math.Cos(float64(angle)))
-			sin := float32(math.Sin(float64(angle)))
-			for h := 0; h < nHeads; h++ {
-				base := (t*nHeads + h) * headDim
-				d0, d1 := dx[base+i], dx[base+i+half]
-				dx[base+i] = d0*cos + d1*sin
-				dx[base+i+half] = d1*cos - d0*sin
-			}
-		}
+// RoPEBackward is the transpose of RoPE: the rotation by −pos[t]·invFreq[i]
+// (float32(p)·(−f) is exactly −(float32(p)·f), so this is RoPE with negated
+// frequencies).
+func (b Backend) RoPEBackward(dx []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
+	neg := make([]float32, len(invFreq))
+	for i, f := range invFreq {
+		neg[i] = -f
 	}
+	b.RoPE(dx, pos, nHeads, headDim, neg)
 }
 
 // attnScores returns the scaled scores of query row (b,t,h) against keys
