@@ -2,5 +2,5 @@
 
 package atomicfile
 
-// syncDir is a no-op where directories cannot be fsynced.
-func syncDir(dir string) error { return nil }
+// SyncDir is a no-op where directories cannot be fsynced.
+func SyncDir(dir string) error { return nil }

@@ -4,8 +4,8 @@ package atomicfile
 
 import "os"
 
-// syncDir makes a rename inside dir durable.
-func syncDir(dir string) error {
+// SyncDir makes a rename inside dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package finetune
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -252,12 +251,8 @@ func (r *runner) checkpoint() error {
 	if err := r.writeState(tmp); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	var opt bytes.Buffer
-	if err := r.t.SaveState(&opt); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, OptimizerName), r.t.SaveState); err != nil {
 		return fmt.Errorf("checkpoint: optimizer state: %w", err)
-	}
-	if err := atomicfile.WriteFile(filepath.Join(tmp, OptimizerName), opt.Bytes()); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
 	}
 	rs := r.rs
 	rs.Loader = r.l.State()
@@ -271,16 +266,7 @@ func (r *runner) checkpoint() error {
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return syncDir(r.c.OutputDir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(r.c.OutputDir)
 }
 
 func ptr[T any](v T) *T { return &v }
