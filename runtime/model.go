@@ -66,7 +66,8 @@ type scratch struct {
 	out        []float32 // [nOut, Hidden]
 	kv         []kernels.KVRef
 	outputRows []int
-	loraZ      []float32 // [T, MaxRank]
+	loraZ      []float32        // [T, MaxRank]
+	next       map[*KVCache]int // per sequence in the batch: the position after its tokens
 }
 
 func grow(buf []float32, n int) []float32 {
@@ -209,7 +210,11 @@ func (m *Model) batchSlots(b *Batch) ([]int32, error) {
 // checkPositions verifies each sequence's tokens continue its cache
 // contiguously, and reserves cache room for them.
 func (m *Model) checkPositions(b *Batch) error {
-	next := map[*KVCache]int{}
+	if m.scratch.next == nil {
+		m.scratch.next = map[*KVCache]int{}
+	}
+	next := m.scratch.next
+	clear(next) // reused: no allocation per step
 	for t, cache := range b.Caches {
 		want, seen := next[cache]
 		if !seen {
