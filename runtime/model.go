@@ -213,8 +213,8 @@ func (m *Model) checkPositions(b *Batch) error {
 	if m.scratch.next == nil {
 		m.scratch.next = map[*KVCache]int{}
 	}
-	next := m.scratch.next
-	clear(next) // reused: no allocation per step
+	next := m.scratch.next // reused: no allocation per step
+	defer clear(next)      // and holds no cache alive between steps
 	for t, cache := range b.Caches {
 		want, seen := next[cache]
 		if !seen {
