@@ -141,7 +141,15 @@ type lease struct {
 }
 
 func (l *lease) Slot() int32 { return int32(l.slot) }
-func (l *lease) Release()    { l.once.Do(func() { l.p.release(l.slot) }) }
+
+// Version is the registry version the held slot was loaded from (the slot
+// is not rewritten while held).
+func (l *lease) Version() string {
+	l.p.mu.Lock()
+	defer l.p.mu.Unlock()
+	return l.p.slots[l.slot].version
+}
+func (l *lease) Release() { l.once.Do(func() { l.p.release(l.slot) }) }
 
 // Acquire returns a lease on the current version of adapter name, loading it
 // if it is not resident. It waits while every slot is held, until ctx's

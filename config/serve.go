@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,10 +51,16 @@ type Serve struct {
 	EnableLoRAAdmin  bool     // POST /v1/load_lora_adapter, /v1/unload_lora_adapter
 
 	MaxNumSeqs          int   // sequences decoded together
+	MaxNumSeqsPerReq    int   // sequences of one request decoded together; 0 = MaxNumSeqs/4
 	MaxNumBatchedTokens int   // tokens per forward pass
 	MaxWaitingRequests  int   // queued requests before 429
 	MaxRequestBodyBytes int64 // request body limit
 	ShutdownTimeout     time.Duration
+
+	ReadHeaderTimeout time.Duration // time to receive a request's headers
+	ReadBodyTimeout   time.Duration // time to receive a request's body
+	WriteTimeout      time.Duration // time a client may take to accept each write (each streamed event)
+	IdleTimeout       time.Duration // how long an idle keep-alive connection stays open
 
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // text or json
@@ -69,7 +76,7 @@ func serveFlags() *pflag.FlagSet {
 	fs.String("model", "", "model to serve: a local Hugging Face model directory, or a Hub id org/name[@revision] (downloaded into the Hugging Face cache)")
 	fs.String("revision", "", "Hub revision (branch, tag or commit) of --model; default main")
 	fs.String("download-dir", "", "Hub cache directory; default $HF_HUB_CACHE, else $HF_HOME/hub")
-	fs.StringSlice("served-model-name", nil, "name(s) clients use for the model; repeat or comma-separate for aliases; default the --model argument")
+	fs.StringSlice("served-model-name", nil, "name(s) clients use for the model; repeat or comma-separate for aliases; default the --model Hub id, or the name of a local model directory (its path is never shown to clients)")
 	fs.String("host", "", "address to listen on; empty = all interfaces")
 	fs.Int("port", 8000, "port to listen on")
 	fs.String("quantize", "nf4", "weights of the projections: nf4 (4-bit, quantized on load if needed) or none (float32, for reference checks)")
@@ -86,10 +93,15 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int64("lora-memory-budget", 0, "bytes the adapter slots may use; 0 = no limit (the slot count alone bounds them)")
 	fs.Bool("enable-lora-admin", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (behind the API key)")
 	fs.Int("max-num-seqs", 16, "most sequences decoded together in one step")
+	fs.Int("max-num-seqs-per-request", 0, "most sequences of one request (its n choices and prompts) decoded together, so a large n does not hold back the requests queued behind it; 0 = a quarter of --max-num-seqs")
 	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
 	fs.Int("max-waiting-requests", 256, "most queued requests; more are refused with 429 and Retry-After")
 	fs.Int64("max-request-body-bytes", 4<<20, "largest accepted request body, in bytes")
-	fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may run before they are cut")
+	fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may run before they are cut (new requests get 503 meanwhile)")
+	fs.Duration("read-header-timeout", 10*time.Second, "time a client may take to send a request's headers; 0 = no limit")
+	fs.Duration("read-body-timeout", 30*time.Second, "time a client may take to send a request's body; 0 = no limit")
+	fs.Duration("write-timeout", 30*time.Second, "time a client may take to accept each write of a response (each event of a stream): a stream whose reader stalls this long is cancelled and its memory freed; 0 = no limit")
+	fs.Duration("idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open; 0 = no limit")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.String("log-format", "text", "log format: text or json")
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -141,10 +153,15 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
 		EnableLoRAAdmin:     g.bool("enable-lora-admin"),
 		MaxNumSeqs:          g.int("max-num-seqs"),
+		MaxNumSeqsPerReq:    g.int("max-num-seqs-per-request"),
 		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),
 		MaxWaitingRequests:  g.int("max-waiting-requests"),
 		MaxRequestBodyBytes: g.int64("max-request-body-bytes"),
 		ShutdownTimeout:     g.duration("shutdown-timeout"),
+		ReadHeaderTimeout:   g.duration("read-header-timeout"),
+		ReadBodyTimeout:     g.duration("read-body-timeout"),
+		WriteTimeout:        g.duration("write-timeout"),
+		IdleTimeout:         g.duration("idle-timeout"),
 		LogLevel:            strings.ToLower(g.str("log-level")),
 		LogFormat:           strings.ToLower(g.str("log-format")),
 	}
@@ -152,12 +169,25 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		return Serve{}, g.err
 	}
 	if len(c.ServedModelNames) == 0 && c.Model != "" {
-		c.ServedModelNames = []string{c.Model}
+		c.ServedModelNames = []string{defaultServedName(c.Model)}
 	}
 	if err := c.Validate(); err != nil {
 		return Serve{}, err
 	}
 	return c, nil
+}
+
+// defaultServedName is the name clients use when --served-model-name is not
+// given: a Hub id as it is (as vLLM does), but only the last element of a
+// local directory's path, so the server's paths never reach clients or the
+// metrics' labels.
+func defaultServedName(model string) string {
+	if st, err := os.Stat(model); err == nil && st.IsDir() {
+		if abs, err := filepath.Abs(model); err == nil {
+			return filepath.Base(abs)
+		}
+	}
+	return model
 }
 
 // flagsHelp is the part of --help shared by the commands: where settings
@@ -359,6 +389,9 @@ func (c *Serve) Validate() error {
 	if c.MaxNumSeqs < 1 {
 		bad("--max-num-seqs %d: must be at least 1", c.MaxNumSeqs)
 	}
+	if c.MaxNumSeqsPerReq < 0 {
+		bad("--max-num-seqs-per-request %d: must be 0 (a quarter of --max-num-seqs) or positive", c.MaxNumSeqsPerReq)
+	}
 	if c.MaxNumBatchedTokens < 1 {
 		bad("--max-num-batched-tokens %d: must be at least 1", c.MaxNumBatchedTokens)
 	}
@@ -368,8 +401,14 @@ func (c *Serve) Validate() error {
 	if c.MaxRequestBodyBytes < 1024 {
 		bad("--max-request-body-bytes %d: must be at least 1024", c.MaxRequestBodyBytes)
 	}
-	if c.ShutdownTimeout < 0 {
-		bad("--shutdown-timeout %v: must not be negative", c.ShutdownTimeout)
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"shutdown-timeout", c.ShutdownTimeout}, {"read-header-timeout", c.ReadHeaderTimeout}, {"read-body-timeout", c.ReadBodyTimeout},
+		{"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout}} {
+		if d.v < 0 {
+			bad("--%s %v: must not be negative", d.flag, d.v)
+		}
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("--log-level %q: must be debug, info, warn or error", c.LogLevel)

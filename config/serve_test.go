@@ -20,6 +20,27 @@ func writeYAML(t *testing.T, body string) string {
 	return p
 }
 
+// A local model directory is served under its last path element, so that
+// the server's paths reach neither clients nor metric labels.
+func TestServeDefaultNameOfLocalModelHidesItsPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my-llama")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{dir, dir + "/", "./" + filepath.Base(dir)} {
+		if arg[0] == '.' {
+			t.Chdir(filepath.Dir(dir))
+		}
+		c, err := ParseServe([]string{"--model", arg}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(c.ServedModelNames, []string{"my-llama"}) {
+			t.Errorf("--model %s: served as %q, want [my-llama]", arg, c.ServedModelNames)
+		}
+	}
+}
+
 func TestServeDefaults(t *testing.T) {
 	c, err := ParseServe([]string{"--model", "org/name"}, nil)
 	if err != nil {
@@ -30,6 +51,7 @@ func TestServeDefaults(t *testing.T) {
 		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text",
 		MaxLoRAs: 4, MaxLoRARank: 16,
+		ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)

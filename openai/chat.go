@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"net/http"
 	"time"
@@ -23,6 +24,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	if err != nil {
 		return decodeError(err)
 	}
+	g.base.Group = newID("req-") // the choices and prompts of this request share the engine's per-request cap
 	if req.MaxCompletionTokens != nil {
 		if *req.MaxCompletionTokens < 1 {
 			return badRequest("max_completion_tokens", "'max_completion_tokens' must be at least 1, got %d.", *req.MaxCompletionTokens)
@@ -90,6 +92,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		}
 		for ev := range ch {
 			text.WriteString(ev.Text)
+			resp.SystemFingerprint = cmp.Or(ev.AdapterVersion, resp.SystemFingerprint)
 			if ev.Sample != nil && lps != nil {
 				lps.Content = append(lps.Content, tok.chatLogprob(ev.Sample))
 			}
@@ -112,6 +115,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		resp.Choices[i] = choice
 	}
 	resp.Usage.TotalTokens = resp.Usage.PromptTokens + resp.Usage.CompletionTokens
+	setAdapterVersion(c, resp.SystemFingerprint)
 	return c.JSON(http.StatusOK, resp)
 }
 
@@ -121,7 +125,8 @@ func (s *Server) chatCompletions(c echo.Context) error {
 func (s *Server) streamChat(ctx context.Context, c echo.Context, resp *chatCompletion, g *generation, tok tokenText, chans []<-chan runtime.Event) {
 	w := startSSE(c)
 	chunk := func(choices ...chatChunkChoice) chatCompletionChunk {
-		ch := chatCompletionChunk{ID: resp.ID, Object: "chat.completion.chunk", Created: resp.Created, Model: resp.Model, Choices: choices}
+		ch := chatCompletionChunk{ID: resp.ID, Object: "chat.completion.chunk", Created: resp.Created, Model: resp.Model, Choices: choices,
+			SystemFingerprint: resp.SystemFingerprint}
 		if g.includeUsage {
 			ch.Usage = usageJSON(nil)
 		}
@@ -134,6 +139,7 @@ func (s *Server) streamChat(ctx context.Context, c echo.Context, resp *chatCompl
 	u := usage{}
 	for ce := range merge(ctx, chans) {
 		ev := ce.ev
+		resp.SystemFingerprint = cmp.Or(ev.AdapterVersion, resp.SystemFingerprint)
 		if ev.Err != nil {
 			apiErr, gone := generationError(ev.Err, requestID(c))
 			if gone {

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strings"
@@ -53,6 +54,7 @@ func (s *Server) completions(c echo.Context) error {
 	if err != nil {
 		return decodeError(err)
 	}
+	g.base.Group = newID("req-") // the choices and prompts of this request share the engine's per-request cap
 	if req.Logprobs != nil {
 		g.base.Sampling.Logprobs = true
 		g.base.Sampling.TopLogprobs = *req.Logprobs
@@ -147,6 +149,7 @@ func (s *Server) completions(c echo.Context) error {
 		st := &states[i]
 		for ev := range ch {
 			st.text.WriteString(ev.Text)
+			resp.SystemFingerprint = cmp.Or(ev.AdapterVersion, resp.SystemFingerprint)
 			if ev.Sample != nil && st.logprobs != nil {
 				st.addLogprob(tok, st.logprobs, &ev)
 			}
@@ -172,6 +175,7 @@ func (s *Server) completions(c echo.Context) error {
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	resp.Usage = usageJSON(&u)
+	setAdapterVersion(c, resp.SystemFingerprint)
 	return c.JSON(http.StatusOK, resp)
 }
 
@@ -182,7 +186,8 @@ func (s *Server) streamCompletion(ctx context.Context, c echo.Context, resp *com
 	chans []<-chan runtime.Event, states []completionState, promptTokens int) {
 	w := startSSE(c)
 	chunk := func(choices ...completionChoice) completion {
-		ch := completion{ID: resp.ID, Object: resp.Object, Created: resp.Created, Model: resp.Model, Choices: choices}
+		ch := completion{ID: resp.ID, Object: resp.Object, Created: resp.Created, Model: resp.Model, Choices: choices,
+			SystemFingerprint: resp.SystemFingerprint}
 		if g.includeUsage {
 			ch.Usage = usageJSON(nil)
 		}
@@ -196,6 +201,7 @@ func (s *Server) streamCompletion(ctx context.Context, c echo.Context, resp *com
 	u := usage{PromptTokens: promptTokens}
 	for ce := range merge(ctx, chans) {
 		ev, st := ce.ev, &states[ce.index]
+		resp.SystemFingerprint = cmp.Or(ev.AdapterVersion, resp.SystemFingerprint)
 		if ev.Err != nil {
 			apiErr, gone := generationError(ev.Err, requestID(c))
 			if gone {

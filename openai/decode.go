@@ -3,9 +3,11 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -33,8 +35,14 @@ func perr(param, format string, args ...any) error {
 func decodeBody(c echo.Context, limit int64, v any) *APIError {
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
 	data, err := io.ReadAll(body)
-	if err != nil {
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+	case errors.As(err, &mbe) || errors.Is(err, os.ErrDeadlineExceeded):
 		return decodeError(err)
+	default: // the connection failed: say nothing of its addresses
+		c.Response().Header().Set("Connection", "close")
+		return badRequest("", "The request body could not be read.")
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return badRequest("", "The request body is empty: send a JSON object.")
@@ -150,6 +158,14 @@ func parsePrompt(raw json.RawMessage) ([]prompt, error) {
 	if json.Unmarshal(raw, &s) == nil {
 		return []prompt{{text: s}}, nil
 	}
+	var items []json.RawMessage
+	if json.Unmarshal(raw, &items) == nil {
+		for i, it := range items {
+			if isNull(it) { // encoding/json would read it as "" or 0
+				return nil, perr("prompt", "'prompt[%d]' is null: send strings or token ids.", i)
+			}
+		}
+	}
 	var ss []string
 	if json.Unmarshal(raw, &ss) == nil && len(ss) > 0 {
 		out := make([]prompt, len(ss))
@@ -158,22 +174,43 @@ func parsePrompt(raw json.RawMessage) ([]prompt, error) {
 		}
 		return out, nil
 	}
-	var ids []int32
+	var ids []*int32
 	if json.Unmarshal(raw, &ids) == nil && len(ids) > 0 {
-		return []prompt{{tokens: ids}}, nil
+		toks, err := tokenIDs(ids, "prompt")
+		if err != nil {
+			return nil, err
+		}
+		return []prompt{{tokens: toks}}, nil
 	}
-	var lists [][]int32
+	var lists [][]*int32
 	if json.Unmarshal(raw, &lists) == nil && len(lists) > 0 {
 		out := make([]prompt, len(lists))
 		for i, l := range lists {
 			if len(l) == 0 {
 				return nil, perr("prompt", "'prompt[%d]' is an empty token list.", i)
 			}
-			out[i] = prompt{tokens: l}
+			toks, err := tokenIDs(l, fmt.Sprintf("prompt[%d]", i))
+			if err != nil {
+				return nil, err
+			}
+			out[i] = prompt{tokens: toks}
 		}
 		return out, nil
 	}
 	return nil, perr("prompt", "'prompt' must be a string, an array of strings, an array of token ids or an array of token id arrays, and not empty.")
+}
+
+// tokenIDs turns a decoded id array into ids, refusing null entries
+// (encoding/json would silently make them 0).
+func tokenIDs(in []*int32, param string) ([]int32, error) {
+	out := make([]int32, len(in))
+	for i, id := range in {
+		if id == nil {
+			return nil, perr(param, "'%s[%d]' is null: token ids must be integers.", param, i)
+		}
+		out[i] = *id
+	}
+	return out, nil
 }
 
 // generation holds what chat and completions share once decoded.

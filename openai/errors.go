@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -97,6 +98,9 @@ func decodeError(err error) *APIError {
 	case errors.As(err, &mbe):
 		return &APIError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
 			Message: fmt.Sprintf("The request body is larger than the limit of %d bytes.", mbe.Limit)}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &APIError{Status: http.StatusRequestTimeout, Type: typeInvalidRequest, Code: "request_timeout",
+			Message: "The request body was not received in time."}
 	case errors.As(err, &pe):
 		return badRequest(pe.param, "%s", pe.msg)
 	case errors.As(err, &te) && te.Field != "":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,6 +46,11 @@ type serverConfig struct {
 	engine  runtime.EngineOptions
 	maxBody int64
 	wrap    func(*runtime.Engine) Generator // replaces the engine the handlers see
+	// readBody and write set Options.ReadBodyTimeout and WriteTimeout.
+	readBody, write time.Duration
+	// sendBuffer, if set, is the socket send buffer of accepted connections
+	// (small, so a client that stops reading stalls the server's writes soon).
+	sendBuffer int
 }
 
 func newTestServer(t *testing.T, cfg serverConfig) *testServer {
@@ -70,7 +76,7 @@ func newTestServer(t *testing.T, cfg serverConfig) *testServer {
 	engine := runtime.NewEngine(loaded, cfg.engine)
 	logs := &syncWriter{}
 	srv := New(Options{APIKeys: cfg.keys, MaxBodyBytes: cfg.maxBody, Gatherer: reg,
-		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)), ReadBodyTimeout: cfg.readBody, WriteTimeout: cfg.write})
 	var gen Generator = engine
 	if cfg.wrap != nil {
 		gen = cfg.wrap(engine)
@@ -80,7 +86,11 @@ func newTestServer(t *testing.T, cfg serverConfig) *testServer {
 		t.Fatal(err)
 	}
 	srv.SetModels(res)
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	if cfg.sendBuffer > 0 {
+		ts.Listener = smallSendBuffers{ts.Listener, cfg.sendBuffer}
+	}
+	ts.Start()
 	t.Cleanup(func() {
 		ts.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -90,6 +100,20 @@ func newTestServer(t *testing.T, cfg serverConfig) *testServer {
 		}
 	})
 	return &testServer{t: t, ts: ts, srv: srv, engine: engine, reg: reg, logs: logs, names: cfg.names}
+}
+
+// smallSendBuffers sets the send buffer of each accepted connection.
+type smallSendBuffers struct {
+	net.Listener
+	bytes int
+}
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.bytes)
+	}
+	return c, err
 }
 
 // syncWriter is a log buffer safe for concurrent writes and reads.

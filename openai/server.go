@@ -6,6 +6,7 @@
 package openai
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
@@ -35,6 +36,10 @@ type Options struct {
 	APIKeys []string
 	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// ReadBodyTimeout bounds the time to receive a request body, and
+	// WriteTimeout the time a client may take to accept each write of a
+	// response (each event of a stream). 0 = the defaults; < 0 = none.
+	ReadBodyTimeout, WriteTimeout time.Duration
 	// Logger receives one line per request, with its request id.
 	// nil = slog.Default().
 	Logger *slog.Logger
@@ -52,6 +57,8 @@ type Server struct {
 	mu       sync.RWMutex
 	models   ModelResolver // nil while loading
 	draining bool
+
+	inFlight sync.WaitGroup // generation and admin requests being served
 }
 
 // New builds a server; it serves nothing but 503s until SetModels.
@@ -62,13 +69,25 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&opts.ReadBodyTimeout, DefaultReadBodyTimeout}, {&opts.WriteTimeout, DefaultWriteTimeout}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			*d.v = 0
+		}
+	}
 	s := &Server{opts: opts, log: opts.Logger, echo: echo.New()}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.requestLog)
+	e.Use(s.requestLog, s.deadlines)
 
 	e.GET("/health", s.health)
+	e.HEAD("/health", s.health)
 	if opts.Gatherer != nil {
 		h := promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
 		e.GET("/metrics", echo.WrapHandler(h))
@@ -77,13 +96,13 @@ func New(opts Options) *Server {
 	// turn a wrong method into 404 instead of 405).
 	e.GET("/v1/models", s.listModels, s.auth)
 	e.GET("/v1/models/:model", s.getModel, s.auth)
-	e.POST("/v1/chat/completions", s.chatCompletions, s.auth)
-	e.POST("/v1/completions", s.completions, s.auth)
+	e.POST("/v1/chat/completions", s.chatCompletions, s.auth, s.track)
+	e.POST("/v1/completions", s.completions, s.auth, s.track)
 	e.POST("/tokenize", s.tokenize, s.auth)
 	e.POST("/detokenize", s.detokenize, s.auth)
 	if opts.LoRAAdmin {
-		e.POST("/v1/load_lora_adapter", s.loadLoRAAdapter, s.auth)
-		e.POST("/v1/unload_lora_adapter", s.unloadLoRAAdapter, s.auth)
+		e.POST("/v1/load_lora_adapter", s.loadLoRAAdapter, s.auth, s.track)
+		e.POST("/v1/unload_lora_adapter", s.unloadLoRAAdapter, s.auth, s.track)
 	}
 	return s
 }
@@ -99,11 +118,49 @@ func (s *Server) SetModels(r ModelResolver) {
 }
 
 // SetDraining marks the server as shutting down: /health and new requests
-// get 503 while in-flight requests finish.
+// get 503 with Retry-After while in-flight requests finish.
 func (s *Server) SetDraining() {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
+}
+
+// Drain marks the server as draining and waits until the generation and
+// admin requests in flight have finished, or ctx ends. Keep listening
+// meanwhile: new requests are answered 503 (so a load balancer retries them
+// elsewhere) rather than refused at the socket.
+func (s *Server) Drain(ctx context.Context) error {
+	s.SetDraining()
+	done := make(chan struct{})
+	go func() {
+		s.inFlight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// track counts a request as in flight for Drain; one that arrives while
+// draining is refused.
+func (s *Server) track(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		s.mu.RLock()
+		draining := s.draining
+		if !draining {
+			s.inFlight.Add(1) // under the lock: Drain's Wait cannot miss it
+		}
+		s.mu.RUnlock()
+		if draining {
+			c.Response().Header().Set("Connection", "close")
+			return unavailable("The server is shutting down.")
+		}
+		defer s.inFlight.Done()
+		return next(c)
+	}
 }
 
 // resolver returns the models, or a 503 while loading or draining.

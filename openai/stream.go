@@ -66,6 +66,17 @@ func (w *sseWriter) fail(e *APIError) {
 
 func (w *sseWriter) done() { _ = w.data([]byte("[DONE]")) }
 
+// AdapterVersionHeader carries, on a non-streamed response, the version of
+// the adapter that produced it (streamed chunks carry it in
+// system_fingerprint).
+const AdapterVersionHeader = "X-Adapter-Version"
+
+func setAdapterVersion(c echo.Context, version string) {
+	if version != "" {
+		c.Response().Header().Set(AdapterVersionHeader, version)
+	}
+}
+
 // newID returns a response id such as "chatcmpl-…".
 func newID(prefix string) string { return prefix + rand.Text() }
 

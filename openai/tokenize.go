@@ -63,13 +63,17 @@ func (s *Server) detokenize(c echo.Context) error {
 	if req.Tokens == nil {
 		return badRequest("tokens", "'tokens' is required (an array of token ids).")
 	}
+	ids, err := tokenIDs(req.Tokens, "tokens")
+	if err != nil {
+		return decodeError(err)
+	}
 	vocab := target.Engine.Loaded().Model.Config.Vocab
-	for i, id := range req.Tokens {
+	for i, id := range ids {
 		if id < 0 || int(id) >= vocab {
 			return badRequest("tokens", "'tokens[%d]' = %d is outside the vocabulary of %d tokens.", i, id, vocab)
 		}
 	}
-	text, err := tokenText{target.Engine.Loaded()}.decode(req.Tokens)
+	text, err := tokenText{target.Engine.Loaded()}.decode(ids)
 	if err != nil {
 		return badRequest("tokens", "Invalid tokens: %v.", err)
 	}

@@ -80,6 +80,10 @@ type chatCompletion struct {
 	Model   string       `json:"model"`
 	Choices []chatChoice `json:"choices"`
 	Usage   usage        `json:"usage"`
+	// SystemFingerprint names the adapter version that produced the
+	// output (absent for the base model), so a client can tell which
+	// version of a hot-swapped adapter served it.
+	SystemFingerprint string `json:"system_fingerprint,omitempty"`
 }
 
 type chatChoice struct {
@@ -123,6 +127,10 @@ type chatCompletionChunk struct {
 	Model   string            `json:"model"`
 	Choices []chatChunkChoice `json:"choices"`
 	Usage   json.RawMessage   `json:"usage,omitempty"` // null or a usage object when asked for, else absent
+	// SystemFingerprint names the adapter version that produced the
+	// output (absent for the base model), so a client can tell which
+	// version of a hot-swapped adapter served it.
+	SystemFingerprint string `json:"system_fingerprint,omitempty"`
 }
 
 type chatChunkChoice struct {
@@ -147,6 +155,10 @@ type completion struct {
 	Model   string             `json:"model"`
 	Choices []completionChoice `json:"choices"`
 	Usage   json.RawMessage    `json:"usage,omitempty"`
+	// SystemFingerprint names the adapter version that produced the
+	// output (absent for the base model), so a client can tell which
+	// version of a hot-swapped adapter served it.
+	SystemFingerprint string `json:"system_fingerprint,omitempty"`
 }
 
 type completionChoice struct {
@@ -199,8 +211,8 @@ type tokenizeResponse struct {
 
 // detokenizeRequest is the body of POST /detokenize.
 type detokenizeRequest struct {
-	Model  string  `json:"model"`
-	Tokens []int32 `json:"tokens"`
+	Model  string   `json:"model"`
+	Tokens []*int32 `json:"tokens"` // pointers, so that a null entry is refused rather than read as 0
 }
 
 // detokenizeResponse is the /detokenize answer.

@@ -26,11 +26,16 @@ type Request struct {
 	// owns it from Submit on and releases it when the request ends, also
 	// when Submit fails.
 	Adapter AdapterLease
+	// Group ties the sequences of one API request together (its n choices
+	// and prompts), so that at most EngineOptions.MaxRunningPerGroup of them
+	// run at once; "" = a group of its own.
+	Group string
 }
 
 // AdapterLease is a resident adapter held for one request.
 type AdapterLease interface {
-	Slot() int32 // the adapter's slot in the model's LoRASlots
+	Slot() int32     // the adapter's slot in the model's LoRASlots
+	Version() string // the adapter version the slot holds
 	Release()
 }
 
@@ -57,6 +62,9 @@ type Event struct {
 	FinishReason string
 	Usage        Usage
 	Err          error
+	// AdapterVersion is the version of the adapter that produced the event
+	// ("" for the base model), so clients can tell which one served them.
+	AdapterVersion string
 }
 
 // Usage counts tokens, as OpenAI reports them.
@@ -80,10 +88,14 @@ var (
 
 // EngineOptions size the scheduler.
 type EngineOptions struct {
-	MaxRunning    int // sequences decoded together (default 16)
-	MaxWaiting    int // queued requests before ErrOverloaded (default 256)
-	MaxBatchToken int // tokens per forward pass, prefill chunks included (default 512)
-	MaxModelLen   int // context length (default: the model's max_position_embeddings)
+	MaxRunning int // sequences decoded together (default 16)
+	// MaxRunningPerGroup caps the running sequences of one request group
+	// (default MaxRunning/4, at least 1): a request with n: 128 runs a few
+	// choices at a time and leaves room for the requests queued behind it.
+	MaxRunningPerGroup int
+	MaxWaiting         int // queued requests before ErrOverloaded (default 256)
+	MaxBatchToken      int // tokens per forward pass, prefill chunks included (default 512)
+	MaxModelLen        int // context length (default: the model's max_position_embeddings)
 	// Observer, if set, is told about each step; it must not block.
 	Observer Observer
 }
@@ -136,6 +148,9 @@ type sequence struct {
 func NewEngine(l *Loaded, opts EngineOptions) *Engine {
 	if opts.MaxRunning <= 0 {
 		opts.MaxRunning = 16
+	}
+	if opts.MaxRunningPerGroup <= 0 {
+		opts.MaxRunningPerGroup = max(1, opts.MaxRunning/4)
 	}
 	if opts.MaxWaiting <= 0 {
 		opts.MaxWaiting = 256
@@ -227,13 +242,13 @@ func (e *Engine) Submit(ctx context.Context, req Request) (_ <-chan Event, err e
 	if len(e.waiting) >= e.opts.MaxWaiting {
 		return nil, ErrOverloaded
 	}
-	s.events = newEventQueue(ctx)
+	s.events = newEventQueue()
 	e.waiting = append(e.waiting, s)
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
-	return s.events.out, nil
+	return s.events.ch, nil
 }
 
 // Close stops accepting requests, lets running ones finish, and returns when
@@ -262,6 +277,8 @@ func (e *Engine) loop() {
 	var running []*sequence
 	var batch Batch
 	var rows []*sequence // sequences whose logits come back, in batch order
+	readerWait := time.NewTimer(readerPoll)
+	readerWait.Stop()
 	for {
 		e.mu.Lock()
 		// A request cancelled while waiting leaves the queue at once.
@@ -272,9 +289,9 @@ func (e *Engine) loop() {
 			}
 			return false
 		})
-		for len(running) < e.opts.MaxRunning && len(e.waiting) > 0 {
-			s := e.waiting[0]
-			e.waiting = e.waiting[1:]
+		var admitted []*sequence
+		admitted, e.waiting = admit(running, e.waiting, e.opts.MaxRunning, e.opts.MaxRunningPerGroup)
+		for _, s := range admitted {
 			s.cache = e.model.NewKVCache(e.opts.MaxModelLen)
 			s.timing.Scheduled = time.Now()
 			running = append(running, s)
@@ -301,19 +318,20 @@ func (e *Engine) loop() {
 			continue
 		}
 
-		// Decode tokens first (one each), then prompt chunks in the budget left.
+		// Decode tokens first (one each), then prompt chunks in the budget
+		// left. A sequence whose reader lags behind waits for it.
 		batch.Reset()
 		rows = rows[:0]
 		budget := e.opts.MaxBatchToken
 		for _, s := range running {
-			if s.fed == len(s.prompt) {
+			if s.fed == len(s.prompt) && s.events.hasRoom() {
 				batch.AddWithAdapter(s.last, int32(len(s.prompt)+len(s.tokens)-1), s.cache, true, s.req.slot())
 				rows = append(rows, s)
 				budget--
 			}
 		}
 		for _, s := range running {
-			if s.fed == len(s.prompt) || budget <= 0 {
+			if s.fed == len(s.prompt) || budget <= 0 || !s.events.hasRoom() {
 				continue
 			}
 			n := min(budget, len(s.prompt)-s.fed)
@@ -329,6 +347,17 @@ func (e *Engine) loop() {
 			budget -= n
 		}
 
+		if len(batch.Tokens) == 0 {
+			// Every running sequence waits for its reader: nothing tells the
+			// scheduler when a reader takes an event, so look again shortly.
+			readerWait.Reset(readerPoll)
+			select {
+			case <-e.wake:
+				readerWait.Stop()
+			case <-readerWait.C:
+			}
+			continue
+		}
 		logits, err := e.model.Forward(&batch)
 		if err != nil {
 			for _, s := range running {
@@ -343,6 +372,40 @@ func (e *Engine) loop() {
 		}
 		running = slices.DeleteFunc(running, func(s *sequence) bool { return s.finished })
 	}
+}
+
+// readerPoll is how often the scheduler looks for room again when every
+// running sequence waits for its reader.
+const readerPoll = 5 * time.Millisecond
+
+// admit picks the waiting sequences to start, first come first served,
+// while fewer than maxRunning run and fewer than perGroup of their request
+// group do; a sequence whose group is full keeps its place in the queue and
+// later ones may pass it. It returns the admitted sequences and the queue
+// left.
+func admit(running, waiting []*sequence, maxRunning, perGroup int) (admitted, left []*sequence) {
+	if len(running) >= maxRunning || len(waiting) == 0 {
+		return nil, waiting
+	}
+	inGroup := map[string]int{}
+	for _, s := range running {
+		if s.req.Group != "" {
+			inGroup[s.req.Group]++
+		}
+	}
+	left = waiting[:0:0]
+	for _, s := range waiting {
+		g := s.req.Group
+		if len(running)+len(admitted) >= maxRunning || (g != "" && inGroup[g] >= perGroup) {
+			left = append(left, s)
+			continue
+		}
+		if g != "" {
+			inGroup[g]++
+		}
+		admitted = append(admitted, s)
+	}
+	return admitted, left
 }
 
 // step samples one token for s and emits it; it finishes s when done.
@@ -391,6 +454,9 @@ func sampleOf(s *sequence, r sampler.Result) *sampler.Result {
 
 func (e *Engine) emit(s *sequence, ev Event) {
 	ev.Usage = Usage{PromptTokens: len(s.prompt), CompletionTokens: len(s.tokens)}
+	if s.req.Adapter != nil {
+		ev.AdapterVersion = s.req.Adapter.Version()
+	}
 	s.events.push(ev)
 }
 

@@ -1,75 +1,31 @@
 package runtime
 
-import (
-	"context"
-	"sync"
-	"time"
-)
+// eventCapacity bounds the events a sequence may have waiting for its
+// reader. A sequence whose reader falls this far behind is not stepped
+// until the reader catches up (backpressure: its KV cache stays, but its
+// buffered output does not grow), and the HTTP layer's write timeout
+// cancels it if the reader never comes back.
+const eventCapacity = 64
 
-// eventQueue hands a sequence's events from the scheduler to its reader
-// without ever blocking the scheduler and without preallocating room for
-// every possible token: push appends to a slice, and a goroutine forwards
-// to the reader's channel at the reader's pace.
+// eventQueue hands a sequence's events from the scheduler to its reader.
+// Only the scheduler pushes, and it steps a sequence only while hasRoom, so
+// a push never blocks: a step pushes at most two events (a token and the
+// final one), and a finish without a step pushes one.
 type eventQueue struct {
-	ctx  context.Context
-	out  chan Event
-	wake chan struct{} // a push happened
-
-	mu     sync.Mutex
-	buf    []Event
-	closed bool // the final event was pushed
+	ch chan Event
 }
 
-// abandonGrace is how long the forwarder keeps offering events to a reader
-// whose request was cancelled, before it assumes the reader is gone.
-const abandonGrace = 2 * time.Second
-
-func newEventQueue(ctx context.Context) *eventQueue {
-	q := &eventQueue{ctx: ctx, out: make(chan Event, 16), wake: make(chan struct{}, 1)}
-	go q.forward()
-	return q
+func newEventQueue() *eventQueue {
+	return &eventQueue{ch: make(chan Event, eventCapacity)}
 }
 
-// push queues ev; the Done event must be the last one pushed.
+// hasRoom reports whether the sequence may take a step.
+func (q *eventQueue) hasRoom() bool { return cap(q.ch)-len(q.ch) >= 2 }
+
+// push queues ev; the Done event is the last one pushed and closes the queue.
 func (q *eventQueue) push(ev Event) {
-	q.mu.Lock()
-	q.buf = append(q.buf, ev)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (q *eventQueue) forward() {
-	defer close(q.out)
-	for range q.wake {
-		q.mu.Lock()
-		evs := q.buf
-		q.buf = nil
-		q.mu.Unlock()
-		for _, ev := range evs {
-			if !q.send(ev) || ev.Done {
-				return
-			}
-		}
-	}
-}
-
-// send delivers ev, giving up on a cancelled request whose reader stopped
-// reading (so the goroutine does not leak).
-func (q *eventQueue) send(ev Event) bool {
-	select {
-	case q.out <- ev:
-		return true
-	case <-q.ctx.Done():
-	}
-	t := time.NewTimer(abandonGrace)
-	defer t.Stop()
-	select {
-	case q.out <- ev:
-		return true
-	case <-t.C:
-		return false
+	q.ch <- ev
+	if ev.Done {
+		close(q.ch)
 	}
 }

@@ -78,13 +78,19 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 		return err
 	}
 	srv := openai.New(openai.Options{APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxRequestBodyBytes, Logger: log, Gatherer: reg,
-		LoRAAdmin: cfg.EnableLoRAAdmin})
+		LoRAAdmin: cfg.EnableLoRAAdmin, ReadBodyTimeout: noneIfZero(cfg.ReadBodyTimeout), WriteTimeout: noneIfZero(cfg.WriteTimeout)})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	// ReadTimeout and WriteTimeout stay 0: they would bound whole requests,
+	// cutting long streams; openai.Server sets per-body and per-write
+	// deadlines instead.
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout}
+	if cfg.IdleTimeout == 0 {
+		httpSrv.IdleTimeout = -1 // 0 would mean ReadHeaderTimeout's value to net/http
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "api_keys", len(cfg.APIKeys))
@@ -116,13 +122,25 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 	return drain(cfg, log, srv, httpSrv, engine)
 }
 
+// noneIfZero maps a flag's 0 ("no limit") to openai.Options' -1.
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // drain stops accepting requests, lets in-flight ones finish (up to the
 // shutdown timeout, then cuts them), and stops the engine.
 func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http.Server, engine *runtime.Engine) error {
 	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
-	srv.SetDraining()
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// Keep listening while in-flight requests finish, answering new ones 503
+	// with Retry-After; then close the listener and the idle connections.
+	if err := srv.Drain(dctx); err != nil {
+		log.Warn("drain timed out with requests in flight", "err", err)
+	}
 	if err := httpSrv.Shutdown(dctx); err != nil {
 		log.Warn("drain timed out: closing the remaining connections", "err", err)
 		_ = httpSrv.Close() // cancels the requests' contexts, which stops their sequences
@@ -169,11 +187,12 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 	}
 	closeAll = func() { closeAdapters(); closeBackend() }
 	engine = runtime.NewEngine(loaded, runtime.EngineOptions{
-		MaxRunning:    cfg.MaxNumSeqs,
-		MaxWaiting:    cfg.MaxWaitingRequests,
-		MaxBatchToken: cfg.MaxNumBatchedTokens,
-		MaxModelLen:   cfg.MaxModelLen,
-		Observer:      obs,
+		MaxRunning:         cfg.MaxNumSeqs,
+		MaxRunningPerGroup: cfg.MaxNumSeqsPerReq,
+		MaxWaiting:         cfg.MaxWaitingRequests,
+		MaxBatchToken:      cfg.MaxNumBatchedTokens,
+		MaxModelLen:        cfg.MaxModelLen,
+		Observer:           obs,
 	})
 	if cfg.MaxModelLen > engine.MaxModelLen() {
 		log.Warn("--max-model-len is above the model's max_position_embeddings: using the model's", "max_model_len", engine.MaxModelLen())

@@ -110,6 +110,30 @@ func TestServeAndDrain(t *testing.T) {
 		t.Fatalf("first event %q %v", line, err)
 	}
 	stop() // as SIGTERM does
+	// While the stream drains, the server still listens: health checks and
+	// new requests are answered 503 with Retry-After.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		h, err := http.Head(base + "/health")
+		if err != nil {
+			t.Fatalf("HEAD /health during the drain: %v", err)
+		}
+		h.Body.Close()
+		if h.StatusCode == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HEAD /health stayed %d after the signal", h.StatusCode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	late, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"model":"tiny","prompt":"Once","max_tokens":2}`))
+	if err != nil {
+		t.Fatalf("request during the drain: %v", err)
+	}
+	late.Body.Close()
+	if late.StatusCode != 503 || late.Header.Get("Retry-After") == "" {
+		t.Errorf("request during the drain: %d, Retry-After %q", late.StatusCode, late.Header.Get("Retry-After"))
+	}
 	rest, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatalf("stream cut during the drain: %v", err)
@@ -198,5 +222,52 @@ func TestModelFromHub(t *testing.T) {
 	cfg.Model = "tiny-org/not-cached"
 	if _, err := modelDir(context.Background(), cfg, log); err == nil {
 		t.Errorf("offline download of an uncached repo succeeded")
+	}
+}
+
+// Connections that send nothing, or stay idle after a request, are closed
+// after --read-header-timeout and --idle-timeout instead of staying open.
+func TestServeClosesSilentAndIdleConnections(t *testing.T) {
+	port := freePort(t)
+	addr := "127.0.0.1:" + port
+	ctx, stop := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	logs := &syncBuffer{}
+	go func() {
+		exit <- run(ctx, []string{"--model", storiesDir, "--quantize", "none", "--host", "127.0.0.1", "--port", port,
+			"--threads", "1", "--read-header-timeout", "200ms", "--idle-timeout", "200ms"}, io.Discard, logs)
+	}()
+	defer func() {
+		stop()
+		<-exit
+	}()
+	var silent, idle net.Conn
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("server not up; logs:\n%s", logs.String())
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(c, "GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+		st, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil && strings.HasPrefix(st, "HTTP/1.1 200") {
+			idle = c // kept alive after a request
+			break
+		}
+		c.Close()
+	}
+	defer idle.Close()
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	for name, c := range map[string]net.Conn{"silent": silent, "idle": idle} {
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second)) // a liveness bound
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("%s connection not closed by the server: %v", name, err)
+		}
 	}
 }

@@ -179,7 +179,9 @@ func TestPirate(t *testing.T) {
 type lease struct{}
 
 func (lease) Slot() int32 { return 0 }
-func (lease) Release()    {}
+
+func (lease) Version() string { return "test" }
+func (lease) Release()        {}
 
 // loadStories loads stories260K with the projections in NF4 (QLoRA's base).
 func loadStories(t testing.TB) *runtime.Loaded {

@@ -1,0 +1,138 @@
+package runtime
+
+import (
+	"context"
+
+	"slices"
+	"testing"
+	"time"
+)
+
+func seqsOf(groups ...string) []*sequence {
+	out := make([]*sequence, len(groups))
+	for i, g := range groups {
+		out[i] = &sequence{req: Request{Group: g}, maxNew: i} // maxNew tells them apart
+	}
+	return out
+}
+
+func ids(seqs []*sequence) []int {
+	out := make([]int, len(seqs))
+	for i, s := range seqs {
+		out[i] = s.maxNew
+	}
+	return out
+}
+
+func TestAdmitCapsEachGroupAndKeepsQueueOrder(t *testing.T) {
+	// Queue: six choices of request A, then B, then an ungrouped request,
+	// then two of C.
+	waiting := seqsOf("A", "A", "A", "A", "A", "A", "B", "", "C", "C")
+	admitted, left := admit(nil, waiting, 5, 2)
+	if got, want := ids(admitted), []int{0, 1, 6, 7, 8}; !slices.Equal(got, want) {
+		t.Errorf("admitted %v, want %v", got, want)
+	}
+	if got, want := ids(left), []int{2, 3, 4, 5, 9}; !slices.Equal(got, want) {
+		t.Errorf("left %v, want %v (first come within the caps)", got, want)
+	}
+
+	// Running sequences count against their group and the total.
+	running := seqsOf("A", "B")
+	admitted, left = admit(running, seqsOf("A", "A", "B", "D"), 4, 2)
+	if got, want := ids(admitted), []int{0, 2}; !slices.Equal(got, want) {
+		t.Errorf("with A and B running: admitted %v, want %v", got, want)
+	}
+	if got, want := ids(left), []int{1, 3}; !slices.Equal(got, want) {
+		t.Errorf("with A and B running: left %v, want %v", got, want)
+	}
+
+	if admitted, left := admit(seqsOf("x", "y"), seqsOf("z"), 2, 2); len(admitted) != 0 || len(left) != 1 {
+		t.Errorf("full engine admitted %v", ids(admitted))
+	}
+}
+
+// A request with many choices does not hold back the one behind it: with
+// the first request's readers stalled (so its running choices stop at the
+// event buffer), the second request still runs to the end.
+func TestManyChoicesLeaveRoomForLaterRequests(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	e := NewEngine(l, EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 2})
+	defer e.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	long := Request{PromptTokens: []int32{1}, MaxTokens: 3 * eventCapacity, IgnoreEOS: true, Sampling: greedy, Group: "A"}
+	var stalled []<-chan Event
+	for range 8 {
+		ch, err := e.Submit(ctx, long)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, ch)
+	}
+	later, err := e.Submit(ctx, Request{Prompt: "Once", MaxTokens: 20, Sampling: greedy, Group: "B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(60 * time.Second)
+	for done := false; !done; {
+		select {
+		case ev := <-later:
+			if ev.Err != nil {
+				t.Fatal(ev.Err)
+			}
+			done = ev.Done
+		case <-timeout:
+			t.Fatal("the later request never ran: the first request's choices took every running slot")
+		}
+	}
+	// Only the group's cap of choices ever started (the others wait for
+	// room), and each stopped at the event buffer.
+	started := 0
+	for _, ch := range stalled {
+		if n := len(ch); n > 0 {
+			started++
+			if n > eventCapacity {
+				t.Errorf("a stalled choice buffered %d events, cap %d", n, eventCapacity)
+			}
+		}
+	}
+	if started != 2 {
+		t.Errorf("%d choices of the first request started, want its cap of 2", started)
+	}
+}
+
+// A reader that stops reading stalls only its own sequence, with at most
+// eventCapacity events buffered; when it reads again it gets the whole
+// output, unchanged.
+func TestStalledReaderIsBoundedAndResumes(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	e := NewEngine(l, EngineOptions{})
+	defer e.Close(context.Background())
+	req := Request{PromptTokens: []int32{1}, MaxTokens: 4 * eventCapacity, IgnoreEOS: true, Sampling: greedy}
+	solo, _ := generate(t, e, req)
+	ch, err := e.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the buffer is as full as the scheduler will make it.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(ch) < eventCapacity-1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(ch); n < eventCapacity-1 || n > eventCapacity {
+		t.Fatalf("stalled reader: %d events buffered, want %d or %d", n, eventCapacity-1, eventCapacity)
+	}
+	// Other requests still run while it stalls.
+	if text, _ := generate(t, e, Request{Prompt: "Once", MaxTokens: 10, Sampling: greedy}); text == "" {
+		t.Fatal("a request beside the stalled one produced nothing")
+	}
+	var text string
+	n := 0
+	for ev := range ch {
+		text += ev.Text
+		n++
+	}
+	if n != 4*eventCapacity+1 || text != solo {
+		t.Fatalf("after the stall: %d events (want %d), text equal to solo: %v", n, 4*eventCapacity+1, text == solo)
+	}
+}
