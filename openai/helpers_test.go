@@ -29,7 +29,7 @@ const storiesDir = "../testdata/stories260K"
 
 // testServer is a Server on a real engine, behind httptest.
 type testServer struct {
-	t      *testing.T
+	t      testing.TB
 	ts     *httptest.Server
 	srv    *Server
 	engine *runtime.Engine
@@ -53,7 +53,7 @@ type serverConfig struct {
 	sendBuffer int
 }
 
-func newTestServer(t *testing.T, cfg serverConfig) *testServer {
+func newTestServer(t testing.TB, cfg serverConfig) *testServer {
 	t.Helper()
 	if cfg.dir == "" {
 		cfg.dir = storiesDir
