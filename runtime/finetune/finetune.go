@@ -103,6 +103,9 @@ func run(ctx context.Context, j Job, newStepper stepperFactory) (*Result, error)
 	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := cleanStale(c.OutputDir, out); err != nil {
+		return nil, fmt.Errorf("cleaning up %s: %w", c.OutputDir, err)
+	}
 	r := newRunner(loopConfig{
 		OutputDir: c.OutputDir, MaxSteps: plan.MaxSteps, NumTrainEpochs: plan.NumTrainEpochs,
 		GA: c.GradientAccumulationSteps, BatchSize: c.PerDeviceTrainBatchSize,
@@ -111,7 +114,7 @@ func run(ctx context.Context, j Job, newStepper stepperFactory) (*Result, error)
 	if c.ResumeFromCheckpoint != "" {
 		dir := c.ResumeFromCheckpoint
 		if dir == "true" {
-			if dir, err = LatestCheckpoint(c.OutputDir); err != nil {
+			if dir, err = LatestCheckpoint(c.OutputDir, out); err != nil {
 				return nil, err
 			}
 		}

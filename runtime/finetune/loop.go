@@ -83,6 +83,9 @@ func newRunner(c loopConfig, t Stepper, l *dataset.Loader) *runner {
 
 // resume restores a checkpoint written by checkpoint().
 func (r *runner) resume(dir string) error {
+	if err := checkComplete(dir); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
 	var ts TrainerState
 	if err := readJSON(filepath.Join(dir, TrainerStateName), &ts); err != nil {
 		return fmt.Errorf("resume: %w", err)
@@ -229,15 +232,28 @@ func (r *runner) saveAdapter(dir string) error {
 	return adapters.Save(dir, a)
 }
 
+// checkpointHook, when set (by the kill tests), is called after each step
+// of checkpoint() with the step's name. Nil in production.
+var checkpointHook func(stage string)
+
+func hook(stage string) {
+	if checkpointHook != nil {
+		checkpointHook(stage)
+	}
+}
+
 // checkpoint writes checkpoint-<step>/ (adapter, trainer state, optimizer
-// state, loop state) into a temporary directory renamed into place, so a
-// checkpoint directory is either complete or absent.
+// state, loop state, then the manifest that marks it complete) into a
+// staging directory, and renames it into place. An existing checkpoint-<step>
+// is renamed aside first and removed only once the new one is in place, so
+// a kill at any point leaves the old or the new checkpoint, and cleanStale
+// tidies up the rest at the start of the next run.
 func (r *runner) checkpoint() error {
 	final := CheckpointDir(r.c.OutputDir, r.ts.GlobalStep)
 	if err := os.MkdirAll(r.c.OutputDir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(r.c.OutputDir, ".checkpoint-*.tmp")
+	tmp, err := os.MkdirTemp(r.c.OutputDir, "."+checkpointPrefix+"*.tmp")
 	if err != nil {
 		return err
 	}
@@ -245,28 +261,52 @@ func (r *runner) checkpoint() error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
+	hook("mkdir")
 	if err := r.saveAdapter(tmp); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	hook("adapter")
 	if err := r.writeState(tmp); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	hook("trainer_state")
 	if err := atomicfile.Write(filepath.Join(tmp, OptimizerName), r.t.SaveState); err != nil {
 		return fmt.Errorf("checkpoint: optimizer state: %w", err)
 	}
+	hook("optimizer")
 	rs := r.rs
 	rs.Loader = r.l.State()
-	// run_state.json last: its presence marks a complete checkpoint.
 	if err := writeJSON(filepath.Join(tmp, RunStateName), &rs); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := os.RemoveAll(final); err != nil {
-		return err
+	hook("run_state")
+	if err := writeManifest(tmp); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	hook("manifest")
+
+	aside := filepath.Join(r.c.OutputDir, "."+filepath.Base(final)+asideSuffix)
+	if _, err := os.Stat(final); err == nil {
+		if err := os.RemoveAll(aside); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		if err := os.Rename(final, aside); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		hook("aside")
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return atomicfile.SyncDir(r.c.OutputDir)
+	if err := atomicfile.SyncDir(r.c.OutputDir); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	hook("rename")
+	if err := os.RemoveAll(aside); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	hook("done")
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -59,6 +59,9 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	if res.StartStep != 3 || res.GlobalStep != 6 {
 		t.Fatalf("resumed from step %d to %d, want 3 to 6", res.StartStep, res.GlobalStep)
 	}
+	if _, err := os.Stat(filepath.Join(outB, ".checkpoint-6.tmp")); !os.IsNotExist(err) {
+		t.Errorf("the stale staging directory is still there: %v", err)
+	}
 	for _, f := range []string{adapters.WeightsName, adapters.ConfigName, filepath.Join("checkpoint-6", OptimizerName), filepath.Join("checkpoint-6", RunStateName)} {
 		a, errA := os.ReadFile(filepath.Join(outA, f))
 		b, errB := os.ReadFile(filepath.Join(outB, f))

@@ -4,11 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
+	"github.com/parrot-llm/parrot/adapters"
 	"github.com/parrot-llm/parrot/internal/atomicfile"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 )
@@ -18,7 +24,9 @@ const (
 	TrainerStateName = "trainer_state.json" // transformers' TrainerState
 	OptimizerName    = "optimizer.bin"      // Trainer.SaveState: LoRA weights, optimizer moments, step, RNG
 	RunStateName     = "run_state.json"     // data-loader position and the loss sums of the loop
+	ManifestName     = "manifest.json"      // a checkpoint's files and sizes, written last
 	checkpointPrefix = "checkpoint-"
+	asideSuffix      = ".old" // .checkpoint-N.old: the previous checkpoint-N while a new one is renamed in
 )
 
 // LogEntry is one element of log_history: a logging step, or the final
@@ -97,14 +105,82 @@ func CheckpointDir(outputDir string, step int) string {
 	return filepath.Join(outputDir, checkpointPrefix+strconv.Itoa(step))
 }
 
+// manifest lists a checkpoint's files with their sizes. It is written last,
+// so a checkpoint is complete when its manifest exists and every file it
+// names has the size it gives.
+type manifest struct {
+	Files map[string]int64 `json:"files"` // file name → size in bytes
+}
+
+// checkpointFiles must be in every checkpoint's manifest.
+var checkpointFiles = []string{adapters.ConfigName, adapters.WeightsName, TrainerStateName, OptimizerName, RunStateName}
+
+// writeManifest records the regular files of dir in dir/manifest.json.
+func writeManifest(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	m := manifest{Files: map[string]int64{}}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == ManifestName {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		m.Files[e.Name()] = info.Size()
+	}
+	return writeJSON(filepath.Join(dir, ManifestName), &m)
+}
+
+// checkComplete returns nil if dir holds a complete checkpoint, else what is
+// wrong with it.
+func checkComplete(dir string) error {
+	var m manifest
+	if err := readJSON(filepath.Join(dir, ManifestName), &m); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s has no %s (a checkpoint that was not finished)", dir, ManifestName)
+		}
+		return err
+	}
+	for _, name := range checkpointFiles {
+		if _, ok := m.Files[name]; !ok {
+			return fmt.Errorf("%s: %s does not list %s", dir, ManifestName, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
+		size := m.Files[name]
+		if name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+			return fmt.Errorf("%s: %s lists %q, not a file name", dir, ManifestName, name)
+		}
+		info, err := os.Stat(filepath.Join(dir, name))
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: %w", dir, err)
+		case !info.Mode().IsRegular():
+			return fmt.Errorf("%s: %s is not a regular file", dir, name)
+		case info.Size() != size:
+			return fmt.Errorf("%s: %s has %d bytes, the manifest says %d", dir, name, info.Size(), size)
+		}
+	}
+	return nil
+}
+
 // LatestCheckpoint returns the complete checkpoint of the highest step in
-// outputDir (transformers' get_last_checkpoint).
-func LatestCheckpoint(outputDir string) (string, error) {
+// outputDir (transformers' get_last_checkpoint), and reports on warn each
+// incomplete one it skips.
+func LatestCheckpoint(outputDir string, warn io.Writer) (string, error) {
 	entries, err := os.ReadDir(outputDir)
 	if err != nil {
 		return "", fmt.Errorf("looking for a checkpoint: %w", err)
 	}
-	best, bestStep := "", -1
+	type candidate struct {
+		dir  string
+		step int
+	}
+	var found []candidate
 	for _, e := range entries {
 		m := checkpointRe.FindStringSubmatch(e.Name())
 		if m == nil || !e.IsDir() {
@@ -114,16 +190,69 @@ func LatestCheckpoint(outputDir string) (string, error) {
 		if err != nil {
 			continue
 		}
-		dir := filepath.Join(outputDir, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, RunStateName)); err != nil {
-			continue // incomplete
+		found = append(found, candidate{filepath.Join(outputDir, e.Name()), step})
+	}
+	slices.SortFunc(found, func(a, b candidate) int { return b.step - a.step })
+	for _, c := range found {
+		err := checkComplete(c.dir)
+		if err == nil {
+			return c.dir, nil
 		}
-		if step > bestStep {
-			best, bestStep = dir, step
+		if warn != nil {
+			fmt.Fprintf(warn, "Skipping incomplete checkpoint: %v\n", err)
 		}
 	}
-	if best == "" {
-		return "", errors.New("no checkpoint-N directory in " + outputDir + " to resume from")
+	return "", errors.New("no complete checkpoint-N directory in " + outputDir + " to resume from")
+}
+
+// isStaging reports whether name is a checkpoint's staging directory
+// (.checkpoint-*.tmp), or a staging sibling of one that adapters.Save makes
+// while it writes into it (..checkpoint-*.tmp.staging-*).
+func isStaging(name string) bool {
+	return (strings.HasPrefix(name, "."+checkpointPrefix) || strings.HasPrefix(name, ".."+checkpointPrefix)) &&
+		strings.Contains(name, ".tmp")
+}
+
+// cleanStale removes what a killed run leaves in outputDir: staging
+// directories (see isStaging), atomicfile's temporary files (.*.tmp), and
+// old checkpoints renamed aside (.checkpoint-N.old). An aside checkpoint
+// whose replacement never arrived complete is put back in place. It
+// reports what it did on out.
+func cleanStale(outputDir string, out io.Writer) error {
+	entries, err := os.ReadDir(outputDir)
+	if err != nil {
+		return err
 	}
-	return best, nil
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(outputDir, name)
+		switch {
+		case isStaging(name) && e.IsDir(),
+			strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp") && e.Type().IsRegular():
+			if err := os.RemoveAll(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Removed %s, left by an interrupted run\n", name)
+		case strings.HasPrefix(name, "."+checkpointPrefix) && strings.HasSuffix(name, asideSuffix) && e.IsDir():
+			final := filepath.Join(outputDir, strings.TrimSuffix(name[1:], asideSuffix))
+			if !checkpointRe.MatchString(filepath.Base(final)) {
+				continue
+			}
+			if checkComplete(final) != nil && checkComplete(path) == nil {
+				if err := os.RemoveAll(final); err != nil {
+					return err
+				}
+				if err := os.Rename(path, final); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "Restored %s, which an interrupted run was replacing\n", filepath.Base(final))
+				continue
+			}
+			if err := os.RemoveAll(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Removed %s, left by an interrupted run\n", name)
+		}
+	}
+	return atomicfile.SyncDir(outputDir)
 }
