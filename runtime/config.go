@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,11 +84,27 @@ type rawConfig struct {
 	QuantizationConf *QuantizationConfig `json:"quantization_config"`
 }
 
+// Upper bounds of config.json's sizes. They lie far above any released
+// Llama-family model (Llama 3.1 405B: hidden_size 16384, intermediate_size
+// 53248, 126 layers, 128 heads; vocabularies up to ~256k tokens; Llama 4
+// Scout is trained for 10M positions, under 2^24), and keep every product
+// of shapes the loader and the KV pool compute (vocab × hidden,
+// heads × head_dim × hidden, times layers and 4 bytes) below 2^56, so that
+// shape arithmetic cannot overflow a 64-bit int.
+const (
+	maxHidden       = 1 << 17
+	maxIntermediate = 1 << 20
+	maxLayers       = 1 << 12
+	maxHeads        = 1 << 12 // also head_dim
+	maxVocab        = 1 << 24
+	maxPositions    = 1 << 24
+)
+
 // ParseConfig parses and validates a config.json.
 func ParseConfig(data []byte) (*Config, error) {
 	var r rawConfig
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("config.json: %w", err)
+		return nil, jsonError("config.json", data, err)
 	}
 	if r.ModelType != "" && r.ModelType != "llama" {
 		return nil, fmt.Errorf("config.json: unsupported model_type %q (only llama)", r.ModelType)
@@ -107,35 +124,38 @@ func ParseConfig(data []byte) (*Config, error) {
 	if r.PretrainingTP > 1 {
 		return nil, fmt.Errorf("config.json: pretraining_tp %d is not supported", r.PretrainingTP)
 	}
-	need := func(name string, v *int) (int, error) {
+	need := func(name string, v *int, limit int) (int, error) {
 		if v == nil {
 			return 0, fmt.Errorf("config.json: missing %s", name)
 		}
 		if *v <= 0 {
 			return 0, fmt.Errorf("config.json: %s must be positive, got %d", name, *v)
 		}
+		if *v > limit {
+			return 0, fmt.Errorf("config.json: %s %d is larger than the supported %d", name, *v, limit)
+		}
 		return *v, nil
 	}
 	c := &Config{BOS: -1, Pad: -1, NormEps: 1e-6, RopeTheta: 10000, MaxPos: 2048}
 	var err error
-	if c.Hidden, err = need("hidden_size", r.Hidden); err != nil {
+	if c.Hidden, err = need("hidden_size", r.Hidden, maxHidden); err != nil {
 		return nil, err
 	}
-	if c.Intermediate, err = need("intermediate_size", r.Intermediate); err != nil {
+	if c.Intermediate, err = need("intermediate_size", r.Intermediate, maxIntermediate); err != nil {
 		return nil, err
 	}
-	if c.Layers, err = need("num_hidden_layers", r.Layers); err != nil {
+	if c.Layers, err = need("num_hidden_layers", r.Layers, maxLayers); err != nil {
 		return nil, err
 	}
-	if c.Heads, err = need("num_attention_heads", r.Heads); err != nil {
+	if c.Heads, err = need("num_attention_heads", r.Heads, maxHeads); err != nil {
 		return nil, err
 	}
-	if c.Vocab, err = need("vocab_size", r.Vocab); err != nil {
+	if c.Vocab, err = need("vocab_size", r.Vocab, maxVocab); err != nil {
 		return nil, err
 	}
 	c.KVHeads = c.Heads
 	if r.KVHeads != nil {
-		if c.KVHeads, err = need("num_key_value_heads", r.KVHeads); err != nil {
+		if c.KVHeads, err = need("num_key_value_heads", r.KVHeads, maxHeads); err != nil {
 			return nil, err
 		}
 	}
@@ -143,7 +163,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("config.json: num_attention_heads %d is not a multiple of num_key_value_heads %d", c.Heads, c.KVHeads)
 	}
 	if r.HeadDim != nil {
-		if c.HeadDim, err = need("head_dim", r.HeadDim); err != nil {
+		if c.HeadDim, err = need("head_dim", r.HeadDim, maxHeads); err != nil {
 			return nil, err
 		}
 	} else {
@@ -156,11 +176,15 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("config.json: head_dim %d must be even for RoPE", c.HeadDim)
 	}
 	if r.MaxPos != nil {
-		if c.MaxPos, err = need("max_position_embeddings", r.MaxPos); err != nil {
+		if c.MaxPos, err = need("max_position_embeddings", r.MaxPos, maxPositions); err != nil {
 			return nil, err
 		}
 	}
 	if r.NormEps != nil {
+		// In float32, as the model uses it: 1e-50 would become 0.
+		if eps := float32(*r.NormEps); !(eps > 0 && eps < 1) {
+			return nil, fmt.Errorf("config.json: rms_norm_eps must lie in (0, 1) as a float32, got %v", *r.NormEps)
+		}
 		c.NormEps = float32(*r.NormEps)
 	}
 	if r.RopeTheta != nil {
@@ -169,15 +193,19 @@ func ParseConfig(data []byte) (*Config, error) {
 	rope := r.RopeScaling
 	if rope == nil && r.RopeParameters != nil {
 		rope = r.RopeParameters
-		if th, ok := rope["rope_theta"].(float64); ok {
+		if v, ok := rope["rope_theta"]; ok {
+			th, ok := v.(float64)
+			if !ok {
+				return nil, fmt.Errorf("config.json: rope_parameters.rope_theta must be a number, got %v", v)
+			}
 			c.RopeTheta = th
 		}
 	}
 	if c.Rope, err = parseRopeScaling(rope); err != nil {
 		return nil, err
 	}
-	if c.RopeTheta <= 0 {
-		return nil, fmt.Errorf("config.json: rope_theta must be positive, got %v", c.RopeTheta)
+	if !(c.RopeTheta > 0) || math.IsInf(c.RopeTheta, 0) {
+		return nil, fmt.Errorf("config.json: rope_theta must be positive and finite, got %v", c.RopeTheta)
 	}
 	if r.Tied != nil {
 		c.TiedEmbed = *r.Tied
@@ -185,12 +213,15 @@ func ParseConfig(data []byte) (*Config, error) {
 		c.TiedEmbed = true // PretrainedConfig default
 	}
 	if c.BOS, err = parseSingleID(r.BOS, "bos_token_id"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config.json: %w", err)
 	}
 	if c.Pad, err = parseSingleID(r.Pad, "pad_token_id"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config.json: %w", err)
 	}
 	if c.EOS, err = parseIDList(r.EOS, "eos_token_id"); err != nil {
+		return nil, fmt.Errorf("config.json: %w", err)
+	}
+	if err := checkIDs("config.json", c.Vocab, c.BOS, c.Pad, c.EOS); err != nil {
 		return nil, err
 	}
 	c.DType = r.TorchDType
@@ -214,6 +245,9 @@ func parseRopeScaling(m map[string]any) (RopeScaling, error) {
 		v, ok := m[key].(float64)
 		if !ok {
 			return 0, fmt.Errorf("config.json: rope_scaling type %q needs numeric %q", typ, key)
+		}
+		if !(v > 0) || math.IsInf(v, 0) {
+			return 0, fmt.Errorf("config.json: rope_scaling %s must be positive and finite, got %v", key, v)
 		}
 		return v, nil
 	}
@@ -242,9 +276,6 @@ func parseRopeScaling(m map[string]any) (RopeScaling, error) {
 	default:
 		return rs, fmt.Errorf("config.json: unsupported rope_scaling type %q (supported: default, linear, llama3)", typ)
 	}
-	if rs.Factor <= 0 {
-		return rs, fmt.Errorf("config.json: rope_scaling factor must be positive, got %v", rs.Factor)
-	}
 	return rs, nil
 }
 
@@ -259,6 +290,43 @@ func parseSingleID(raw json.RawMessage, name string) (int32, error) {
 	return ids[0], nil
 }
 
+// checkIDs checks that the special token ids of file (-1 or nil: absent)
+// name tokens of a vocabulary of vocab.
+func checkIDs(file string, vocab int, bos, pad int32, eos []int32) error {
+	in := func(id int32) bool { return id >= 0 && int(id) < vocab }
+	if bos != -1 && !in(bos) {
+		return fmt.Errorf("%s: bos_token_id %d is outside the vocabulary [0, %d)", file, bos, vocab)
+	}
+	if pad != -1 && !in(pad) {
+		return fmt.Errorf("%s: pad_token_id %d is outside the vocabulary [0, %d)", file, pad, vocab)
+	}
+	for _, id := range eos {
+		if !in(id) {
+			return fmt.Errorf("%s: eos_token_id %d is outside the vocabulary [0, %d)", file, id, vocab)
+		}
+	}
+	return nil
+}
+
+// jsonError describes a JSON decoding error of file, with the line of a
+// syntax error (Python's json.dump writes NaN and Infinity, which are not
+// JSON).
+func jsonError(file string, data []byte, err error) error {
+	var syn *json.SyntaxError
+	if !errors.As(err, &syn) || syn.Offset <= 0 || syn.Offset > int64(len(data)) {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	before := data[:syn.Offset]
+	line := bytes.Count(before, []byte("\n")) + 1
+	start := bytes.LastIndexByte(before, '\n') + 1
+	end := bytes.IndexByte(data[start:], '\n')
+	if end < 0 {
+		end = len(data) - start
+	}
+	text := string(bytes.TrimSpace(data[start : start+min(end, 120)]))
+	return fmt.Errorf("%s: line %d: %q: %w", file, line, text, err)
+}
+
 // parseIDList accepts null, an int, or a list of ints.
 func parseIDList(raw json.RawMessage, name string) ([]int32, error) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -270,7 +338,7 @@ func parseIDList(raw json.RawMessage, name string) ([]int32, error) {
 	}
 	var many []int32
 	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, fmt.Errorf("config: %s must be an integer or a list of integers", name)
+		return nil, fmt.Errorf("%s must be an integer or a list of integers", name)
 	}
 	return many, nil
 }
@@ -298,18 +366,29 @@ func ParseGenerationConfig(data []byte) (*GenerationConfig, error) {
 		DoSample    *bool           `json:"do_sample"`
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("generation_config.json: %w", err)
+		return nil, jsonError("generation_config.json", data, err)
 	}
 	g := &GenerationConfig{Temperature: r.Temperature, TopP: r.TopP, TopK: r.TopK, DoSample: r.DoSample}
 	var err error
 	if g.BOS, err = parseSingleID(r.BOS, "bos_token_id"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("generation_config.json: %w", err)
 	}
 	if g.Pad, err = parseSingleID(r.Pad, "pad_token_id"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("generation_config.json: %w", err)
 	}
 	if g.EOS, err = parseIDList(r.EOS, "eos_token_id"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("generation_config.json: %w", err)
+	}
+	// The ranges transformers' logits warpers accept (TemperatureLogitsWarper,
+	// TopPLogitsWarper, TopKLogitsWarper); temperature 0 means greedy here.
+	if t := r.Temperature; t != nil && !(*t >= 0 && *t <= math.MaxFloat32) {
+		return nil, fmt.Errorf("generation_config.json: temperature must be a non-negative number, got %v", *t)
+	}
+	if p := r.TopP; p != nil && !(*p >= 0 && *p <= 1) {
+		return nil, fmt.Errorf("generation_config.json: top_p must lie in [0, 1], got %v", *p)
+	}
+	if k := r.TopK; k != nil && *k < 0 {
+		return nil, fmt.Errorf("generation_config.json: top_k must be non-negative, got %d", *k)
 	}
 	return g, nil
 }
@@ -341,9 +420,9 @@ func LoadConfig(dir string) (*Config, *GenerationConfig, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("reading generation config: %w", err)
 	}
-	for _, id := range cfg.EOS {
-		if id < 0 || int(id) >= cfg.Vocab {
-			return nil, nil, fmt.Errorf("config: eos_token_id %d outside vocabulary of %d", id, cfg.Vocab)
+	if gen != nil {
+		if err := checkIDs("generation_config.json", cfg.Vocab, gen.BOS, gen.Pad, gen.EOS); err != nil {
+			return nil, nil, err
 		}
 	}
 	return cfg, gen, nil

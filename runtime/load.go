@@ -19,8 +19,10 @@ type LoadOptions struct {
 	// LMHead8Bit stores the lm_head in 8 bits (Q8) for faster decoding.
 	LMHead8Bit bool
 	// ChatTemplate overrides the checkpoint's template: a built-in name
-	// (e.g. "llama-3.1") or Jinja source. Empty = the checkpoint's own, else
-	// llama-3.1 if the tokenizer has Llama 3 header tokens.
+	// (e.g. "llama-3.1"), the path of a template file, or Jinja source (see
+	// chat.ResolveSource; anything else is refused). Empty = the
+	// checkpoint's own, else llama-3.1 if the tokenizer has Llama 3 header
+	// tokens.
 	ChatTemplate string
 }
 
@@ -102,9 +104,8 @@ func loadTemplate(dir, override string, tok tokenizer.Tokenizer) (*chat.Template
 	src := ""
 	switch {
 	case override != "":
-		src = override
-		if b, ok := chat.Builtin(override); ok {
-			src = b
+		if src, err = chat.ResolveSource(override); err != nil {
+			return nil, err
 		}
 	case tmpl == nil:
 		// A checkpoint without a template but with Llama 3 header tokens gets

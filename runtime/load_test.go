@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,6 +184,27 @@ func TestLoadErrors(t *testing.T) {
 		{"no config", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "config.json"))
 		}, "config"},
+		{"bos outside the vocabulary", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) { m["bos_token_id"] = -5 })
+		}, "config.json: bos_token_id -5 is outside the vocabulary"},
+		{"negative rms_norm_eps", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) { m["rms_norm_eps"] = -1 })
+		}, "config.json: rms_norm_eps"},
+		{"huge max_position_embeddings", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) { m["max_position_embeddings"] = 1 << 62 })
+		}, "config.json: max_position_embeddings"},
+		{"generation_config eos outside the vocabulary", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "generation_config.json"), func(m map[string]any) { m["eos_token_id"] = 1 << 20 })
+		}, "generation_config.json: eos_token_id 1048576 is outside"},
+		{"special_tokens_map not an object", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "special_tokens_map.json"), []byte(`"<|begin_of_text|>"`), 0o644)
+		}, "special_tokens_map.json: not a JSON object"},
+		{"special_tokens_map wrong type", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "special_tokens_map.json"), []byte(`{"eos_token": 128009}`), 0o644)
+		}, "special_tokens_map.json: eos_token: want a string"},
+		{"special_tokens_map unknown token", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "special_tokens_map.json"), func(m map[string]any) { m["pad_token"] = "<|pad|>" })
+		}, `special_tokens_map.json: pad_token: "<|pad|>" is not in the vocabulary`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,6 +215,68 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// editJSON rewrites the JSON object in path.
+func editJSON(t *testing.T, path string, edit func(m map[string]any)) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --chat-template takes a built-in name, a template file or Jinja source,
+// and refuses anything else (a misspelt name used to become the template
+// text, so that every prompt rendered as that literal string).
+func TestChatTemplateOverride(t *testing.T) {
+	dir := tinyModel(t, false)
+	msgs := []chat.Message{{Role: "user", Content: "Hi"}}
+	custom := "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}"
+	file := filepath.Join(t.TempDir(), "pirate.jinja")
+	if err := os.WriteFile(file, []byte(custom), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	own, err := Load(dir, LoadOptions{Backend: ref.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownText, err := own.Template.Render(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ value, want string }{
+		{"", ownText},
+		{"llama-3.1", ownText}, // the tiny model's own template is the official Llama 3.1 one
+		{custom, "[user] Hi"},
+		{file, "[user] Hi"},
+	} {
+		l, err := Load(dir, LoadOptions{Backend: ref.New(), ChatTemplate: tc.value})
+		if err != nil {
+			t.Errorf("%q: %v", tc.value, err)
+			continue
+		}
+		if got, err := l.Template.Render(msgs, true); err != nil || got != tc.want {
+			t.Errorf("%q renders %q (%v), want %q", tc.value, got, err, tc.want)
+		}
+	}
+	for _, value := range []string{"llama3.1", "llama-3", filepath.Join(t.TempDir(), "missing.jinja")} {
+		_, err := Load(dir, LoadOptions{Backend: ref.New(), ChatTemplate: value})
+		if err == nil || !strings.Contains(err.Error(), "is not a built-in template (llama-3.1), a file, or Jinja source") {
+			t.Errorf("%q: got %v", value, err)
+		}
 	}
 }
 

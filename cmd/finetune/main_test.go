@@ -29,6 +29,9 @@ func TestRunFlags(t *testing.T) {
 		{[]string{"--model", "/nonexistent/model", "--dataset", "d.jsonl", "--output-dir", t.TempDir()}, 1, "--model /nonexistent/model: no such directory"},
 		{[]string{"--model", storiesDir, "--dataset", "/nonexistent/d.jsonl", "--output-dir", t.TempDir(), "--quantize", "none"}, 1,
 			"dataset /nonexistent/d.jsonl: no such file"},
+		// A misspelt built-in name is refused, not used as the template text.
+		{[]string{"--model", storiesDir, "--dataset", "d.jsonl", "--output-dir", t.TempDir(), "--quantize", "none", "--chat-template", "llama3.1"}, 1,
+			`chat template "llama3.1" is not a built-in template (llama-3.1), a file, or Jinja source`},
 	} {
 		errOut.Reset()
 		code := run(context.Background(), c.args, &out, &errOut)

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"strings"
 	"time"
 
@@ -317,4 +318,42 @@ func Builtin(name string) (string, bool) {
 		return llama31Official, true
 	}
 	return "", false
+}
+
+// BuiltinNames lists the names Builtin knows.
+func BuiltinNames() []string { return []string{BuiltinLlama31} }
+
+// IsJinja reports whether s holds a Jinja expression or statement tag. A
+// chat template without one renders every conversation as the same fixed
+// text, which is never what is meant.
+func IsJinja(s string) bool { return strings.Contains(s, "{{") || strings.Contains(s, "{%") }
+
+// ResolveSource turns a template given by the user into Jinja source: the
+// name of a built-in template, the path of a file holding one (e.g. a .jinja
+// file, as transformers' chat_template.jinja), or the source itself. Any
+// other value (a misspelt name, a missing file) is refused; the error
+// lists the built-in names.
+func ResolveSource(value string) (string, error) {
+	if src, ok := Builtin(value); ok {
+		return src, nil
+	}
+	if IsJinja(value) {
+		return value, nil
+	}
+	info, err := os.Stat(value)
+	if err != nil {
+		return "", fmt.Errorf("chat template %q is not a built-in template (%s), a file, or Jinja source",
+			value, strings.Join(BuiltinNames(), ", "))
+	}
+	if info.IsDir() {
+		return "", fmt.Errorf("chat template %q is a directory, not a template file", value)
+	}
+	data, err := os.ReadFile(value)
+	if err != nil {
+		return "", fmt.Errorf("chat template: %w", err)
+	}
+	if !IsJinja(string(data)) {
+		return "", fmt.Errorf("chat template file %s holds no Jinja tags ({{ or {%%})", value)
+	}
+	return string(data), nil
 }

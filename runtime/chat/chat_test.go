@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -459,6 +460,46 @@ func TestBuiltin(t *testing.T) {
 	}
 	if _, ok := Builtin("no-such-template"); ok {
 		t.Fatal("unknown name found")
+	}
+}
+
+// A --chat-template value is a built-in name, a template file, or Jinja
+// source; anything else (a misspelt name) is refused with the built-in names.
+func TestResolveSource(t *testing.T) {
+	for _, name := range BuiltinNames() {
+		want, ok := Builtin(name)
+		if got, err := ResolveSource(name); !ok || err != nil || got != want {
+			t.Errorf("built-in %s: ok %v, err %v", name, ok, err)
+		}
+	}
+	src := "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+	if got, err := ResolveSource(src); err != nil || got != src {
+		t.Errorf("Jinja source: %q, %v", got, err)
+	}
+	if got, err := ResolveSource("{{ bos_token }}"); err != nil || got != "{{ bos_token }}" {
+		t.Errorf("an expression alone: %q, %v", got, err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "chat_template.jinja")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ResolveSource(file); err != nil || got != src {
+		t.Errorf("file: %q, %v", got, err)
+	}
+	plain := filepath.Join(dir, "plain.txt")
+	os.WriteFile(plain, []byte("You are a pirate."), 0o644)
+	for value, want := range map[string]string{
+		"llama3.1":                          `chat template "llama3.1" is not a built-in template (llama-3.1), a file, or Jinja source`,
+		"Llama-3.1":                         `"Llama-3.1" is not a built-in template (llama-3.1)`,
+		"You are a pirate.":                 `"You are a pirate." is not a built-in template`,
+		filepath.Join(dir, "missing.jinja"): "is not a built-in template (llama-3.1), a file, or Jinja source",
+		dir:                                 "is a directory",
+		plain:                               "holds no Jinja tags",
+	} {
+		if _, err := ResolveSource(value); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error with %q", value, err, want)
+		}
 	}
 }
 

@@ -37,7 +37,9 @@ type Tokenizer interface {
 	IsSpecial(id int32) bool
 }
 
-// Load reads dir/tokenizer.json and, if present, dir/tokenizer_config.json.
+// Load reads dir/tokenizer.json and, if present, dir/tokenizer_config.json,
+// and checks that the special tokens these and special_tokens_map.json name
+// are in the vocabulary.
 func Load(dir string) (Tokenizer, error) {
 	tj, cj, err := readFiles(dir)
 	if err != nil {
@@ -46,6 +48,9 @@ func Load(dir string) (Tokenizer, error) {
 	p, err := newPipeline(tj, cj)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "tokenizer.json"), err)
+	}
+	if err := p.checkSpecialFiles(dir); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
