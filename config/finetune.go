@@ -24,7 +24,7 @@ type Finetune struct {
 	Model        string // local model directory or Hub id "org/name[@revision]"
 	Revision     string // Hub revision of Model
 	DownloadDir  string // Hub cache directory; "" = HF_HUB_CACHE / HF_HOME rules
-	ChatTemplate string // built-in name or Jinja source; "" = the checkpoint's
+	ChatTemplate string // built-in name, Jinja file or Jinja source; "" = the checkpoint's
 	Quantize     string // "nf4" or "none"
 	Backend      string // "cpu" or "cuda"
 	Threads      int    // CPU threads; 0 = all cores
@@ -76,7 +76,7 @@ func finetuneFlags() *pflag.FlagSet {
 	fs.String("model", "", "base model: a local Hugging Face model directory, or a Hub id org/name[@revision]")
 	fs.String("revision", "", "Hub revision (branch, tag or commit) of --model; default main")
 	fs.String("download-dir", "", "Hub cache directory; default $HF_HUB_CACHE, else $HF_HOME/hub")
-	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1) or Jinja source; default the model's own")
+	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1), a file of Jinja source, or Jinja source itself; default the model's own")
 	fs.String("quantize", "nf4", "base weights of the projections: nf4 (QLoRA) or none (float32)")
 	fs.String("backend", "cpu", "compute backend: cpu or cuda (cuda needs a binary built with -tags cuda)")
 	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")

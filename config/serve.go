@@ -37,7 +37,7 @@ type Serve struct {
 	Host             string   // "" = all interfaces
 	Port             int
 	Quantize         string // "nf4" or "none"
-	ChatTemplate     string // built-in name or Jinja source; "" = the checkpoint's
+	ChatTemplate     string // built-in name, Jinja file or Jinja source; "" = the checkpoint's
 	LMHead8Bit       bool   // keep an 8-bit copy of the lm_head for faster decoding
 	MaxModelLen      int    // 0 = the model's max_position_embeddings
 	Threads          int    // CPU threads; 0 = all cores
@@ -81,7 +81,7 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int("port", 8000, "port to listen on")
 	fs.String("quantize", "nf4", "weights of the projections: nf4 (4-bit, quantized on load if needed) or none (float32, for reference checks)")
 	fs.Bool("lm-head-8bit", false, "store the lm_head in 8 bits (blocks of 32): a quarter of float32's decode bandwidth, slightly different logits")
-	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1) or Jinja source; default the model's own")
+	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1), a file of Jinja source, or Jinja source itself; default the model's own")
 	fs.Int("max-model-len", 0, "context length in tokens; 0 = the model's max_position_embeddings")
 	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")
 	fs.String("backend", "cpu", "compute backend: cpu or cuda (cuda needs a binary built with -tags cuda)")
