@@ -1,6 +1,7 @@
 // Package atomicfile replaces files so that a reader, a watcher or a crash
 // never sees half of one: write a temporary file in the same directory,
-// fsync it, rename it over the target, fsync the directory.
+// fsync it, rename it over the target, fsync the directory. ReplaceDir
+// does the same for a whole directory.
 package atomicfile
 
 import (
