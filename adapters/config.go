@@ -127,6 +127,10 @@ func patternKey(patterns map[string]float64, module string) (string, bool) {
 	return "", false
 }
 
+// maxConfigRank bounds the ranks a config may give, far above any real
+// one (vLLM serves up to 512), so that they convert to int exactly.
+const maxConfigRank = 1 << 20
+
 // ParseConfig reads an adapter_config.json. Unknown keys are tolerated (as
 // PEFT >= 0.14 does); settings that change the computation in ways parrot
 // cannot reproduce (DoRA, biases, modules_to_save, fan_in_fan_out, layer
@@ -231,8 +235,8 @@ func ParseConfig(data []byte) (Config, error) {
 	switch {
 	case c.PeftType != "LORA":
 		return fail("peft_type %q is not supported (only LORA)", c.PeftType)
-	case r != math.Trunc(r) || r <= 0:
-		return fail("r must be a positive integer, got %v", r)
+	case r != math.Trunc(r) || r <= 0 || r > maxConfigRank:
+		return fail("r must be a positive integer up to %d, got %v", maxConfigRank, r)
 	case dora:
 		return fail("DoRA adapters (use_dora: true) are not supported")
 	case fanInFanOut:
@@ -244,8 +248,8 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	c.R = int(r)
 	for k, v := range c.RankPattern {
-		if v != math.Trunc(v) || v <= 0 {
-			return fail("rank_pattern[%q] must be a positive integer, got %v", k, v)
+		if v != math.Trunc(v) || v <= 0 || v > maxConfigRank {
+			return fail("rank_pattern[%q] must be a positive integer up to %d, got %v", k, maxConfigRank, v)
 		}
 	}
 	if v, ok := raw["modules_to_save"].([]any); raw["modules_to_save"] != nil && (!ok || len(v) > 0) {

@@ -3,11 +3,18 @@
 //   - Format: Load and Save read and write a PEFT adapter directory
 //     (adapter_config.json and adapter_model.safetensors) exactly as PEFT
 //     0.15.2 lays it out; Validate checks an adapter against the base model.
+//     Save replaces the directory whole, so a crash leaves the old adapter
+//     or the new one.
 //   - Registry: the servable adapters by name: the sub-directories of an
 //     adapters directory (kept in step by a Watcher: fsnotify plus polling,
-//     with a debounce so half-copied directories are not taken), explicit
-//     name=path entries, and adapters loaded through the admin API. Each
-//     entry has a version: a fingerprint of its files.
+//     with a debounce so half-copied directories are not taken, and a check
+//     that the config and the weights belong together), explicit name=path
+//     entries, and adapters loaded through the admin API. Each entry has a
+//     version: a fingerprint of its files. The files of watched and
+//     admin-loaded adapters are checked to lie inside the adapters
+//     directory every time they are read.
+//   - Errors that reach API clients name the adapter and a reason, never a
+//     server path; the log has the paths.
 //   - Pool: the model's resident LoRA slots. Acquire loads an adapter on
 //     first use into a free slot or the least recently used idle one, never
 //     one a running request holds; a changed adapter goes into another slot

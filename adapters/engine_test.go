@@ -20,33 +20,80 @@ import (
 var greedy = sampler.Params{Temperature: 0, TopP: 1}
 
 // pauser is an engine Observer that can hold the scheduler between steps,
-// so a test can change things while streams are provably in flight.
+// so a test can change things while streams are provably in flight. It
+// counts steps, not time: a loaded machine cannot make a stream finish
+// before the hold.
 type pauser struct {
 	mu   sync.Mutex
-	gate chan struct{}
+	gate *gate // nil: the scheduler runs freely
+}
+
+// gate holds the scheduler at the start of a step once after more steps
+// have run, until open is closed.
+type gate struct {
+	after  int
+	open   chan struct{}
+	parked chan struct{} // closed when the scheduler stops at the gate
+	once   sync.Once
+}
+
+func newGate(after int) *gate {
+	return &gate{after: after, open: make(chan struct{}), parked: make(chan struct{})}
 }
 
 func (p *pauser) Queue(running, waiting int) {
 	p.mu.Lock()
 	g := p.gate
+	if g != nil && g.after > 0 {
+		g.after--
+		g = nil
+	}
 	p.mu.Unlock()
 	if g != nil {
-		<-g
+		g.once.Do(func() { close(g.parked) })
+		<-g.open
 	}
 }
 func (p *pauser) Finished(int, int, runtime.Timing, string) {}
 func (p *pauser) Token(bool, time.Duration)                 {}
-func (p *pauser) pause()                                    { p.mu.Lock(); p.gate = make(chan struct{}); p.mu.Unlock() }
+
+// pause holds the scheduler at its next step.
+func (p *pauser) pause() { p.pauseAfter(0) }
+
+// pauseAfter lets the scheduler run n more steps (releasing it if held),
+// then holds it.
+func (p *pauser) pauseAfter(n int) {
+	p.mu.Lock()
+	old := p.gate
+	p.gate = newGate(n)
+	p.mu.Unlock()
+	if old != nil {
+		close(old.open)
+	}
+}
+
+// held waits until the scheduler stops at the current gate.
+func (p *pauser) held() {
+	p.mu.Lock()
+	g := p.gate
+	p.mu.Unlock()
+	<-g.parked
+}
 
 // resume lets the scheduler go on (a no-op if it is not held).
 func (p *pauser) resume() {
 	p.mu.Lock()
-	if p.gate != nil {
-		close(p.gate)
-		p.gate = nil
-	}
+	old := p.gate
+	p.gate = nil
 	p.mu.Unlock()
+	if old != nil {
+		close(old.open)
+	}
 }
+
+// inFlightSteps is how many steps streams run before a hold: enough for
+// the prompts' prefill and a few tokens, far fewer than streamTokens.
+const inFlightSteps = 8
 
 // stream collects one request's tokens; started closes after its first two.
 type stream struct {
@@ -149,7 +196,9 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 		}
 	}
 
-	// 16 streams on v1, 4 on the base; hold the scheduler once all are generating.
+	// 16 streams on v1, 4 on the base, submitted while the scheduler is held
+	// so they start together; held again a few steps later, all generating.
+	obs.pause()
 	var old, bases []*stream
 	for _, p := range prompts() {
 		old = append(old, startStream(t, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
@@ -157,10 +206,11 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	for _, p := range prompts()[:4] {
 		bases = append(bases, startStream(t, func() (<-chan runtime.Event, error) { return viaBase(request(p)) }))
 	}
+	obs.pauseAfter(inFlightSteps)
+	obs.held()
 	for _, s := range append(slices.Clone(old), bases...) {
 		<-s.started
 	}
-	obs.pause()
 	oldVersion := tp.status(t, "pirate").Version
 	saveAdapter(t, dir, v2)
 	eventually(t, "the watcher to publish the new version", func() bool { return tp.status(t, "pirate").Version != oldVersion })
@@ -214,9 +264,11 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	}
 
 	// Removed: unknown to new requests, unloaded once idle.
-	held := startStream(t, func() (<-chan runtime.Event, error) { return viaAdapter(request(prompts()[0])) })
-	<-held.started
 	obs.pause()
+	held := startStream(t, func() (<-chan runtime.Event, error) { return viaAdapter(request(prompts()[0])) })
+	obs.pauseAfter(inFlightSteps)
+	obs.held()
+	<-held.started
 	removeAll(t, dir)
 	eventually(t, "removal", func() bool { return !tp.Registry().Has("pirate") })
 	if _, err := gen.Submit(ctx, request(prompts()[0])); !errors.Is(err, ErrNotFound) {

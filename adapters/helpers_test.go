@@ -58,3 +58,9 @@ func saveAdapter(t testing.TB, dir string, a *Adapter) {
 		t.Fatal(err)
 	}
 }
+
+// fingerprint is the version the watcher gives dir's files now.
+func fingerprint(dir string) (string, error) {
+	s, err := inspect("", dir)
+	return s.version, err
+}

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,35 +59,76 @@ func (a *Adapter) MaxRank() int {
 // the config gives the module. A pickled adapter_model.bin is refused: it
 // can run code when unpickled.
 func Load(dir string) (*Adapter, error) {
-	data, err := os.ReadFile(filepath.Join(dir, ConfigName))
+	a, err := loadDir(dir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("adapter %s: no %s (not a PEFT adapter directory)", dir, ConfigName)
-		}
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	return a, nil
+}
+
+// loadDir is Load with errors that name no server path (the pool shows
+// them to API clients); their log detail has the paths.
+func loadDir(dir string) (*Adapter, error) {
+	data, err := readConfig(filepath.Join(dir, ConfigName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &fileError{msg: "no " + ConfigName + " (not a PEFT adapter directory)", detail: logDetail(err), err: err}
+	}
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := ParseConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+		return nil, err
 	}
 	wpath := filepath.Join(dir, WeightsName)
-	if _, err := os.Stat(wpath); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(wpath); errors.Is(err, fs.ErrNotExist) {
 		if _, perr := os.Stat(filepath.Join(dir, PickleName)); perr == nil {
-			return nil, fmt.Errorf("adapter %s: only %s is present; parrot does not load pickled weights (unpickling can run code): "+
-				"convert it with safetensors.torch.save_file, or save the adapter with safe_serialization=True", dir, PickleName)
+			return nil, fmt.Errorf("only %s is present; parrot does not load pickled weights (unpickling can run code): "+
+				"convert it with safetensors.torch.save_file, or save the adapter with safe_serialization=True", PickleName)
 		}
-		return nil, fmt.Errorf("adapter %s: no %s", dir, WeightsName)
+		return nil, missing(WeightsName)
 	}
 	f, err := safetensors.Open(wpath)
 	if err != nil {
-		return nil, fmt.Errorf("adapter %s: corrupt or unreadable weights: %w", dir, err)
+		return nil, &fileError{msg: "corrupt or unreadable weights: " + safetensorsReason(err), detail: err.Error(), err: err}
 	}
 	defer f.Close()
-	a, err := readModules(f, &cfg)
+	a, err := readMapped(f, &cfg)
 	if err != nil {
-		return nil, fmt.Errorf("adapter %s: %s: %w", dir, WeightsName, err)
+		return nil, fmt.Errorf("%s: %w", WeightsName, err)
 	}
 	return a, nil
+}
+
+// readMapped is readModules on a memory-mapped file. A tool that truncates
+// the file while it is read (cp over it) makes the access fault (SIGBUS),
+// which would end the server; with SetPanicOnFault, meant for mapped files,
+// the fault is a panic recovered here as an error.
+func readMapped(f *safetensors.File, cfg *Config) (a *Adapter, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r) // a bug, not the file
+			}
+			a, err = nil, incomplete("the file shrank while it was read")
+		}
+	}()
+	return readModules(f, cfg)
+}
+
+// safetensorsReason is an error of safetensors.Open without the file's
+// path: the os error's reason, or what the parser found wrong (Open wraps
+// it as "safetensors: <path>: <reason>").
+func safetensorsReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return WeightsName + ": " + pe.Err.Error()
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner.Error()
+	}
+	return err.Error()
 }
 
 // readModules pairs the lora_A/lora_B tensors of f into modules.
@@ -208,9 +251,12 @@ func (c *Config) targetsString() string {
 
 // Save writes a in PEFT's layout to dir (created if missing):
 // adapter_model.safetensors with F32 tensors and metadata {"format": "pt"},
-// then adapter_config.json as PEFT 0.15.2 writes it. Each file is replaced
-// atomically (temporary file, fsync, rename, directory fsync), the config
-// last, so a reader never sees a half-written file.
+// and adapter_config.json as PEFT 0.15.2 writes it. The directory is
+// replaced as a whole (atomicfile.ReplaceDir): both files are written into
+// a hidden staging sibling, which takes dir's place in one rename, with
+// everything else in dir (checkpoints, trainer state) carried over. A
+// reader, or a crash at any point, sees the old adapter or the new one,
+// never the weights of one beside the config of the other.
 func Save(dir string, a *Adapter) error {
 	if len(a.Modules) == 0 {
 		return errors.New("save adapter: no modules")
@@ -236,17 +282,23 @@ func Save(dir string, a *Adapter) error {
 	if err != nil {
 		return fmt.Errorf("save adapter: %s: %w", ConfigName, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save adapter: %w", err)
-	}
-	if err := safetensors.Write(filepath.Join(dir, WeightsName), tensors, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save adapter: %w", err)
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, ConfigName), cfg); err != nil {
+	err = atomicfile.ReplaceDirSteps(dir, func(staging string) error {
+		if err := safetensors.Write(filepath.Join(staging, WeightsName), tensors, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		if saveStep != nil {
+			saveStep("weights written")
+		}
+		return atomicfile.WriteFile(filepath.Join(staging, ConfigName), cfg)
+	}, saveStep)
+	if err != nil {
 		return fmt.Errorf("save adapter: %w", err)
 	}
 	return nil
 }
+
+// saveStep, when set (by crash tests), is called after each step of Save.
+var saveStep func(step string)
 
 func f32Bytes(v []float32) []byte {
 	b := make([]byte, 4*len(v))

@@ -135,21 +135,19 @@ func (p *Pool) Registry() *Registry { return p.reg }
 
 // lease is a request's hold on a resident slot.
 type lease struct {
-	p    *Pool
-	slot int
-	once sync.Once
+	p       *Pool
+	slot    int
+	version string // the registry version of the adapter in the slot
+	once    sync.Once
 }
 
 func (l *lease) Slot() int32 { return int32(l.slot) }
+func (l *lease) Release()    { l.once.Do(func() { l.p.release(l.slot) }) }
 
-// Version is the registry version the held slot was loaded from (the slot
-// is not rewritten while held).
-func (l *lease) Version() string {
-	l.p.mu.Lock()
-	defer l.p.mu.Unlock()
-	return l.p.slots[l.slot].version
-}
-func (l *lease) Release() { l.once.Do(func() { l.p.release(l.slot) }) }
+// Version is the registry version (Info.Version) of the adapter the lease
+// holds: the version that served the request. Kept in the lease, it stays
+// right after Release, when the slot may be given to another adapter.
+func (l *lease) Version() string { return l.version }
 
 // Acquire returns a lease on the current version of adapter name, loading it
 // if it is not resident. It waits while every slot is held, until ctx's
@@ -189,7 +187,12 @@ func (p *Pool) Acquire(ctx context.Context, name string) (runtime.AdapterLease, 
 		if i := p.find(name, e.version); i >= 0 {
 			p.hold(i)
 			p.mu.Unlock()
-			return &lease{p: p, slot: i}, nil
+			return &lease{p: p, slot: i, version: e.version}, nil
+		}
+		if e.gone != nil {
+			// Served from its slot while resident, but not on disk to load again.
+			p.mu.Unlock()
+			return nil, &RefusedError{Name: name, Err: e.gone}
 		}
 		key := loadKey(name, e.version)
 		if l := p.loads[key]; l != nil {
@@ -237,7 +240,7 @@ func (p *Pool) loadVersion(e entry, l *load, key string, wait func(<-chan struct
 		if !errors.Is(err, errSettling) {
 			// Recorded before the waiters wake, so they see the refusal.
 			p.metrics.loadDone(0, true)
-			p.log.Warn("adapter refused", "adapter", e.name, "path", e.path, "err", err)
+			p.log.Warn("adapter refused", "adapter", e.name, "path", e.path, "err", logDetail(err))
 			p.reg.setError(e.name, e.version, err)
 			err = &RefusedError{Name: e.name, Err: err}
 		}
@@ -282,6 +285,7 @@ func (p *Pool) loadVersion(e entry, l *load, key string, wait func(<-chan struct
 	if err != nil {
 		*s = slot{}
 		p.broadcast()
+		p.log.Warn("adapter refused", "adapter", e.name, "path", e.path, "err", logDetail(err))
 		return nil, &RefusedError{Name: e.name, Err: err}
 	}
 	s.ready = true
@@ -294,22 +298,32 @@ func (p *Pool) loadVersion(e entry, l *load, key string, wait func(<-chan struct
 	p.log.Info("adapter loaded", "adapter", e.name, "version", e.version, "slot", i, "rank", ad.MaxRank(),
 		"modules", len(ad.Modules), "seconds", time.Since(start).Seconds())
 	p.publish()
-	return &lease{p: p, slot: i}, nil
+	return &lease{p: p, slot: i, version: e.version}, nil
 }
 
 // read loads and validates e's files, and makes sure they are the version
-// the registry holds (not a copy in progress).
+// the registry holds (not a copy in progress). The files are checked to
+// lie inside the adapters directory, as the registry first found them,
+// every time: the directory may have been replaced by a symlink since.
 func (p *Pool) read(e entry) (*Adapter, error) {
-	before, err := fingerprint(e.path)
-	if err == nil && before != e.version {
-		return nil, errSettling
-	}
-	ad, err := Load(e.path)
-	if err != nil {
+	before, err := p.reg.inspect(e)
+	switch {
+	case errors.Is(err, errUnsafe):
 		return nil, err
+	case err != nil || before.version != e.version:
+		return nil, errSettling // changed or gone: the watcher will publish what is there
+	case before.problem != nil:
+		return nil, before.problem
 	}
-	if after, err := fingerprint(e.path); err != nil || after != before {
-		return nil, errSettling
+	ad, loadErr := loadDir(before.dir)
+	after, err := p.reg.inspect(e)
+	switch {
+	case errors.Is(err, errUnsafe):
+		return nil, err
+	case err != nil || after.version != before.version || after.dir != before.dir:
+		return nil, errSettling // rewritten while read: what failed, if anything, is not this version
+	case loadErr != nil:
+		return nil, loadErr
 	}
 	if err := ad.Validate(p.base); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package adapters
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,7 +20,8 @@ var (
 
 // RefusedError is an adapter that is registered but cannot be served: its
 // files are invalid, or lie outside the adapters directory. Serving of
-// everything else goes on.
+// everything else goes on. Its text, for API clients, names the adapter
+// and the reason but no server path; logged with slog, it has the paths.
 type RefusedError struct {
 	Name string
 	Err  error
@@ -29,6 +31,11 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("adapter %q cannot be served: %v", e.Name, e.Err)
 }
 func (e *RefusedError) Unwrap() error { return e.Err }
+
+// LogValue is the text with the server paths, for the log (slog.LogValuer).
+func (e *RefusedError) LogValue() slog.Value {
+	return slog.StringValue(fmt.Sprintf("adapter %q cannot be served: %s", e.Name, logDetail(e.Err)))
+}
 
 // Origin says where a registry entry came from.
 type Origin string
@@ -52,11 +59,11 @@ const (
 // Info describes one registered adapter.
 type Info struct {
 	Name    string
-	Path    string // its directory (symlinks resolved)
+	Path    string // its directory (symlinks resolved); for the operator, not for API clients
 	Origin  Origin
-	Version string // fingerprint of the files (sizes, mtimes, identity, config hash)
+	Version string // fingerprint of the files (sizes, mtimes, identity, config and header hashes)
 	Status  Status
-	Error   string // why it is refused (StatusError)
+	Error   string // why it is refused (StatusError); names no server path
 	Slot    int    // resident slot of the current version, -1 if none
 	Refs    int    // leases held on any of its versions
 }
@@ -76,9 +83,14 @@ type Registry struct {
 
 type entry struct {
 	name, path string
+	dirID      uint64 // identity of the directory the version was found in
 	origin     Origin
 	version    string
 	err        error // refused (at this version)
+	// gone: the files on disk settled into something that is not this
+	// version and cannot be served (why). A resident copy goes on serving;
+	// it is not read again.
+	gone error
 }
 
 // NewRegistry makes a registry for the adapters directory root ("" = none:
@@ -111,14 +123,18 @@ func NewRegistry(root string, reserved ...string) (*Registry, error) {
 func (r *Registry) Root() string { return r.root }
 
 // Add registers an explicit name=path adapter (--lora name=path). The
-// operator chose the path, so it may lie anywhere.
+// operator chose the path, so it may lie anywhere; its errors name it.
 func (r *Registry) Add(name, path string) error {
-	return r.addExplicit(name, path, OriginStatic)
+	if err := r.addExplicit(name, path, OriginStatic); err != nil {
+		return &fileError{msg: fmt.Sprintf("adapter %q at %s: %s", name, path, logDetail(err)), err: err}
+	}
+	return nil
 }
 
 // AddAdmin registers an adapter on an API caller's request: a relative path
 // is taken inside the adapters directory, and a path that resolves outside
-// it (or any path, without an adapters directory) is refused.
+// it (or any path, without an adapters directory) is refused, now and at
+// every later read of its files. Errors name no server path.
 func (r *Registry) AddAdmin(name, path string) error {
 	if r.root == "" {
 		return errors.New("loading adapters through the API needs an adapters directory (--adapters-dir); paths are confined to it")
@@ -126,11 +142,24 @@ func (r *Registry) AddAdmin(name, path string) error {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(r.root, path)
 	}
-	real, err := resolveInside(r.root, path)
-	if err != nil {
-		return err
+	if err := r.addExplicit(name, path, OriginAdmin); err != nil {
+		return fmt.Errorf("adapter %q: %w", name, err)
 	}
-	return r.addExplicit(name, real, OriginAdmin)
+	return nil
+}
+
+// rootOf is the directory an entry's files must stay in: the adapters
+// directory, but for the operator's own --lora paths ("": anywhere).
+func (r *Registry) rootOf(origin Origin) string {
+	if origin == OriginStatic {
+		return ""
+	}
+	return r.root
+}
+
+// inspect checks and fingerprints e's files as they are now.
+func (r *Registry) inspect(e entry) (dirState, error) {
+	return inspect(r.rootOf(e.origin), e.path)
 }
 
 func (r *Registry) addExplicit(name, path string, origin Origin) error {
@@ -140,24 +169,19 @@ func (r *Registry) addExplicit(name, path string, origin Origin) error {
 	if r.reserved[name] {
 		return fmt.Errorf("%w: %q is the base model's name", ErrExists, name)
 	}
-	abs, err := filepath.Abs(path)
+	s, err := inspect(r.rootOf(origin), path)
+	if err == nil {
+		err = s.problem
+	}
 	if err != nil {
 		return err
-	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return fmt.Errorf("adapter %q: %w", name, err)
-	}
-	version, err := fingerprint(real)
-	if err != nil {
-		return fmt.Errorf("adapter %q: %s is not a PEFT adapter directory: %w", name, path, err)
 	}
 	r.mu.Lock()
 	if _, ok := r.entries[name]; ok {
 		r.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	r.entries[name] = &entry{name: name, path: real, origin: origin, version: version}
+	r.entries[name] = &entry{name: name, path: s.dir, dirID: s.dirID, origin: origin, version: s.version}
 	delete(r.suppressed, name)
 	r.mu.Unlock()
 	r.notify(name)
@@ -280,9 +304,10 @@ func (r *Registry) setError(name, version string, err error) {
 }
 
 // putDir registers or updates the watched sub-directory name (path
-// resolved, version its settled fingerprint; err if it is refused, with a
-// version naming the refusal). It reports whether anything changed.
-func (r *Registry) putDir(name, path, version string, err error) bool {
+// resolved, dirID its identity, version its settled fingerprint; err if it
+// is refused, with a version naming the refusal). It reports whether
+// anything changed.
+func (r *Registry) putDir(name, path string, dirID uint64, version string, err error) bool {
 	r.mu.Lock()
 	if r.reserved[name] {
 		r.mu.Unlock()
@@ -304,7 +329,7 @@ func (r *Registry) putDir(name, path, version string, err error) bool {
 		r.mu.Unlock()
 		return false // unchanged (a load error recorded for this version stays)
 	}
-	r.entries[name] = &entry{name: name, path: path, origin: OriginDir, version: version, err: err}
+	r.entries[name] = &entry{name: name, path: path, dirID: dirID, origin: OriginDir, version: version, err: err}
 	r.mu.Unlock()
 	r.notify(name)
 	return true
@@ -324,17 +349,50 @@ func (r *Registry) removeDir(name string) {
 	r.notify(name)
 }
 
-// setVersion moves an explicit entry to a new settled version.
-func (r *Registry) setVersion(name, version string) {
+// setVersion moves an explicit entry to a new settled version, found in
+// the directory of identity dirID.
+func (r *Registry) setVersion(name, version string, dirID uint64) {
 	r.mu.Lock()
 	e, ok := r.entries[name]
 	if !ok || e.origin == OriginDir || e.version == version {
 		r.mu.Unlock()
 		return
 	}
-	e.version, e.err = version, nil
+	e.version, e.dirID, e.err, e.gone = version, dirID, nil, nil
 	r.mu.Unlock()
 	r.notify(name)
+}
+
+// markGone records that the files of name's registered version are gone
+// for good (err says what is there instead), if version is still the
+// registered one.
+func (r *Registry) markGone(name, version string, err error) {
+	r.mu.Lock()
+	e, ok := r.entries[name]
+	if !ok || e.version != version || e.gone != nil {
+		r.mu.Unlock()
+		return
+	}
+	e.gone = err
+	r.mu.Unlock()
+	r.notify(name) // requests waiting for the files to settle give up
+}
+
+// refuse marks an explicit entry as refused for err, whatever its version:
+// its files can no longer be read safely. It reports whether that changed
+// anything.
+func (r *Registry) refuse(name string, err error) bool {
+	version := refusedVersion(err)
+	r.mu.Lock()
+	e, ok := r.entries[name]
+	if !ok || e.origin == OriginDir || e.version == version {
+		r.mu.Unlock()
+		return false
+	}
+	e.version, e.err, e.gone = version, err, nil
+	r.mu.Unlock()
+	r.notify(name)
+	return true
 }
 
 // entriesOf returns copies of the entries of one origin class: watched

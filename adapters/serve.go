@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/parrot-llm/parrot/runtime"
@@ -106,11 +106,14 @@ func (p *Pool) LoadAdapter(req LoadLoRAAdapterRequest) (string, error) {
 		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput",
 			fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.LoraName)}
 	}
+	// The messages name the adapter, the caller's own lora_path and a
+	// reason, never a server path; the log has the paths.
 	if err := p.reg.AddAdmin(req.LoraName, req.LoraPath); err != nil {
+		p.log.Warn("adapter load refused", "adapter", req.LoraName, "lora_path", req.LoraPath, "err", logDetail(err))
 		switch {
 		case errors.Is(err, ErrExists):
 			return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", err.Error()}
-		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, fs.ErrNotExist):
 			return "", &AdminError{http.StatusNotFound, "NotFoundError", fmt.Sprintf("No adapter found for %s: %v", req.LoraPath, err)}
 		}
 		return "", &AdminError{http.StatusBadRequest, "BadRequestError", err.Error()}
@@ -118,6 +121,7 @@ func (p *Pool) LoadAdapter(req LoadLoRAAdapterRequest) (string, error) {
 	// Refuse it now rather than on its first request, as vLLM does.
 	e, _ := p.reg.lookup(req.LoraName)
 	if _, err := p.read(e); err != nil {
+		p.log.Warn("adapter load refused", "adapter", req.LoraName, "path", e.path, "err", logDetail(err))
 		p.reg.Remove(req.LoraName)
 		return "", &AdminError{http.StatusBadRequest, "BadRequestError", fmt.Sprintf("adapter %q: %v", req.LoraName, err)}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -206,5 +208,64 @@ func TestLoRAAdaptersThroughTheAPI(t *testing.T) {
 	}
 	if again, err := ls.complete(t, "pirate-lora", prompt); err != nil || again != pirate {
 		t.Errorf("serving disturbed after a refused adapter: %q %v", again, err)
+	}
+}
+
+// Each response names the adapter version that produced it, so a client can
+// tell when a hot swap reached it; the base model's responses name none.
+func TestResponsesNameTheAdapterVersion(t *testing.T) {
+	dir := t.TempDir()
+	ls := newLoRAServer(t, dir, "Once")
+	complete := func(model string, stream bool) (header string, fingerprints []string) {
+		t.Helper()
+		body := `{"model": "` + model + `", "prompt": "Once", "max_tokens": 3, "temperature": 0, "stream": ` + fmt.Sprint(stream) + `}`
+		resp, err := ls.ts.Client().Post(ls.ts.URL+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", model, resp.StatusCode, b)
+		}
+		docs := []string{string(b)}
+		if stream {
+			docs = sseEvents(t, b)
+		}
+		for _, d := range docs {
+			var c struct {
+				SystemFingerprint string `json:"system_fingerprint"`
+			}
+			if json.Unmarshal([]byte(d), &c) == nil && c.SystemFingerprint != "" {
+				fingerprints = append(fingerprints, c.SystemFingerprint)
+			}
+		}
+		return resp.Header.Get(AdapterVersionHeader), fingerprints
+	}
+	if h, fps := complete("stories", false); h != "" || len(fps) != 0 {
+		t.Errorf("base model response names an adapter version: header %q, fingerprints %q", h, fps)
+	}
+	v1, fps := complete("pirate-lora", false)
+	if v1 == "" || len(fps) != 1 || fps[0] != v1 {
+		t.Fatalf("adapter response: header %q, system_fingerprint %q", v1, fps)
+	}
+	_, fps = complete("pirate-lora", true)
+	if len(fps) == 0 || fps[len(fps)-1] != v1 {
+		t.Errorf("streamed adapter response: system_fingerprint %q, want %q", fps, v1)
+	}
+
+	// A rewritten adapter is served as a new version, and says so.
+	m, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: cpu.New(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveRandomAdapter(t, m.Model, filepath.Join(dir, "pirate-lora"), 9)
+	var v2 string
+	waitFor(t, "the rewritten adapter to be served", func() bool {
+		v2, _ = complete("pirate-lora", false)
+		return v2 != v1
+	})
+	if v2 == "" {
+		t.Error("the new version has no name")
 	}
 }
