@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -26,11 +27,29 @@ type Request struct {
 	// owns it from Submit on and releases it when the request ends, also
 	// when Submit fails.
 	Adapter AdapterLease
+	// Constraint, if set, restricts the tokens this sequence may sample
+	// (structured outputs: a JSON schema, a regular expression...). It is
+	// the sequence's own: give each of n choices a copy.
+	Constraint Constraint
 	// Group ties the sequences of one API request together (its n choices
 	// and prompts), so that at most EngineOptions.MaxRunningPerGroup of them
 	// run at once; "" = a group of its own.
 	Group string
 }
+
+// Constraint is a grammar matcher over the model's vocabulary
+// (runtime/grammar's Matcher implements it).
+type Constraint interface {
+	// FillMask sets bit i of mask (len ≥ ceil(vocab/64)) when token i may
+	// come next; EOS only where the text so far is complete.
+	FillMask(mask []uint64)
+	// Consume advances past a sampled token; an error when it was not allowed.
+	Consume(token int32) error
+}
+
+// ErrNoAllowedToken ends a constrained sequence whose grammar allows no
+// token at all (a dead end the matcher should have ruled out).
+var ErrNoAllowedToken = errors.New("the output constraint allows no next token")
 
 // AdapterLease is a resident adapter held for one request.
 type AdapterLease interface {
@@ -137,8 +156,9 @@ type sequence struct {
 	sampler  *sampler.Sampler
 	decoder  *tokenizer.StreamDecoder
 	stops    *sampler.StopMatcher
-	stopHit  bool // a stop string ended the text
-	finished bool // the final event was sent
+	mask     []uint64 // [ceil(vocab/64)] allowed next tokens, when constrained
+	stopHit  bool     // a stop string ended the text
+	finished bool     // the final event was sent
 	maxNew   int
 	timing   Timing
 	lastTime time.Time
@@ -358,7 +378,11 @@ func (e *Engine) loop() {
 			}
 			continue
 		}
+		// Masks depend only on the tokens consumed so far, so they are
+		// computed while the forward pass runs.
+		masks := e.startMasks(rows)
 		logits, err := e.model.Forward(&batch)
+		masks.Wait()
 		if err != nil {
 			for _, s := range running {
 				e.finish(s, "", fmt.Errorf("forward pass: %w", err))
@@ -408,9 +432,59 @@ func admit(running, waiting []*sequence, maxRunning, perGroup int) (admitted, le
 	return admitted, left
 }
 
+// startMasks computes, in the background, the masks of the rows whose
+// sequences are constrained.
+func (e *Engine) startMasks(rows []*sequence) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	words := (e.model.Config.Vocab + 63) / 64
+	for _, s := range rows {
+		if c := s.req.Constraint; c != nil {
+			if len(s.mask) != words {
+				s.mask = make([]uint64, words)
+			}
+			wg.Go(func() { c.FillMask(s.mask) })
+		}
+	}
+	return &wg
+}
+
+// applyMask sets the logits of disallowed tokens to -inf, before any other
+// filter of the sampler sees them; false when no token is allowed.
+func applyMask(logits []float32, mask []uint64) bool {
+	neg := float32(math.Inf(-1))
+	allowed := false
+	for w, bits := range mask {
+		base := w * 64
+		if bits == 0 {
+			for i := base; i < min(base+64, len(logits)); i++ {
+				logits[i] = neg
+			}
+			continue
+		}
+		for i := base; i < min(base+64, len(logits)); i++ {
+			if bits&(1<<(i-base)) == 0 {
+				logits[i] = neg
+			} else {
+				allowed = true
+			}
+		}
+	}
+	return allowed
+}
+
 // step samples one token for s and emits it; it finishes s when done.
 func (e *Engine) step(s *sequence, logits []float32) {
+	if c := s.req.Constraint; c != nil && !applyMask(logits, s.mask) {
+		e.finish(s, "", ErrNoAllowedToken)
+		return
+	}
 	res := s.sampler.Sample(logits)
+	if c := s.req.Constraint; c != nil {
+		if err := c.Consume(res.Token); err != nil {
+			e.finish(s, "", fmt.Errorf("output constraint: %w", err))
+			return
+		}
+	}
 	now := time.Now()
 	first := len(s.tokens) == 0
 	if first {

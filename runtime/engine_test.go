@@ -2,10 +2,13 @@ package runtime
 
 import (
 	"context"
-
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
 func seqsOf(groups ...string) []*sequence {
@@ -134,5 +137,94 @@ func TestStalledReaderIsBoundedAndResumes(t *testing.T) {
 	}
 	if n != 4*eventCapacity+1 || text != solo {
 		t.Fatalf("after the stall: %d events (want %d), text equal to solo: %v", n, 4*eventCapacity+1, text == solo)
+	}
+}
+
+// scripted allows exactly one token at each step, then only EOS.
+type scripted struct {
+	tokens []int32
+	eos    int32
+	at     int
+}
+
+func (c *scripted) FillMask(mask []uint64) {
+	clear(mask)
+	next := c.eos
+	if c.at < len(c.tokens) {
+		next = c.tokens[c.at]
+	}
+	mask[next/64] |= 1 << (next % 64)
+}
+
+func (c *scripted) Consume(tok int32) error {
+	want := c.eos
+	if c.at < len(c.tokens) {
+		want = c.tokens[c.at]
+	}
+	if tok != want {
+		return fmt.Errorf("token %d, allowed only %d", tok, want)
+	}
+	c.at++
+	return nil
+}
+
+// nothingAllowed is a matcher at a dead end.
+type nothingAllowed struct{}
+
+func (nothingAllowed) FillMask(mask []uint64) { clear(mask) }
+func (nothingAllowed) Consume(int32) error    { return nil }
+
+// The mask decides what a constrained sequence samples, whatever the model
+// prefers, and EOS ends it where the grammar allows it; unconstrained
+// sequences in the same batches are unaffected.
+func TestConstraintMasksSampling(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	e := NewEngine(l, EngineOptions{})
+	defer e.Close(context.Background())
+	free := Request{Prompt: "Once upon a time", MaxTokens: 30, Sampling: greedy}
+	solo, _ := generate(t, e, free)
+
+	script := []int32{300, 7, 42, 301, 9}
+	eos := l.Model.Config.EOS[0]
+	hot := Request{Prompt: "Once upon a time", MaxTokens: 30, Sampling: sampler.Params{Temperature: 1.5, TopP: 1}}
+	hot.Constraint = &scripted{tokens: script, eos: eos}
+	constrained, err := e.Submit(context.Background(), hot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beside, err := e.Submit(context.Background(), free)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	var last Event
+	for ev := range constrained {
+		if !ev.Done {
+			got = append(got, ev.Token)
+		}
+		last = ev
+	}
+	want := append(slices.Clone(script), eos)
+	if !slices.Equal(got, want) || last.Err != nil || last.FinishReason != FinishStop {
+		t.Errorf("constrained: tokens %v, want %v; final %+v", got, want, last)
+	}
+	text := ""
+	for ev := range beside {
+		text += ev.Text
+	}
+	if text != solo {
+		t.Errorf("unconstrained beside a constrained one: %q, solo %q", text, solo)
+	}
+
+	dead := Request{Prompt: "Once", MaxTokens: 5, Sampling: greedy, Constraint: nothingAllowed{}}
+	ch, err := e.Submit(context.Background(), dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range ch {
+		last = ev
+	}
+	if !errors.Is(last.Err, ErrNoAllowedToken) {
+		t.Errorf("dead-end constraint ended with %+v", last)
 	}
 }
