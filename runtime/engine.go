@@ -41,8 +41,9 @@ type Request struct {
 // (runtime/grammar's Matcher implements it).
 type Constraint interface {
 	// FillMask sets bit i of mask (len ≥ ceil(vocab/64)) when token i may
-	// come next; EOS only where the text so far is complete.
-	FillMask(mask []uint64)
+	// come next, and clears the others; EOS only where the text so far is
+	// complete.
+	FillMask(mask []uint64) error
 	// Consume advances past a sampled token; an error when it was not allowed.
 	Consume(token int32) error
 }
@@ -157,6 +158,7 @@ type sequence struct {
 	decoder  *tokenizer.StreamDecoder
 	stops    *sampler.StopMatcher
 	mask     []uint64 // [ceil(vocab/64)] allowed next tokens, when constrained
+	maskErr  error    // the constraint failed to compute the mask
 	stopHit  bool     // a stop string ended the text
 	finished bool     // the final event was sent
 	maxNew   int
@@ -442,7 +444,7 @@ func (e *Engine) startMasks(rows []*sequence) *sync.WaitGroup {
 			if len(s.mask) != words {
 				s.mask = make([]uint64, words)
 			}
-			wg.Go(func() { c.FillMask(s.mask) })
+			wg.Go(func() { s.maskErr = c.FillMask(s.mask) })
 		}
 	}
 	return &wg
@@ -474,9 +476,15 @@ func applyMask(logits []float32, mask []uint64) bool {
 
 // step samples one token for s and emits it; it finishes s when done.
 func (e *Engine) step(s *sequence, logits []float32) {
-	if c := s.req.Constraint; c != nil && !applyMask(logits, s.mask) {
-		e.finish(s, "", ErrNoAllowedToken)
-		return
+	if c := s.req.Constraint; c != nil {
+		if s.maskErr != nil {
+			e.finish(s, "", fmt.Errorf("output constraint: %w", s.maskErr))
+			return
+		}
+		if !applyMask(logits, s.mask) {
+			e.finish(s, "", ErrNoAllowedToken)
+			return
+		}
 	}
 	res := s.sampler.Sample(logits)
 	if c := s.req.Constraint; c != nil {

@@ -147,13 +147,14 @@ type scripted struct {
 	at     int
 }
 
-func (c *scripted) FillMask(mask []uint64) {
+func (c *scripted) FillMask(mask []uint64) error {
 	clear(mask)
 	next := c.eos
 	if c.at < len(c.tokens) {
 		next = c.tokens[c.at]
 	}
 	mask[next/64] |= 1 << (next % 64)
+	return nil
 }
 
 func (c *scripted) Consume(tok int32) error {
@@ -171,8 +172,8 @@ func (c *scripted) Consume(tok int32) error {
 // nothingAllowed is a matcher at a dead end.
 type nothingAllowed struct{}
 
-func (nothingAllowed) FillMask(mask []uint64) { clear(mask) }
-func (nothingAllowed) Consume(int32) error    { return nil }
+func (nothingAllowed) FillMask(mask []uint64) error { clear(mask); return nil }
+func (nothingAllowed) Consume(int32) error          { return nil }
 
 // The mask decides what a constrained sequence samples, whatever the model
 // prefers, and EOS ends it where the grammar allows it; unconstrained
