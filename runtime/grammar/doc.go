@@ -1,0 +1,112 @@
+// Package grammar is the constrained-decoding engine behind structured
+// outputs: it compiles a JSON Schema, OpenAI's json_object, a regular
+// expression or a choice list into a matcher over a model's token
+// vocabulary, which says before each sampling step which tokens may come
+// next.
+//
+// # API
+//
+//	v, err := grammar.LoadVocab(modelDir)            // once per tokenizer
+//	g, err := grammar.CompileJSONSchema(v, schema, grammar.Options{})
+//	//  or CompileJSONObject(v, o), CompileRegex(v, re, o), CompileChoice(v, list, o)
+//	m := g.NewMatcher()                               // one per sequence
+//	mask := make([]uint64, (v.Size()+63)/64)
+//	for !m.Done() {
+//		err = m.FillMask(mask) // bit i set: token i allowed; EOS exactly when m.Accepting()
+//		tok := sample(logits, mask)
+//		err = m.Consume(tok)   // error if tok was not allowed; the matcher is unchanged
+//	}
+//
+// Vocab holds each token id's bytes (byte-level BPE: the GPT-2
+// bytes_to_unicode mapping undone; SentencePiece with byte fallback: "▁" is
+// a space, "<0xNN>" byte NN), the special ids (never allowed in constrained
+// text) and the EOS ids (allowed exactly when the text so far is complete).
+// NewVocab builds one from raw byte strings. Matcher.Clone copies a matcher
+// (a state number), for n > 1 or speculation; Reset starts over. A Grammar's
+// automaton grows lazily and is guarded by a mutex, so matchers of one
+// Grammar may run on several goroutines (they serialise on it).
+//
+// # Design
+//
+// There is one level, not two: every constraint becomes an extended regular
+// expression over bytes (concatenation, union, intersection, complement,
+// bounded repetition) plus named references, which carry recursion ($ref
+// cycles). Expressions are hash-consed in a DAG, and the matcher's state is
+// one expression: the Brzozowski derivative of the start by the text so far
+// (Brzozowski 1964; Owens, Reppy and Turon, "Regular-expression derivatives
+// re-examined", 2009). Derivative states are numbered and their transitions
+// cached in a table built lazily, one entry per byte class (bytes no byte set
+// of the grammar distinguishes), so after warm-up a step is a table load.
+// This is the lexer of llguidance (guidance-ai/llguidance, derivre) applied
+// to the whole grammar: JSON needs no separate parser because JSON Schema's
+// structure is regular up to $ref recursion, and references expanded by the
+// derivative keep the pending closers in the expression itself, like a
+// pushdown stack. Left recursion (a $ref reachable from itself without
+// consuming a byte) is refused at compile time. A state is dead when its
+// expression matches nothing: syntactically, except under intersection or
+// complement, where a bounded search for an accepting continuation decides.
+//
+// FillMask walks a byte trie of the vocabulary (llguidance's toktrie
+// layout: nodes in pre-order, each with the index past its subtree), carrying
+// the state per depth, and skips a subtree as soon as its prefix is dead.
+// Inside strings most of the vocabulary is allowed, so a bulk path sets all
+// string-safe tokens (whole UTF-8 characters, no quote, backslash or
+// control) of at most k characters from a precomputed mask when the state
+// lets any k such characters through (recognised from the expression,
+// "c{m,n} then a closing quote", or probed byte by byte), and the walk skips
+// their subtrees.
+//
+// # JSON Schema
+//
+// Supported (draft 2020-12 keyword names): type (a name or a list,
+// including "null"; integer ⊂ number); properties, required,
+// additionalProperties (false, true or a schema); items (a schema or
+// false), prefixItems, minItems, maxItems, uniqueItems: false; enum, const;
+// anyOf; oneOf, compiled as anyOf (an instance matching several branches is
+// accepted); allOf, merged into one schema where keywords combine exactly
+// (properties, required, type, bounds), else intersected; $ref to local JSON
+// Pointers ("#", "#/$defs/x", "#/definitions/x", "#/properties/a", ...),
+// recursion included; minLength, maxLength (characters); pattern (an
+// ECMA-262 subset, unanchored as the spec says: literals, ., classes with
+// ranges and negation, \d \w \s and their negations, escapes \n \t \xHH
+// \uHHHH \u{...}, groups (?:) and named groups, | * + ? {n} {n,} {n,m},
+// lazy quantifiers, ^ and $ at the ends of top-level alternatives); format
+// date-time, date, time, uuid, email, uri, ipv4 as regular expressions;
+// minimum, maximum, exclusiveMinimum, exclusiveMaximum on integers and
+// numbers (numbers under bounds are written without exponent); multipleOf
+// of an integer 1..1000. Annotations (title, description, default,
+// examples, $comment, $schema, deprecated, readOnly, writeOnly, content*)
+// are ignored; $id only at the root.
+//
+// Refused, with an error naming the keyword: not, if/then/else,
+// patternProperties, propertyNames, minProperties, maxProperties,
+// dependentRequired, dependentSchemas, unevaluated*, contains, uniqueItems:
+// true, $anchor, $dynamicRef, remote $ref, other formats, non-integer or
+// large multipleOf, regex lookaround, backreferences, \b, \p{...}, and any
+// unknown keyword. Nothing unsupported yields unconstrained output.
+//
+// The text follows Python's json.dumps(ensure_ascii=False): strings escape
+// exactly '"', '\' and controls (\n \r \t \b \f, others \u00XX), everything
+// else raw, so each string has one spelling; enum and const values are
+// matched in that spelling with separators ", " and ": ". Properties follow
+// the order of the schema's "properties" (required ones must appear,
+// optional ones may be skipped); additional properties, where allowed, may
+// appear between them but never reuse a listed name. Whitespace (space,
+// tab, newline, carriage return) is allowed between tokens and around the
+// value, at most Options.MaxWhitespace bytes each time (default 8).
+//
+// Bounds, so that a random model ends in a bounded number of tokens on a
+// bounded schema (all in Options): strings without maxLength at most 256
+// characters (none under enum/const); arrays without maxItems at most 16
+// items; at most 8 additional properties per gap; values the schema leaves
+// open ({}, true, json_object) nested at most 4 deep; integers at most 18
+// digits, fractions 20, exponents 3. A grammar builds at most 20000 states
+// (Options.MaxStates); FillMask then fails rather than grow further.
+//
+// CompileRegex matches the whole output (implicitly anchored, as vLLM's
+// guided_regex), on raw UTF-8. CompileChoice accepts exactly one of its
+// strings. Context-free grammars (Lark/EBNF) are not implemented.
+//
+// The MaskBench protocol (RunBench, Walk, DumpsPython) is here too, for
+// tests and cmd/grammarbench.
+package grammar

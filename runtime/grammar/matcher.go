@@ -1,0 +1,509 @@
+package grammar
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Default limits; see Options.
+const (
+	DefaultMaxStates = 20000 // lazily built automaton states per Grammar (256 int32 each)
+	defaultMaxNodes  = 4_000_000
+)
+
+// Grammar is a compiled constraint bound to a vocabulary. Its automaton is
+// built lazily as matchers explore it, so it holds a mutex: matchers of one
+// Grammar may be used from several goroutines, and they serialise on it.
+type Grammar struct {
+	mu        sync.Mutex
+	vocab     *Vocab
+	b         *builder
+	start     int32
+	states    []expr         // state → expression (state 0 is dead)
+	stateOf   map[expr]int32 // expression → state
+	cls       [256]uint8     // byte → class: bytes no byte set of the grammar tells apart
+	nclass    int
+	trans     []int32 // state*nclass+class → state, -1 not yet computed
+	accept    []bool  // state → the text so far is accepted
+	plainNext []int32 // state → common successor on every plainByte, -1 none, -2 unknown
+	majority  map[int32]plainSplit
+	bulk      map[int32]bulkInfo
+	charsNext []int32 // state → common successor over every multi-byte UTF-8 character, -1 none, -2 unknown
+	maxStates int
+	stack     []int32 // walk scratch: state per trie depth
+	err       error   // sticky: the automaton outgrew its limits
+}
+
+func newGrammar(v *Vocab, b *builder, start expr, maxStates int) (*Grammar, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	if err := b.checkGuarded(); err != nil {
+		return nil, err
+	}
+	if maxStates <= 0 {
+		maxStates = DefaultMaxStates
+	}
+	g := &Grammar{vocab: v, b: b, stateOf: map[expr]int32{}, maxStates: maxStates}
+	g.classes()
+	g.addState(exprEmpty) // state 0: dead
+	g.start = g.stateFor(start)
+	if g.start == 0 {
+		return nil, fmt.Errorf("grammar: the constraint admits no text")
+	}
+	g.stack = make([]int32, v.maxLen+1)
+	return g, nil
+}
+
+func (g *Grammar) addState(e expr) int32 {
+	s := int32(len(g.states))
+	g.states = append(g.states, e)
+	g.stateOf[e] = s
+	for range g.nclass {
+		g.trans = append(g.trans, -1)
+	}
+	g.accept = append(g.accept, g.b.nodes[e].nullable)
+	g.plainNext = append(g.plainNext, -2)
+	g.charsNext = append(g.charsNext, -2)
+	return s
+}
+
+// stateFor maps an expression to its state, 0 when it matches nothing.
+func (g *Grammar) stateFor(e expr) int32 {
+	if s, ok := g.stateOf[e]; ok {
+		return s
+	}
+	if e == exprEmpty || (g.b.nodes[e].hasAnd && g.b.isEmpty(e)) {
+		g.stateOf[e] = 0
+		return 0
+	}
+	if len(g.states) >= g.maxStates {
+		if g.err == nil {
+			g.err = fmt.Errorf("grammar: more than %d automaton states", g.maxStates)
+		}
+		return 0
+	}
+	return g.addState(e)
+}
+
+// classes partitions the bytes so that every byte set in the grammar is a
+// union of classes; derivatives (and so transitions) are equal within a
+// class, and a state stores one transition per class instead of 256.
+func (g *Grammar) classes() {
+	var sig [256]uint64 // running class id per byte
+	n := 1
+	for i := range g.b.nodes {
+		nd := &g.b.nodes[i]
+		if nd.kind != kBytes {
+			continue
+		}
+		remap := map[[2]uint64]uint64{}
+		n = 0
+		for c := 0; c < 256; c++ {
+			k := [2]uint64{sig[c], 0}
+			if nd.set.has(byte(c)) {
+				k[1] = 1
+			}
+			id, ok := remap[k]
+			if !ok {
+				id = uint64(len(remap))
+				remap[k] = id
+			}
+			sig[c] = id
+		}
+		n = len(remap)
+	}
+	for c := range 256 {
+		g.cls[c] = uint8(sig[c])
+	}
+	g.nclass = n
+	// Representatives in searchOrder, so the emptiness search tries the
+	// bytes that close JSON values first.
+	seen := make([]bool, n)
+	for _, c := range searchOrder {
+		if k := g.cls[c]; !seen[k] {
+			seen[k] = true
+			g.b.reps = append(g.b.reps, c)
+		}
+	}
+	g.b.cls = &g.cls
+}
+
+// step is the transition of state s on byte c.
+func (g *Grammar) step(s int32, c byte) int32 {
+	i := int(s)*g.nclass + int(g.cls[c])
+	if t := g.trans[i]; t >= 0 {
+		return t
+	}
+	t := g.stateFor(g.b.derivative(g.states[s], c))
+	if g.b.err != nil && g.err == nil {
+		g.err = g.b.err
+	}
+	g.trans[i] = t
+	return t
+}
+
+// plainSplit is where most plain bytes lead from a state (next, -1 if
+// fewer than half agree or they die), and the plain bytes that go elsewhere.
+type plainSplit struct {
+	next int32
+	exc  byteSet
+}
+
+func (g *Grammar) plainMajority(s int32) plainSplit {
+	if p, ok := g.majority[s]; ok {
+		return p
+	}
+	count := map[int32]int{}
+	for c := 0x20; c < 0x7f; c++ {
+		if plainByte(byte(c)) {
+			count[g.step(s, byte(c))]++
+		}
+	}
+	p := plainSplit{next: -1}
+	best := 0
+	for t, n := range count {
+		if n > best || (n == best && t < p.next) {
+			p.next, best = t, n
+		}
+	}
+	if p.next == 0 || best < 48 {
+		p.next = -1
+	} else {
+		for c := 0x20; c < 0x7f; c++ {
+			if plainByte(byte(c)) && g.step(s, byte(c)) != p.next {
+				p.exc.add(byte(c))
+			}
+		}
+	}
+	if g.majority == nil {
+		g.majority = map[int32]plainSplit{}
+	}
+	g.majority[s] = p
+	return p
+}
+
+// bulkInfo is how FillMask may cover string-safe tokens in bulk from a
+// state: those of at most k characters, except those whose first byte is
+// in exc.
+type bulkInfo struct {
+	k   int
+	exc byteSet
+}
+
+// bulkFor finds the bulk cover of state s (see FillMask). A state that is
+// "at most n more string characters, then the closing quote" is recognised
+// from its expression; any other is probed byte by byte.
+func (g *Grammar) bulkFor(s int32) bulkInfo {
+	if bi, ok := g.bulk[s]; ok {
+		return bi
+	}
+	limit := len(g.vocab.safeUpTo) - 1
+	var bi bulkInfo
+	if limit > 0 {
+		if n, ok := g.b.stringRun(g.states[s]); ok {
+			bi.k = min(n, limit)
+		} else if p := g.plainMajority(s); p.next > 0 && g.multiByteTarget(s) == p.next {
+			bi.exc = p.exc
+			bi.k = 1
+			if n, ok := g.b.stringRun(g.states[p.next]); ok {
+				// After the first character the state is a plain run (as
+				// in an additional property's name once it leaves every
+				// listed name).
+				bi.k = min(1+n, limit)
+			} else {
+				for t := p.next; bi.k < limit; bi.k++ {
+					u := g.uniformPlain(t)
+					if u < 0 || g.multiByteTarget(t) != u {
+						break
+					}
+					t = u
+				}
+			}
+		}
+	}
+	if g.bulk == nil {
+		g.bulk = map[int32]bulkInfo{}
+	}
+	g.bulk[s] = bi
+	return bi
+}
+
+// utf8Cont are the ranges of the continuation bytes of multi-byte UTF-8
+// characters by lead byte (RFC 3629 §4: no overlongs, no surrogates).
+func utf8Cont(lead byte) (n int, lo2, hi2 byte) {
+	switch {
+	case lead >= 0xC2 && lead <= 0xDF:
+		return 1, 0x80, 0xBF
+	case lead == 0xE0:
+		return 2, 0xA0, 0xBF
+	case lead == 0xED:
+		return 2, 0x80, 0x9F
+	case lead >= 0xE1 && lead <= 0xEF:
+		return 2, 0x80, 0xBF
+	case lead == 0xF0:
+		return 3, 0x90, 0xBF
+	case lead == 0xF4:
+		return 3, 0x80, 0x8F
+	case lead >= 0xF1 && lead <= 0xF3:
+		return 3, 0x80, 0xBF
+	}
+	return 0, 0, 0
+}
+
+// multiByteTarget is the state every multi-byte UTF-8 character leads to
+// from s, or -1 if they differ or die. Bytes of one class behave alike, so
+// one byte per class and position is tried.
+func (g *Grammar) multiByteTarget(s int32) int32 {
+	if t := g.charsNext[s]; t != -2 {
+		return t
+	}
+	target := int32(-2)
+	var walk func(st int32, left int, lo, hi byte) bool
+	walk = func(st int32, left int, lo, hi byte) bool {
+		var seen [256]bool
+		for c := int(lo); c <= int(hi); c++ {
+			k := g.cls[c]
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			u := g.step(st, byte(c))
+			if u == 0 {
+				return false
+			}
+			if left == 1 {
+				if target == -2 {
+					target = u
+				} else if u != target {
+					return false
+				}
+				continue
+			}
+			if !walk(u, left-1, 0x80, 0xBF) {
+				return false
+			}
+		}
+		return true
+	}
+	ok := true
+	seenLead := map[[4]int]bool{}
+	for lead := 0xC2; lead <= 0xF4 && ok; lead++ {
+		n, lo2, hi2 := utf8Cont(byte(lead))
+		// Leads of one class with the same continuation ranges behave alike.
+		key := [4]int{int(g.cls[lead]), n, int(lo2), int(hi2)}
+		if seenLead[key] {
+			continue
+		}
+		seenLead[key] = true
+		u := g.step(s, byte(lead))
+		ok = u != 0 && walk(u, n, lo2, hi2)
+	}
+	if !ok || target < 0 {
+		target = -1
+	}
+	g.charsNext[s] = target
+	return target
+}
+
+// uniformPlain is the state every plainByte leads to from s, or -1.
+func (g *Grammar) uniformPlain(s int32) int32 {
+	if p := g.plainNext[s]; p != -2 {
+		return p
+	}
+	t := int32(-2)
+	for c := 0x20; c < 0x7f; c++ {
+		if !plainByte(byte(c)) {
+			continue
+		}
+		u := g.step(s, byte(c))
+		if t == -2 {
+			t = u
+		} else if u != t {
+			t = -1
+			break
+		}
+	}
+	if t == 0 {
+		t = -1
+	}
+	g.plainNext[s] = t
+	return t
+}
+
+// Matcher tracks one generation against a Grammar. It is a state number
+// and a flag, so Clone is a copy.
+type Matcher struct {
+	g     *Grammar
+	state int32
+	done  bool // EOS consumed
+}
+
+// NewMatcher starts a matcher at the beginning of the text.
+func (g *Grammar) NewMatcher() *Matcher { return &Matcher{g: g, state: g.start} }
+
+// Vocab is the vocabulary the grammar was compiled for.
+func (g *Grammar) Vocab() *Vocab { return g.vocab }
+
+// Clone copies the matcher; the copy shares the Grammar.
+func (m *Matcher) Clone() *Matcher { c := *m; return &c }
+
+// Reset returns to the beginning of the text.
+func (m *Matcher) Reset() { m.state, m.done = m.g.start, false }
+
+// Accepting reports whether the text so far is a complete match.
+func (m *Matcher) Accepting() bool {
+	if m.done {
+		return true
+	}
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	return m.g.accept[m.state]
+}
+
+// Done reports whether EOS has been consumed.
+func (m *Matcher) Done() bool { return m.done }
+
+// FillMask sets bit i of mask (word i/64, bit i%64) for each token i that
+// may come next: a non-special token whose bytes keep the text a prefix of
+// some accepted text, and the EOS tokens exactly when the text so far is
+// accepted. After EOS only EOS is allowed. mask must hold at least
+// (Vocab().Size()+63)/64 words; every other bit is cleared.
+func (m *Matcher) FillMask(mask []uint64) error {
+	g, v := m.g, m.g.vocab
+	if len(mask) < (len(v.tokens)+63)/64 {
+		return fmt.Errorf("grammar: mask has %d words, vocabulary needs %d", len(mask), (len(v.tokens)+63)/64)
+	}
+	clear(mask)
+	if m.done {
+		setEOS(mask, v)
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return g.err
+	}
+	s := m.state
+	// Bulk path (inside strings): when most plain ASCII bytes and every
+	// multi-byte character lead from s to one state t1, and from t1 on
+	// every safe character leads to one common live state for k-1 more
+	// characters, every stringSafe token of at most k characters not
+	// starting with an exceptional byte is allowed. Those are set from a
+	// precomputed mask and their trie subtrees skipped; the rest of the
+	// trie is walked as usual.
+	b := g.bulkFor(s)
+	k, exc := b.k, b.exc
+	if k > 0 {
+		copy(mask, v.safeUpTo[k])
+		for c := 0x20; c < 0x7f; c++ {
+			if exc.has(byte(c)) {
+				for _, id := range v.safeFirst[c] {
+					mask[id>>6] &^= 1 << (id & 63)
+				}
+			}
+		}
+	}
+	trie, stack, trans, nc := v.trie, g.stack, g.trans, g.nclass
+	cls := g.cls // a local copy: the loop's loads then need no pointer
+	stack[0] = s
+	inExc := false // the current depth-1 ancestor's byte is exceptional
+	for i := int32(1); i < int32(len(trie)); {
+		n := &trie[i]
+		if n.depth == 1 {
+			inExc = exc.has(n.b)
+		}
+		if !inExc && int(n.safeChars) <= k {
+			i = n.next
+			continue
+		}
+		ps := stack[n.depth-1]
+		t := trans[int(ps)*nc+int(cls[n.b])]
+		if t < 0 {
+			t = g.step(ps, n.b)
+			trans = g.trans
+		}
+		if t == 0 {
+			i = n.next
+			continue
+		}
+		stack[n.depth] = t
+		if n.tok >= 0 {
+			mask[n.tok>>6] |= 1 << (n.tok & 63)
+			if n.dup > 0 {
+				for _, id := range v.dups[n.dup-1] {
+					mask[id>>6] |= 1 << (id & 63)
+				}
+			}
+		}
+		i++
+	}
+	if g.accept[s] {
+		setEOS(mask, v)
+	}
+	return g.err
+}
+
+func setEOS(mask []uint64, v *Vocab) {
+	for _, id := range v.eos {
+		mask[id>>6] |= 1 << (id & 63)
+	}
+}
+
+// Consume advances past token; it fails, leaving the matcher unchanged,
+// when FillMask would not allow the token.
+func (m *Matcher) Consume(token int32) error {
+	g, v := m.g, m.g.vocab
+	if m.done {
+		return fmt.Errorf("grammar: token %d after EOS", token)
+	}
+	if token < 0 || int(token) >= len(v.tokens) {
+		return fmt.Errorf("grammar: token %d out of range [0,%d)", token, len(v.tokens))
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return g.err
+	}
+	if v.isEOS(token) {
+		if !g.accept[m.state] {
+			return fmt.Errorf("grammar: EOS (token %d) before the text is complete", token)
+		}
+		m.done = true
+		return nil
+	}
+	bs := v.tokens[token]
+	if v.special[token] || len(bs) == 0 {
+		return fmt.Errorf("grammar: special token %d is not allowed in constrained text", token)
+	}
+	s := m.state
+	for _, c := range bs {
+		if s = g.step(s, c); s == 0 {
+			if g.err != nil {
+				return g.err
+			}
+			return fmt.Errorf("grammar: token %d (%q) is not allowed here", token, bs)
+		}
+	}
+	m.state = s
+	return nil
+}
+
+// ConsumeBytes advances past raw text (for tests and forced prefixes); it
+// fails, leaving the matcher unchanged, if the text leaves the grammar.
+func (m *Matcher) ConsumeBytes(text []byte) error {
+	if m.done {
+		return fmt.Errorf("grammar: text after EOS")
+	}
+	g := m.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := m.state
+	for i, c := range text {
+		if s = g.step(s, c); s == 0 {
+			return fmt.Errorf("grammar: byte %d (%q) of %q is not allowed", i, c, text)
+		}
+	}
+	m.state = s
+	return g.err
+}
