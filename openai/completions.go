@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/grammar"
 )
 
 // completionState accumulates one choice of a completions response.
@@ -79,6 +80,16 @@ func (s *Server) completions(c echo.Context) error {
 		}
 		return apiErr
 	}
+	spec, err := req.constraint()
+	if err != nil {
+		return decodeError(err)
+	}
+	var gram *grammar.Grammar
+	if spec != nil {
+		if gram, apiErr = s.compile(loaded, spec); apiErr != nil {
+			return apiErr
+		}
+	}
 	prompts, err := parsePrompt(req.Prompt)
 	if err != nil {
 		return decodeError(err)
@@ -122,7 +133,11 @@ func (s *Server) completions(c echo.Context) error {
 	reqs := make([]runtime.Request, 0, len(prompts)*g.n)
 	for i := range prompts {
 		for j := range g.n {
-			reqs = append(reqs, g.choiceRequest(j, tokens[i]))
+			r := g.choiceRequest(j, tokens[i])
+			if gram != nil {
+				r.Constraint = gram.NewMatcher()
+			}
+			reqs = append(reqs, r)
 		}
 	}
 	chans, err := submitAll(ctx, target.Engine, reqs)

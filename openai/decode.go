@@ -129,15 +129,21 @@ func parseMessages(in []chatMessageIn) ([]chat.Message, error) {
 		default:
 			return nil, perr(fmt.Sprintf("messages[%d].role", i), "Invalid role %q: expected one of system, developer, user, assistant, tool.", m.Role)
 		}
-		if !isNull(m.ToolCalls) && string(bytes.TrimSpace(m.ToolCalls)) != "[]" {
-			return nil, perr(fmt.Sprintf("messages[%d].tool_calls", i), "Tool calls are not supported by this server.")
-		}
 		param := fmt.Sprintf("messages[%d].content", i)
 		content, err := parseContent(m.Content, param)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, toChatMessage(role, content))
+		msg := chat.Message{Role: role, Content: content, Name: m.Name, ToolCallID: m.ToolCallID}
+		if !isNull(m.ToolCalls) && string(bytes.TrimSpace(m.ToolCalls)) != "[]" {
+			if role != "assistant" {
+				return nil, perr(fmt.Sprintf("messages[%d].tool_calls", i), "Only assistant messages carry 'tool_calls'.")
+			}
+			if msg.ToolCalls, err = toolCallsIn(m.ToolCalls, fmt.Sprintf("messages[%d].tool_calls", i)); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, msg)
 	}
 	return out, nil
 }

@@ -59,6 +59,7 @@ type Server struct {
 	draining bool
 
 	inFlight sync.WaitGroup // generation and admin requests being served
+	vocabs   vocabularies   // grammar vocabularies of the served models, for structured outputs
 }
 
 // New builds a server; it serves nothing but 503s until SetModels.

@@ -4,14 +4,10 @@ import (
 	"strings"
 
 	"github.com/parrot-llm/parrot/runtime"
-	"github.com/parrot-llm/parrot/runtime/chat"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
 // chatMessage builds a template message from a request message.
-func toChatMessage(role, content string) chat.Message {
-	return chat.Message{Role: role, Content: content}
-}
 
 // tokenText turns token ids into the strings responses show.
 type tokenText struct{ loaded *runtime.Loaded }
