@@ -99,6 +99,7 @@ func New(opts Options) *Server {
 	e.GET("/v1/models/:model", s.getModel, s.auth)
 	e.POST("/v1/chat/completions", s.chatCompletions, s.auth, s.track)
 	e.POST("/v1/completions", s.completions, s.auth, s.track)
+	e.POST("/v1/responses", s.responses, s.auth, s.track)
 	e.POST("/tokenize", s.tokenize, s.auth)
 	e.POST("/detokenize", s.detokenize, s.auth)
 	if opts.LoRAAdmin {

@@ -32,12 +32,21 @@ func startSSE(c echo.Context) *sseWriter {
 	return &sseWriter{c: c}
 }
 
-func (w *sseWriter) data(payload []byte) error {
+func (w *sseWriter) data(payload []byte) error { return w.event("", payload) }
+
+// event writes one event, named when name is set ("event: NAME" before its
+// data, as the Responses API streams).
+func (w *sseWriter) event(name string, payload []byte) error {
 	if w.err != nil {
 		return w.err
 	}
 	var b strings.Builder
-	b.Grow(len(payload) + 8)
+	b.Grow(len(payload) + len(name) + 16)
+	if name != "" {
+		b.WriteString("event: ")
+		b.WriteString(name)
+		b.WriteString("\n")
+	}
 	b.WriteString("data: ")
 	b.Write(payload)
 	b.WriteString("\n\n")
