@@ -54,7 +54,12 @@
 // control) of at most k characters from a precomputed mask when the state
 // lets any k such characters through (recognised from the expression,
 // "c{m,n} then a closing quote", or probed byte by byte), and the walk skips
-// their subtrees.
+// their subtrees. In a plain string run ("at most n more characters, then
+// the quote") a string-safe token is allowed exactly when it has at most n
+// characters, so the walk skips every subtree of string-safe tokens. A
+// state's mask depends on the state alone, so masks that cost a long walk
+// are kept per Grammar (least recently used first out, 4 MiB at most) and
+// copied when a matcher returns to the state.
 //
 // # JSON Schema
 //

@@ -31,7 +31,8 @@ type Grammar struct {
 	charsNext []int32 // state → common successor over every multi-byte UTF-8 character, -1 none, -2 unknown
 	maxStates int
 	stack     []int32 // walk scratch: state per trie depth
-	err       error   // sticky: the automaton outgrew its limits
+	masks     maskCache
+	err       error // sticky: the automaton outgrew its limits
 }
 
 func newGrammar(v *Vocab, b *builder, start expr, maxStates int) (*Grammar, error) {
@@ -52,6 +53,7 @@ func newGrammar(v *Vocab, b *builder, start expr, maxStates int) (*Grammar, erro
 		return nil, fmt.Errorf("grammar: the constraint admits no text")
 	}
 	g.stack = make([]int32, v.maxLen+1)
+	g.masks.init((len(v.tokens) + 63) / 64)
 	return g, nil
 }
 
@@ -185,10 +187,15 @@ func (g *Grammar) plainMajority(s int32) plainSplit {
 
 // bulkInfo is how FillMask may cover string-safe tokens in bulk from a
 // state: those of at most k characters, except those whose first byte is
-// in exc.
+// in exc. When exact, the state is a plain string run of at most n more
+// characters (see builder.stringRun): a string-safe token is then allowed
+// exactly when it has at most n characters, so the walk may skip every
+// subtree holding only string-safe tokens.
 type bulkInfo struct {
-	k   int
-	exc byteSet
+	k     int
+	exc   byteSet
+	exact bool
+	n     int
 }
 
 // bulkFor finds the bulk cover of state s (see FillMask). A state that is
@@ -203,6 +210,7 @@ func (g *Grammar) bulkFor(s int32) bulkInfo {
 	if limit > 0 {
 		if n, ok := g.b.stringRun(g.states[s]); ok {
 			bi.k = min(n, limit)
+			bi.exact, bi.n = true, n
 		} else if p := g.plainMajority(s); p.next > 0 && g.multiByteTarget(s) == p.next {
 			bi.exc = p.exc
 			bi.k = 1
@@ -369,7 +377,11 @@ func (m *Matcher) Done() bool { return m.done }
 // some accepted text, and the EOS tokens exactly when the text so far is
 // accepted. After EOS only EOS is allowed. mask must hold at least
 // (Vocab().Size()+63)/64 words; every other bit is cleared.
-func (m *Matcher) FillMask(mask []uint64) error {
+func (m *Matcher) FillMask(mask []uint64) error { return m.fillMask(mask, true) }
+
+// fillMask is FillMask; memo says whether it may use and fill the
+// Grammar's mask cache (tests compare both ways).
+func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 	g, v := m.g, m.g.vocab
 	if len(mask) < (len(v.tokens)+63)/64 {
 		return fmt.Errorf("grammar: mask has %d words, vocabulary needs %d", len(mask), (len(v.tokens)+63)/64)
@@ -385,6 +397,9 @@ func (m *Matcher) FillMask(mask []uint64) error {
 		return g.err
 	}
 	s := m.state
+	if memo && g.masks.load(s, mask) {
+		return nil
+	}
 	// Bulk path (inside strings): when most plain ASCII bytes and every
 	// multi-byte character lead from s to one state t1, and from t1 on
 	// every safe character leads to one common live state for k-1 more
@@ -393,9 +408,16 @@ func (m *Matcher) FillMask(mask []uint64) error {
 	// precomputed mask and their trie subtrees skipped; the rest of the
 	// trie is walked as usual.
 	b := g.bulkFor(s)
-	k, exc := b.k, b.exc
+	k, exc, exact := b.k, b.exc, b.exact
 	if k > 0 {
 		copy(mask, v.safeUpTo[k])
+		if exact {
+			for _, t := range v.longSafe {
+				if t.chars <= b.n {
+					mask[t.id>>6] |= 1 << (t.id & 63)
+				}
+			}
+		}
 		for c := 0x20; c < 0x7f; c++ {
 			if exc.has(byte(c)) {
 				for _, id := range v.safeFirst[c] {
@@ -407,16 +429,19 @@ func (m *Matcher) FillMask(mask []uint64) error {
 	trie, stack, trans, nc := v.trie, g.stack, g.trans, g.nclass
 	cls := g.cls // a local copy: the loop's loads then need no pointer
 	stack[0] = s
+	states0 := len(g.states)
+	walked := 0
 	inExc := false // the current depth-1 ancestor's byte is exceptional
 	for i := int32(1); i < int32(len(trie)); {
 		n := &trie[i]
 		if n.depth == 1 {
 			inExc = exc.has(n.b)
 		}
-		if !inExc && int(n.safeChars) <= k {
+		if !inExc && (int(n.safeChars) <= k || exact && n.safeChars != 255) {
 			i = n.next
 			continue
 		}
+		walked++
 		ps := stack[n.depth-1]
 		t := trans[int(ps)*nc+int(cls[n.b])]
 		if t < 0 {
@@ -440,6 +465,9 @@ func (m *Matcher) FillMask(mask []uint64) error {
 	}
 	if g.accept[s] {
 		setEOS(mask, v)
+	}
+	if memo && g.err == nil && (walked >= memoMinWalk || len(g.states) > states0) {
+		g.masks.store(s, mask)
 	}
 	return g.err
 }

@@ -10,6 +10,8 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+
+	"github.com/parrot-llm/parrot/internal/pyjson"
 )
 
 // Value is a decoded JSON value that keeps the order of object members, as
@@ -115,134 +117,89 @@ func parseValue(dec *json.Decoder) (*Value, error) {
 // DumpsPython writes v as Python's json.dumps(v, ensure_ascii=False) does
 // (separators ", " and ": ", Lib/json/encoder.py), after json.loads: an
 // integer literal stays an integer, any other number becomes a float and
-// is written as repr(float).
+// is written as repr(float). The writing is internal/pyjson's; this only
+// turns v into what Python's json.loads would have made of the text.
 func DumpsPython(v *Value) (string, error) {
-	var sb strings.Builder
-	if err := dumpPython(&sb, v); err != nil {
+	x, err := pyValue(v)
+	if err != nil {
 		return "", err
 	}
-	return sb.String(), nil
+	b, err := pyjson.Marshal(x, pyjson.Options{})
+	if err != nil {
+		return "", fmt.Errorf("grammar: %w", err)
+	}
+	return string(b), nil
 }
 
-func dumpPython(sb *strings.Builder, v *Value) error {
+// pyValue is v as pyjson types: objects as pyjson.Object in member order,
+// integer literals as json.Number of their int() value, other numbers as
+// float64.
+func pyValue(v *Value) (any, error) {
 	switch v.Kind {
 	case Null:
-		sb.WriteString("null")
+		return nil, nil
 	case Bool:
-		if v.Bool {
-			sb.WriteString("true")
-		} else {
-			sb.WriteString("false")
-		}
+		return v.Bool, nil
 	case Number:
-		s, err := pyNumber(v.Number)
-		if err != nil {
-			return err
-		}
-		sb.WriteString(s)
+		return pyNumber(v.Number)
 	case String:
-		sb.WriteString(pyString(v.String))
+		return v.String, nil
 	case Array:
-		sb.WriteByte('[')
+		items := make([]any, len(v.Items))
 		for i, it := range v.Items {
-			if i > 0 {
-				sb.WriteString(", ")
+			x, err := pyValue(it)
+			if err != nil {
+				return nil, err
 			}
-			if err := dumpPython(sb, it); err != nil {
-				return err
-			}
+			items[i] = x
 		}
-		sb.WriteByte(']')
+		return items, nil
 	case Object:
-		sb.WriteByte('{')
+		obj := make(pyjson.Object, len(v.Keys))
 		for i, k := range v.Keys {
-			if i > 0 {
-				sb.WriteString(", ")
+			x, err := pyValue(v.Vals[i])
+			if err != nil {
+				return nil, err
 			}
-			sb.WriteString(pyString(k))
-			sb.WriteString(": ")
-			if err := dumpPython(sb, v.Vals[i]); err != nil {
-				return err
-			}
+			obj[i] = pyjson.Member{Key: k, Value: x}
 		}
-		sb.WriteByte('}')
+		return obj, nil
 	}
-	return nil
+	return nil, fmt.Errorf("grammar: bad value kind %d", v.Kind)
 }
 
-// pyString is a JSON string literal as json.dumps(ensure_ascii=False)
-// writes it: only '"', '\' and controls are escaped.
-func pyString(s string) string {
-	var sb strings.Builder
-	sb.WriteByte('"')
-	for _, r := range s {
-		if r < 0x20 || r == '"' || r == '\\' {
-			sb.WriteString(jsonEscape(r))
-		} else {
-			sb.WriteRune(r)
-		}
-	}
-	sb.WriteByte('"')
-	return sb.String()
-}
-
-// pyNumber is how Python re-serialises a JSON number literal: integers
-// exactly (arbitrary size), floats as repr(float) (the shortest digits
-// that round-trip; fixed notation when -4 <= exponent < 16, else d.ddde±XX).
-func pyNumber(lit string) (string, error) {
+// pyNumber is what Python's json.loads makes of a JSON number literal: an
+// int (arbitrary size, written as int() prints it, so "-0" is 0) or a float.
+// A literal that overflows a float is refused, where Python would write
+// Infinity, which is not JSON.
+func pyNumber(lit string) (any, error) {
 	if !strings.ContainsAny(lit, ".eE") {
 		n, ok := new(big.Int).SetString(lit, 10)
 		if !ok {
-			return "", fmt.Errorf("grammar: bad integer %q", lit)
+			return nil, fmt.Errorf("grammar: bad integer %q", lit)
 		}
-		return n.String(), nil
+		return json.Number(n.String()), nil
 	}
 	f, err := strconv.ParseFloat(lit, 64)
-	if err != nil && !math.IsInf(f, 0) {
-		return "", fmt.Errorf("grammar: bad number %q: %w", lit, err)
-	}
 	if math.IsInf(f, 0) {
-		return "", fmt.Errorf("grammar: number %q overflows a float (Python writes Infinity)", lit)
+		return nil, fmt.Errorf("grammar: number %q overflows a float (Python writes Infinity)", lit)
 	}
-	return pyFloatRepr(f), nil
+	if err != nil {
+		return nil, fmt.Errorf("grammar: bad number %q: %w", lit, err)
+	}
+	return f, nil
 }
 
-func pyFloatRepr(f float64) string {
-	if f == 0 {
-		if math.Signbit(f) {
-			return "-0.0"
-		}
-		return "0.0"
-	}
-	s := strconv.FormatFloat(f, 'e', -1, 64) // d.ddde±XX
-	mant, expS, _ := strings.Cut(s, "e")
-	exp, _ := strconv.Atoi(expS)
-	neg := strings.HasPrefix(mant, "-")
-	mant = strings.TrimPrefix(mant, "-")
-	digits := strings.Replace(mant, ".", "", 1)
-	sign := ""
-	if neg {
-		sign = "-"
-	}
-	if exp >= -4 && exp < 16 {
-		var out string
-		switch {
-		case exp < 0:
-			out = "0." + strings.Repeat("0", -exp-1) + digits
-		case exp+1 >= len(digits):
-			out = digits + strings.Repeat("0", exp+1-len(digits)) + ".0"
-		default:
-			out = digits[:exp+1] + "." + digits[exp+1:]
-		}
-		return sign + out
-	}
-	m := digits[:1]
-	if len(digits) > 1 {
-		m += "." + digits[1:]
-	}
-	es := "+"
-	if exp < 0 {
-		es, exp = "-", -exp
-	}
-	return fmt.Sprintf("%s%se%s%02d", sign, m, es, exp)
+// pyString is a JSON string literal as json.dumps(ensure_ascii=False)
+// writes it: only '"', '\' and controls below U+0020 are escaped.
+func pyString(s string) string {
+	b, _ := pyjson.Marshal(s, pyjson.Options{}) // a string never fails
+	return string(b)
+}
+
+// jsonEscape is how json.dumps writes c, one of the characters it escapes
+// (Lib/json/encoder.py ESCAPE_DCT).
+func jsonEscape(c rune) string {
+	s := pyString(string(c))
+	return s[1 : len(s)-1]
 }

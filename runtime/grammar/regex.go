@@ -458,27 +458,6 @@ func (b *builder) classExpr(rs []runeRange, mode charMode) expr {
 	return b.or(alts...)
 }
 
-// jsonEscape is how json.dumps writes c, one of the characters it escapes.
-func jsonEscape(c rune) string {
-	switch c {
-	case '"':
-		return `\"`
-	case '\\':
-		return `\\`
-	case '\b':
-		return `\b`
-	case '\f':
-		return `\f`
-	case '\n':
-		return `\n`
-	case '\r':
-		return `\r`
-	case '\t':
-		return `\t`
-	}
-	return fmt.Sprintf(`\u%04x`, c)
-}
-
 // subtractEscaped removes controls, '"' and '\' from rs.
 func subtractEscaped(rs []runeRange) []runeRange {
 	var out []runeRange

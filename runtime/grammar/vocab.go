@@ -30,6 +30,15 @@ type Vocab struct {
 	// starting with byte c.
 	safeUpTo  [][]uint64
 	safeFirst [256][]int32
+	// longSafe are the string-safe tokens of more than len(safeUpTo)-1
+	// characters (a few hundred at most in real vocabularies).
+	longSafe []safeToken
+}
+
+// safeToken is a string-safe token and its number of characters.
+type safeToken struct {
+	id    int32
+	chars int
 }
 
 // maxBulkChars is the longest safe token the bulk path of FillMask covers.
@@ -182,6 +191,9 @@ func (v *Vocab) buildTrie() {
 		if safe {
 			for k := chars; k <= bulk; k++ {
 				v.safeUpTo[k][id>>6] |= 1 << (id & 63)
+			}
+			if chars > bulk {
+				v.longSafe = append(v.longSafe, safeToken{id, chars})
 			}
 			v.safeFirst[t[0]] = append(v.safeFirst[t[0]], id)
 		}
