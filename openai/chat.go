@@ -44,9 +44,8 @@ func (s *Server) prepareChat(target Target, g generation, in chatInput) (*chatJo
 	}
 	spec := in.constraint
 	if in.tools.forced() {
-		if spec != nil {
-			return nil, badRequest(spec.param, "'%s' cannot be combined with a tool_choice that forces a tool call.", spec.param)
-		}
+		// The reply is a call, so a text format has nothing to shape (as
+		// with OpenAI, which takes both; agent SDKs send both).
 		spec = &constraintSpec{param: "tool_choice", schema: in.tools.callSchema()}
 	}
 	var opts []chat.Option
