@@ -313,3 +313,15 @@ func TestAutoToolCallParsing(t *testing.T) {
 		}
 	}
 }
+
+// Logprobs of a constrained reply are the raw model's, finite even where
+// the constraint allows fewer tokens than top_logprobs asks for.
+func TestConstrainedLogprobs(t *testing.T) {
+	s := newTestServer(t, serverConfig{})
+	for _, stream := range []string{"false", "true"} {
+		code, _, body := s.post("/v1/completions", `{"prompt": "Once", "guided_choice": ["dragon"], "logprobs": 5, "temperature": 0, "stream": `+stream+`}`)
+		if code != 200 || !strings.Contains(string(body), `"top_logprobs"`) || strings.Contains(string(body), `"error"`) {
+			t.Errorf("stream %s: %d %s", stream, code, body)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -450,43 +449,21 @@ func (e *Engine) startMasks(rows []*sequence) *sync.WaitGroup {
 	return &wg
 }
 
-// applyMask sets the logits of disallowed tokens to -inf, before any other
-// filter of the sampler sees them; false when no token is allowed.
-func applyMask(logits []float32, mask []uint64) bool {
-	neg := float32(math.Inf(-1))
-	allowed := false
-	for w, bits := range mask {
-		base := w * 64
-		if bits == 0 {
-			for i := base; i < min(base+64, len(logits)); i++ {
-				logits[i] = neg
-			}
-			continue
-		}
-		for i := base; i < min(base+64, len(logits)); i++ {
-			if bits&(1<<(i-base)) == 0 {
-				logits[i] = neg
-			} else {
-				allowed = true
-			}
-		}
-	}
-	return allowed
-}
-
 // step samples one token for s and emits it; it finishes s when done.
 func (e *Engine) step(s *sequence, logits []float32) {
-	if c := s.req.Constraint; c != nil {
+	var mask []uint64 // nil: unconstrained
+	if s.req.Constraint != nil {
 		if s.maskErr != nil {
 			e.finish(s, "", fmt.Errorf("output constraint: %w", s.maskErr))
 			return
 		}
-		if !applyMask(logits, s.mask) {
-			e.finish(s, "", ErrNoAllowedToken)
-			return
-		}
+		mask = s.mask
 	}
-	res := s.sampler.Sample(logits)
+	res := s.sampler.SampleMasked(logits, mask)
+	if res.Token < 0 {
+		e.finish(s, "", ErrNoAllowedToken)
+		return
+	}
 	if c := s.req.Constraint; c != nil {
 		if err := c.Consume(res.Token); err != nil {
 			e.finish(s, "", fmt.Errorf("output constraint: %w", err))

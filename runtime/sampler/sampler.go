@@ -148,15 +148,30 @@ func (s *Sampler) promptHas(id int32) bool {
 // caller bug: only the first min(len(logits), vocab) entries are used, and
 // an empty one yields Token -1. If every logit is -Inf or NaN the result is
 // token 0.
-func (s *Sampler) Sample(logits []float32) Result {
+func (s *Sampler) Sample(logits []float32) Result { return s.SampleMasked(logits, nil) }
+
+// SampleMasked is Sample restricted to the tokens mask allows (bit i%64 of
+// mask[i/64]; nil = all), for structured outputs: the others are set to
+// -Inf before every other filter (as vLLM applies grammar bitmasks before
+// its logits processors). Logprobs stay those of the raw logits, as vLLM
+// reports them by default. If mask allows no token the result is token -1.
+func (s *Sampler) SampleMasked(logits []float32, mask []uint64) Result {
 	n := min(len(logits), s.vocab)
 	if n == 0 {
 		return Result{Token: -1}
 	}
 	x := logits[:n]
-	if s.modifies {
+	if s.modifies || mask != nil {
+		if s.buf == nil {
+			s.buf = make([]float32, s.vocab)
+		}
 		x = s.buf[:n]
 		copy(x, logits[:n])
+	}
+	if mask != nil && !applyMask(x, mask) {
+		return Result{Token: -1}
+	}
+	if s.modifies {
 		s.applyBias(x)
 		s.applyPenalties(x)
 	}
@@ -175,6 +190,21 @@ func (s *Sampler) Sample(logits []float32) Result {
 		res.Logprob, res.Top = s.rawLogprobs(logits[:n], tok)
 	}
 	return res
+}
+
+// applyMask sets the disallowed entries of x to -Inf (step 0); false when
+// none is allowed.
+func applyMask(x []float32, mask []uint64) bool {
+	neg := float32(math.Inf(-1))
+	allowed := false
+	for i := range x {
+		if w := i / 64; w < len(mask) && mask[w]&(1<<(i%64)) != 0 {
+			allowed = true
+		} else {
+			x[i] = neg
+		}
+	}
+	return allowed
 }
 
 // applyBias adds logit_bias (step 1).

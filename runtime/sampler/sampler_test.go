@@ -487,3 +487,71 @@ func TestExp32(t *testing.T) {
 		t.Errorf("exp32(0) = %v", exp32(0))
 	}
 }
+
+// A mask restricts every mode to the allowed tokens before the other
+// filters (a logit_bias cannot bring a masked token back), leaves the
+// logits untouched, and logprobs stay those of the raw logits.
+func TestSampleMaskedDrawsOnlyAllowedTokens(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const vocab = 300
+	logits := randomLogits(r, vocab, 3, false)
+	raw := slices.Clone(logits)
+	mask := make([]uint64, (vocab+63)/64)
+	allowed := map[int32]bool{}
+	for _, id := range []int32{5, 64, 130, 299} {
+		mask[id/64] |= 1 << (id % 64)
+		allowed[id] = true
+	}
+	best := int32(-1)
+	for id := range allowed {
+		if best < 0 || logits[id] > logits[best] {
+			best = id
+		}
+	}
+	worst := int32(0)
+	for i := range logits {
+		if logits[i] > logits[worst] {
+			worst = int32(i) // the unmasked argmax, most likely not allowed
+		}
+	}
+	greedy := New(Params{Temperature: 0, TopP: 1, LogitBias: map[int32]float32{worst: 100}, Logprobs: true, TopLogprobs: 3}, vocab, nil)
+	res := greedy.SampleMasked(logits, mask)
+	if res.Token != best {
+		t.Errorf("greedy masked: token %d, want the best allowed %d", res.Token, best)
+	}
+	want := New(Params{Temperature: 0, TopP: 1, Logprobs: true, TopLogprobs: 3}, vocab, nil).Sample(logits)
+	if math.Abs(float64(res.Logprob-rawLogprob(res.Token, logits))) > 1e-5 || len(res.Top) != 3 || res.Top[0].Token != want.Top[0].Token {
+		t.Errorf("masked logprobs %v %v, want the raw ones", res.Logprob, res.Top)
+	}
+	hot := New(Params{Temperature: 2, TopP: 0.9, TopK: 50, MinP: 0.01, Seed: seed(1)}, vocab, nil)
+	seen := map[int32]int{}
+	for range 2000 {
+		tok := hot.SampleMasked(logits, mask).Token
+		if !allowed[tok] {
+			t.Fatalf("drew masked token %d", tok)
+		}
+		seen[tok]++
+	}
+	if len(seen) < 2 {
+		t.Errorf("hot sampling over 4 allowed tokens drew only %v", seen)
+	}
+	if !slices.Equal(logits, raw) {
+		t.Error("SampleMasked changed the logits")
+	}
+	if res := hot.SampleMasked(logits, make([]uint64, len(mask))); res.Token != -1 {
+		t.Errorf("nothing allowed: token %d, want -1", res.Token)
+	}
+}
+
+// rawLogprob is the log-probability of tok under logits.
+func rawLogprob(tok int32, logits []float32) float32 {
+	m := math.Inf(-1)
+	for _, v := range logits {
+		m = math.Max(m, float64(v))
+	}
+	sum := 0.0
+	for _, v := range logits {
+		sum += math.Exp(float64(v) - m)
+	}
+	return float32(float64(logits[tok]) - m - math.Log(sum))
+}
