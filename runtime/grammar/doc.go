@@ -8,7 +8,8 @@
 //
 //	v, err := grammar.LoadVocab(modelDir)            // once per tokenizer
 //	g, err := grammar.CompileJSONSchema(v, schema, grammar.Options{})
-//	//  or CompileJSONObject(v, o), CompileRegex(v, re, o), CompileChoice(v, list, o)
+//	//  or CompileJSONObject(v, o), CompileRegex(v, re, o), CompileChoice(v, list, o),
+//	//  CompileGrammar(v, larkSource, o)
 //	m := g.NewMatcher()                               // one per sequence
 //	mask := make([]uint64, (v.Size()+63)/64)
 //	for !m.Done() {
@@ -110,7 +111,48 @@
 //
 // CompileRegex matches the whole output (implicitly anchored, as vLLM's
 // guided_regex), on raw UTF-8. CompileChoice accepts exactly one of its
-// strings. Context-free grammars (Lark/EBNF) are not implemented.
+// strings.
+//
+// # Context-free grammars
+//
+// CompileGrammar takes vLLM's structured_outputs.grammar (guided_grammar):
+// the Lark EBNF dialect (lark-parser.readthedocs.io, "Grammar Reference")
+// as xgrammar and llguidance users write it. Rules become references and
+// terminals regular expressions, so the grammar is one expression like any
+// other constraint and the same matcher runs it. The whole output must
+// derive from the rule start. Terminals are matched scannerless (as Lark's
+// Earley parser with the dynamic lexer): a text is accepted when some split
+// into terminals derives from start, which accepts a little more than
+// Lark's standard lexer when two terminals can touch (with %ignore WS,
+// "SELECTa" for "SELECT" NAME).
+//
+// Supported: rules "name: a | b" (lowercase; ? and ! prefixes and
+// "-> alias" accepted, as they only shape Lark's trees), continued on lines
+// starting with |; terminals "NAME: ..." (uppercase, regular: made of
+// terminals only); literals "..." with Python escapes and the i suffix;
+// /regex/ with the i flag (the ECMA-262 subset above); ranges "a".."z";
+// ( ), [ ] and ? (optional), * and +, ~ n and ~ n..m, alternatives |,
+// comments // and #;
+// %ignore (ignored text may stand before and after every terminal of a
+// rule, at most Options.MaxWhitespace bytes each time, so a model cannot
+// pad forever; none when it is negative); %import common.X [-> Y] and
+// %import common (X, Y) for WS, WS_INLINE, NEWLINE, CR, LF, DIGIT,
+// HEXDIGIT, INT, SIGNED_INT, DECIMAL, FLOAT, SIGNED_FLOAT, NUMBER,
+// SIGNED_NUMBER, LETTER, LCASE_LETTER, UCASE_LETTER, WORD, CNAME,
+// ESCAPED_STRING, SH_COMMENT, CPP_COMMENT, C_COMMENT (the meanings of
+// Lark's common.lark). Immediate left recursion (a: a x | y, as in every
+// Lark arithmetic grammar) is rewritten to y x*.
+//
+// Refused, with the line and the feature named: no start rule, indirect
+// left recursion (the cycle of rules is named), templates, priorities,
+// %declare, %override, %extend and any other directive, imports from other
+// modules, regex flags other than i, lookaround, anchors and
+// backreferences in regexes, terminals that match the empty string,
+// llguidance extensions (special tokens <...>, &, rule attributes [...],
+// %json), GBNF ("::=") syntax. Terminals are not bounded for the author:
+// an unbounded terminal (WORD, ESCAPED_STRING) lets a model write on
+// until it chooses to stop, so bound them with ~ n..m or {n,m} where that
+// matters.
 //
 // The MaskBench protocol (RunBench, Walk, DumpsPython) is here too, for
 // tests and cmd/grammarbench.
