@@ -80,6 +80,7 @@ func errorCases() []errCase {
 		{"chat max_completion_tokens", "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":-1}`, 400, "max_completion_tokens", nil},
 		{"chat response_format", "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}`, 400, "response_format.json_schema", nil},
 		{"chat response_format type", "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"yaml"}}`, 400, "response_format.type", nil},
+		{"bad grammar", "/v1/completions", `{"prompt":"hi","guided_grammar":"rule: \"x\""}`, 400, "guided_grammar", nil},
 		{"two constraints", "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},"guided_regex":"a+"}`, 400, "guided_regex", nil},
 		{"tokenize nothing", "/tokenize", `{"model":"stories"}`, 400, "prompt", nil},
 		{"tokenize unknown model", "/tokenize", `{"model":"x","prompt":"hi"}`, 404, "model", "model_not_found"},

@@ -31,13 +31,15 @@ type structuredOutputs struct {
 }
 
 // constraintSpec is what a request asks the output to match: one of a JSON
-// schema, any JSON object, a regular expression or a choice list.
+// schema, any JSON object, a regular expression, a choice list or a Lark
+// grammar.
 type constraintSpec struct {
 	param      string // the request field, for errors
 	schema     []byte
 	jsonObject bool
 	regex      *string
 	choice     []string
+	grammar    *string // Lark EBNF
 }
 
 // constraint reads the structured-output fields; nil when there are none.
@@ -67,7 +69,7 @@ func (f *structuredFields) constraint() (*constraintSpec, error) {
 			add(&constraintSpec{param: "structured_outputs.json_object", jsonObject: true})
 		}
 		if so.Grammar != nil {
-			return nil, perr("structured_outputs.grammar", "Context-free grammars are not supported yet: use 'json', 'regex' or 'choice'.")
+			add(&constraintSpec{param: "structured_outputs.grammar", grammar: so.Grammar})
 		}
 	}
 	if !isNull(f.GuidedJSON) {
@@ -80,7 +82,7 @@ func (f *structuredFields) constraint() (*constraintSpec, error) {
 		add(&constraintSpec{param: "guided_choice", choice: f.GuidedChoice})
 	}
 	if f.GuidedGrammar != nil {
-		return nil, perr("guided_grammar", "Context-free grammars are not supported yet: use 'guided_json', 'guided_regex' or 'guided_choice'.")
+		add(&constraintSpec{param: "guided_grammar", grammar: f.GuidedGrammar})
 	}
 	switch len(specs) {
 	case 0:
@@ -177,6 +179,8 @@ func (s *Server) compile(l *runtime.Loaded, spec *constraintSpec) (*grammar.Gram
 		g, err = grammar.CompileJSONObject(vocab, o)
 	case spec.regex != nil:
 		g, err = grammar.CompileRegex(vocab, *spec.regex, o)
+	case spec.grammar != nil:
+		g, err = grammar.CompileGrammar(vocab, *spec.grammar, o)
 	case spec.choice != nil:
 		if len(spec.choice) == 0 {
 			return nil, badRequest(spec.param, "'%s' must list at least one choice.", spec.param)

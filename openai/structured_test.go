@@ -114,6 +114,10 @@ func TestGuidedChoiceAndRegex(t *testing.T) {
 				var a []int
 				return json.Unmarshal([]byte(s), &a) == nil && len(a) >= 2 && len(a) <= 4
 			}},
+		{`{"prompt": "Once upon a time", "structured_outputs": {"grammar": "start: NUM (\"+\" NUM)~0..4\nNUM: /[1-9][0-9]?/\n"}, "n": 3, "temperature": 1.5, "seed": 7, "max_tokens": 200}`,
+			regexp.MustCompile(`^[1-9][0-9]?(\+[1-9][0-9]?){0,4}$`).MatchString},
+		{`{"prompt": "Once", "guided_grammar": "start: \"yes\" | \"no\"", "temperature": 1.5, "seed": 8}`,
+			func(s string) bool { return s == "yes" || s == "no" }},
 	} {
 		code, _, body := s.post("/v1/completions", tc.body)
 		var resp struct {
