@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,8 +84,12 @@ func parseStop(raw json.RawMessage) ([]string, error) {
 }
 
 // parseContent reads a message's content: a string, null, or an array of
-// text parts (joined with newlines, as vLLM does).
-func parseContent(raw json.RawMessage, param string) (string, error) {
+// text parts of the given types (default "text"), joined with newlines as
+// vLLM does.
+func parseContent(raw json.RawMessage, param string, partTypes ...string) (string, error) {
+	if len(partTypes) == 0 {
+		partTypes = []string{"text"}
+	}
 	if isNull(raw) {
 		return "", nil
 	}
@@ -101,7 +106,7 @@ func parseContent(raw json.RawMessage, param string) (string, error) {
 	}
 	texts := make([]string, 0, len(parts))
 	for i, p := range parts {
-		if p.Type != "text" {
+		if !slices.Contains(partTypes, p.Type) {
 			return "", perr(fmt.Sprintf("%s[%d].type", param, i), "Content part type %q is not supported: this server accepts text only.", p.Type)
 		}
 		if p.Text == nil {

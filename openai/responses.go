@@ -292,6 +292,9 @@ func (s *Server) streamResponse(ctx context.Context, c echo.Context, resp *respo
 	}
 }
 
+// responseTextParts are the content part types of Responses input items.
+var responseTextParts = []string{"input_text", "output_text", "text"}
+
 // responsesInput turns input (a string, or a list of message,
 // function_call and function_call_output items) and instructions into chat
 // messages.
@@ -334,7 +337,7 @@ func responsesInput(raw json.RawMessage, instructions *string) ([]chat.Message, 
 			default:
 				return nil, perr(param+".role", "Invalid role %q: expected user, assistant, system or developer.", it.Role)
 			}
-			content, err := responsesContent(it.Content, param+".content")
+			content, err := parseContent(it.Content, param+".content", responseTextParts...)
 			if err != nil {
 				return nil, err
 			}
@@ -355,7 +358,7 @@ func responsesInput(raw json.RawMessage, instructions *string) ([]chat.Message, 
 				msgs = append(msgs, chat.Message{Role: "assistant", ToolCalls: []map[string]any{call}})
 			}
 		case "function_call_output":
-			out, err := responsesContent(it.Output, param+".output")
+			out, err := parseContent(it.Output, param+".output", responseTextParts...)
 			if err != nil {
 				return nil, err
 			}
@@ -365,41 +368,6 @@ func responsesInput(raw json.RawMessage, instructions *string) ([]chat.Message, 
 		}
 	}
 	return msgs, nil
-}
-
-// responsesContent reads a content field: a string or a list of
-// input_text / output_text parts.
-func responsesContent(raw json.RawMessage, param string) (string, error) {
-	if isNull(raw) {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var parts []struct {
-		Type string  `json:"type"`
-		Text *string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", perr(param, "'%s' must be a string or an array of text parts.", param)
-	}
-	var out string
-	for i, p := range parts {
-		switch p.Type {
-		case "input_text", "output_text", "text":
-		default:
-			return "", perr(fmt.Sprintf("%s[%d].type", param, i), "Content part type %q is not supported: this server accepts text only.", p.Type)
-		}
-		if p.Text == nil {
-			return "", perr(fmt.Sprintf("%s[%d].text", param, i), "A text part needs a 'text' string.")
-		}
-		if out != "" {
-			out += "\n"
-		}
-		out += *p.Text
-	}
-	return out, nil
 }
 
 // responsesTools converts the Responses API's flat function tools
