@@ -18,40 +18,9 @@ echo "== openai npm e2e: installing openai@${OPENAI_NPM_VERSION}"
 npm install --prefix .ci --no-save --no-package-lock --no-audit --no-fund --silent "openai@${OPENAI_NPM_VERSION}"
 node -e "const v = require('./.ci/node_modules/openai/package.json').version; if (v !== '${OPENAI_NPM_VERSION}') { console.error('installed openai ' + v); process.exit(1) }"
 
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-	if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -KILL "$server_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo "== building cmd/serve"
-go build -o "$work/serve" ./cmd/serve
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18731)
-base="http://127.0.0.1:${port}"
-"$work/serve" --model testdata/stories260K --quantize none --chat-template llama-3.1 \
-	--served-model-name stories --served-model-name stories-alias \
-	--host 127.0.0.1 --port "$port" --api-key "$API_KEY" --threads 2 --log-format json \
-	>"$work/serve.log" 2>&1 &
-server_pid=$!
-
-echo "== waiting for ${base}/health"
-for _ in $(seq 1 600); do
-	if curl -fsS "${base}/health" >/dev/null 2>&1; then
-		break
-	fi
-	if ! kill -0 "$server_pid" 2>/dev/null; then
-		echo "server exited before becoming healthy:"
-		cat "$work/serve.log"
-		exit 1
-	fi
-	sleep 0.1
-done
-curl -fsS "${base}/health" >/dev/null || { echo "server not healthy"; cat "$work/serve.log"; exit 1; }
+source .ci/serve_lib.sh
+start_serve --model testdata/stories260K --quantize none --chat-template llama-3.1 \
+	--served-model-name stories --served-model-name stories-alias --api-key "$API_KEY" --threads 2
 
 echo "== running the openai npm client"
 status=0
