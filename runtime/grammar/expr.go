@@ -76,6 +76,7 @@ var errTooLarge = errors.New("grammar: automaton too large")
 type builder struct {
 	nodes   []node
 	index   map[nodeKey]expr
+	cats    map[uint64]expr // concatenations and repetitions by one word (see intern)
 	sets    map[byteSet]expr
 	nindex  map[uint64][]expr // n-ary Or/And by a hash of kind and sorted kid ids
 	defs    []expr            // ref → body (exprEmpty until defined)
@@ -84,9 +85,12 @@ type builder struct {
 	cls     *[256]uint8     // byte classes (set by the Grammar before any derivative)
 	reps    []byte          // one byte per class
 	strChar expr            // one character inside a JSON string (0: none)
-	limit   int             // maximum number of nodes
-	err     error           // first limit error, sticky
-	scratch []expr
+	// wide and completion memoise widenAt and completionBound (widen.go).
+	wide       map[uint64]expr
+	completion map[expr]int
+	limit      int   // maximum number of nodes
+	err        error // first limit error, sticky
+	scratch    []expr
 }
 
 func newBuilder(limit int) *builder {
@@ -97,9 +101,42 @@ func newBuilder(limit int) *builder {
 }
 
 func (b *builder) intern(k nodeKey, n node) expr {
+	// Concatenations and repetitions, the most frequent nodes of
+	// derivatives, are keyed by one word (a map of uint64 hashes is much
+	// faster than one of structs); repetitions whose bounds do not fit
+	// 16 bits go to the general index.
+	ck, packed := uint64(0), false
+	switch {
+	case k.kind == kConcat:
+		ck, packed = uint64(uint32(k.a))<<32|uint64(uint32(k.b)), true
+	case k.kind == kRepeat && k.min >= 0 && k.min < 1<<15 && k.max >= -1 && k.max < 1<<15:
+		ck, packed = 1<<63|uint64(uint32(k.a))<<32|uint64(uint16(k.min))<<16|uint64(uint16(k.max)), true
+	}
+	if packed {
+		if e, ok := b.cats[ck]; ok {
+			return e
+		}
+		e := b.appendNode(n)
+		if e != exprEmpty {
+			if b.cats == nil {
+				b.cats = map[uint64]expr{}
+			}
+			b.cats[ck] = e
+		}
+		return e
+	}
 	if e, ok := b.index[k]; ok {
 		return e
 	}
+	e := b.appendNode(n)
+	if e != exprEmpty {
+		b.index[k] = e
+	}
+	return e
+}
+
+// appendNode adds n to the node table, or fails with errTooLarge.
+func (b *builder) appendNode(n node) expr {
 	if len(b.nodes) >= b.limit {
 		if b.err == nil {
 			b.err = errTooLarge
@@ -108,7 +145,6 @@ func (b *builder) intern(k nodeKey, n node) expr {
 	}
 	e := expr(len(b.nodes))
 	b.nodes = append(b.nodes, n)
-	b.index[k] = e
 	return e
 }
 
@@ -498,13 +534,30 @@ func (b *builder) checkGuarded() error {
 // character and rest can only start with '"': then every run of at most n
 // string-safe characters keeps x alive (n < 0: unbounded, reported as a
 // large n).
+// A union of such runs (as in several properties' names, or a string
+// value followed by the document's trailing whitespace) is a run of the
+// longest of them.
 func (b *builder) stringRun(x expr) (int, bool) {
 	if b.strChar == 0 {
 		return 0, false
 	}
 	n := b.nodes[x]
+	if n.kind == kOr {
+		most := -1
+		for _, k := range n.kids {
+			m, ok := b.stringRun(k)
+			if !ok {
+				return 0, false
+			}
+			most = max(most, m)
+		}
+		return most, true
+	}
 	if n.kind != kConcat {
 		return 0, false
+	}
+	if b.nodes[n.a].kind == kOr {
+		return b.stringRun(n.a)
 	}
 	head := b.nodes[n.a]
 	if head.kind != kRepeat || head.a != b.strChar {

@@ -24,13 +24,16 @@ type Grammar struct {
 	cls       [256]uint8     // byte → class: bytes no byte set of the grammar tells apart
 	nclass    int
 	trans     []int32 // state*nclass+class → state, -1 not yet computed
+	wtrans    []int32 // as trans, but to walk states (see widen.go), premultiplied by nclass; -1 not yet computed
+	walkOf    []int32 // state → its walk state (see widen.go), -1 not yet computed
 	accept    []bool  // state → the text so far is accepted
 	plainNext []int32 // state → common successor on every plainByte, -1 none, -2 unknown
 	majority  map[int32]plainSplit
 	bulk      map[int32]bulkInfo
-	charsNext []int32 // state → common successor over every multi-byte UTF-8 character, -1 none, -2 unknown
+	loops     map[int32]asciiSet // walk state → the ASCII bytes on which it steps to itself
+	charsNext []int32            // state → common successor over every multi-byte UTF-8 character, -1 none, -2 unknown
 	maxStates int
-	stack     []int32 // walk scratch: state per trie depth
+	stack     []int32 // walk scratch: walk state (premultiplied by nclass) per trie depth
 	masks     maskCache
 	err       error // sticky: the automaton outgrew its limits
 }
@@ -63,7 +66,9 @@ func (g *Grammar) addState(e expr) int32 {
 	g.stateOf[e] = s
 	for range g.nclass {
 		g.trans = append(g.trans, -1)
+		g.wtrans = append(g.wtrans, -1)
 	}
+	g.walkOf = append(g.walkOf, -1)
 	g.accept = append(g.accept, g.b.nodes[e].nullable)
 	g.plainNext = append(g.plainNext, -2)
 	g.charsNext = append(g.charsNext, -2)
@@ -92,28 +97,32 @@ func (g *Grammar) stateFor(e expr) int32 {
 // union of classes; derivatives (and so transitions) are equal within a
 // class, and a state stores one transition per class instead of 256.
 func (g *Grammar) classes() {
-	var sig [256]uint64 // running class id per byte
+	// Partition refinement: each byte set splits every class into its
+	// members and the rest (ids renumbered in byte order).
+	var sig [256]uint16 // running class id per byte
+	var remap [512]int16
 	n := 1
 	for i := range g.b.nodes {
 		nd := &g.b.nodes[i]
 		if nd.kind != kBytes {
 			continue
 		}
-		remap := map[[2]uint64]uint64{}
-		n = 0
-		for c := 0; c < 256; c++ {
-			k := [2]uint64{sig[c], 0}
-			if nd.set.has(byte(c)) {
-				k[1] = 1
-			}
-			id, ok := remap[k]
-			if !ok {
-				id = uint64(len(remap))
-				remap[k] = id
-			}
-			sig[c] = id
+		for j := range 2 * n {
+			remap[j] = -1
 		}
-		n = len(remap)
+		m := 0
+		for c := 0; c < 256; c++ {
+			k := 2 * sig[c]
+			if nd.set.has(byte(c)) {
+				k++
+			}
+			if remap[k] < 0 {
+				remap[k] = int16(m)
+				m++
+			}
+			sig[c] = uint16(remap[k])
+		}
+		n = m
 	}
 	for c := range 256 {
 		g.cls[c] = uint8(sig[c])
@@ -145,6 +154,48 @@ func (g *Grammar) step(s int32, c byte) int32 {
 	return t
 }
 
+// walkState is the state FillMask walks for s: the state of its widened
+// expression (see widen.go), which has the same prefixes of at most
+// maxLen bytes, so the same mask and the same mask for every trie
+// subtree below.
+func (g *Grammar) walkState(s int32) int32 {
+	if w := g.walkOf[s]; w >= 0 {
+		return w
+	}
+	w := s
+	if s != 0 {
+		if e := g.b.widen(g.states[s], g.vocab.maxLen); e != g.states[s] {
+			w = g.stateFor(e)
+		}
+	}
+	g.walkOf[s] = w
+	if w != s && g.walkOf[w] < 0 {
+		g.walkOf[w] = w
+	}
+	return w
+}
+
+// walkStep is the walk state after byte c from walk state s.
+func (g *Grammar) walkStep(s int32, c byte) int32 {
+	i := int(s)*g.nclass + int(g.cls[c])
+	if t := g.wtrans[i]; t >= 0 {
+		return t / int32(g.nclass)
+	}
+	// The derivative is widened before it is numbered, so the exact
+	// state (one per string position) is never built: Consume builds it
+	// if the text goes there.
+	e := g.b.derivative(g.states[s], c)
+	if g.b.err != nil && g.err == nil {
+		g.err = g.b.err
+	}
+	t := g.stateFor(g.b.widen(e, g.vocab.maxLen))
+	if t != 0 && g.walkOf[t] < 0 {
+		g.walkOf[t] = t // widening is idempotent
+	}
+	g.wtrans[i] = t * int32(g.nclass)
+	return t
+}
+
 // plainSplit is where most plain bytes lead from a state (next, -1 if
 // fewer than half agree or they die), and the plain bytes that go elsewhere.
 type plainSplit struct {
@@ -159,7 +210,7 @@ func (g *Grammar) plainMajority(s int32) plainSplit {
 	count := map[int32]int{}
 	for c := 0x20; c < 0x7f; c++ {
 		if plainByte(byte(c)) {
-			count[g.step(s, byte(c))]++
+			count[g.walkStep(s, byte(c))]++
 		}
 	}
 	p := plainSplit{next: -1}
@@ -173,7 +224,7 @@ func (g *Grammar) plainMajority(s int32) plainSplit {
 		p.next = -1
 	} else {
 		for c := 0x20; c < 0x7f; c++ {
-			if plainByte(byte(c)) && g.step(s, byte(c)) != p.next {
+			if plainByte(byte(c)) && g.walkStep(s, byte(c)) != p.next {
 				p.exc.add(byte(c))
 			}
 		}
@@ -229,12 +280,137 @@ func (g *Grammar) bulkFor(s int32) bulkInfo {
 				}
 			}
 		}
+		// When the tests above cover little, the closure test may cover
+		// all (it builds more transitions, so it comes second).
+		if bi.k < limit && g.charsClosed(s) {
+			bi = bulkInfo{k: limit, exact: true, n: 1 << 30}
+		}
 	}
 	if g.bulk == nil {
 		g.bulk = map[int32]bulkInfo{}
 	}
 	g.bulk[s] = bi
 	return bi
+}
+
+// loopSet is the set of ASCII bytes on which walk state s steps to
+// itself (the walk from s needs these transitions anyway: every byte
+// starts some token).
+func (g *Grammar) loopSet(s int32) asciiSet {
+	if l, ok := g.loops[s]; ok {
+		return l
+	}
+	var l asciiSet
+	var seen [256]int8 // by class: 0 unknown, 1 loops, 2 does not
+	for c := 0; c < 0x80; c++ {
+		k := g.cls[c]
+		if seen[k] == 0 {
+			seen[k] = 2
+			if g.walkStep(s, byte(c)) == s {
+				seen[k] = 1
+			}
+		}
+		if seen[k] == 1 {
+			l[c>>6] |= 1 << (c & 63)
+		}
+	}
+	if g.loops == nil {
+		g.loops = map[int32]asciiSet{}
+	}
+	g.loops[s] = l
+	return l
+}
+
+// closureBudget bounds the states charsClosed explores.
+const closureBudget = 24
+
+// charsClosed reports whether every string of safe characters (see
+// stringSafe) keeps s alive: the walk states reached from s by whole safe
+// characters form a set (of at most closureBudget) in which every safe
+// character leads from each member to a live member. Then every
+// string-safe token is allowed from s, of any length, as in a plain run
+// without bound. It catches what the common-successor tests of bulkFor
+// miss: a pattern such as "a+" (unanchored) whose states before and after
+// the match differ but all stay alive, and unions that are the same
+// language spelt differently.
+func (g *Grammar) charsClosed(s int32) bool {
+	seen := map[int32]bool{s: true}
+	queue := []int32{s}
+	for len(queue) > 0 {
+		u := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		ok := g.charTargets(u, func(t int32) bool {
+			if !seen[t] {
+				if len(seen) >= closureBudget {
+					return false
+				}
+				seen[t] = true
+				queue = append(queue, t)
+			}
+			return true
+		})
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// charTargets calls visit with the walk state after each safe character
+// from s (bytes of one class behave alike, so one byte per class and
+// position is tried; targets may repeat). It reports false as soon as a
+// character leads to the dead state or visit returns false.
+func (g *Grammar) charTargets(s int32, visit func(int32) bool) bool {
+	var seen [256]bool
+	for c := 0x20; c < 0x7f; c++ {
+		if !plainByte(byte(c)) || seen[g.cls[c]] {
+			continue
+		}
+		seen[g.cls[c]] = true
+		t := g.walkStep(s, byte(c))
+		if t == 0 || !visit(t) {
+			return false
+		}
+	}
+	var walk func(st int32, left int, lo, hi byte) bool
+	walk = func(st int32, left int, lo, hi byte) bool {
+		var seen [256]bool
+		for c := int(lo); c <= int(hi); c++ {
+			k := g.cls[c]
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			u := g.walkStep(st, byte(c))
+			if u == 0 {
+				return false
+			}
+			if left == 1 {
+				if !visit(u) {
+					return false
+				}
+				continue
+			}
+			if !walk(u, left-1, 0x80, 0xBF) {
+				return false
+			}
+		}
+		return true
+	}
+	seenLead := map[[4]int]bool{}
+	for lead := 0xC2; lead <= 0xF4; lead++ {
+		n, lo2, hi2 := utf8Cont(byte(lead))
+		key := [4]int{int(g.cls[lead]), n, int(lo2), int(hi2)}
+		if seenLead[key] {
+			continue
+		}
+		seenLead[key] = true
+		u := g.walkStep(s, byte(lead))
+		if u == 0 || !walk(u, n, lo2, hi2) {
+			return false
+		}
+	}
+	return true
 }
 
 // utf8Cont are the ranges of the continuation bytes of multi-byte UTF-8
@@ -276,7 +452,7 @@ func (g *Grammar) multiByteTarget(s int32) int32 {
 				continue
 			}
 			seen[k] = true
-			u := g.step(st, byte(c))
+			u := g.walkStep(st, byte(c))
 			if u == 0 {
 				return false
 			}
@@ -304,7 +480,7 @@ func (g *Grammar) multiByteTarget(s int32) int32 {
 			continue
 		}
 		seenLead[key] = true
-		u := g.step(s, byte(lead))
+		u := g.walkStep(s, byte(lead))
 		ok = u != 0 && walk(u, n, lo2, hi2)
 	}
 	if !ok || target < 0 {
@@ -324,7 +500,7 @@ func (g *Grammar) uniformPlain(s int32) int32 {
 		if !plainByte(byte(c)) {
 			continue
 		}
-		u := g.step(s, byte(c))
+		u := g.walkStep(s, byte(c))
 		if t == -2 {
 			t = u
 		} else if u != t {
@@ -396,7 +572,10 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 	if g.err != nil {
 		return g.err
 	}
-	s := m.state
+	// The walk runs on walk states (widen.go): all the character
+	// positions of a long-bounded string share one, and so its mask.
+	s := g.walkState(m.state)
+	// (Widening keeps nullability, so s accepts exactly when m.state does.)
 	if memo && g.masks.load(s, mask) {
 		return nil
 	}
@@ -406,7 +585,9 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 	// characters, every stringSafe token of at most k characters not
 	// starting with an exceptional byte is allowed. Those are set from a
 	// precomputed mask and their trie subtrees skipped; the rest of the
-	// trie is walked as usual.
+	// trie is walked as usual. In a string run, or a state whose safe
+	// characters keep it within a small set of live states (charsClosed),
+	// every string-safe token is allowed (exact).
 	b := g.bulkFor(s)
 	k, exc, exact := b.k, b.exc, b.exact
 	if k > 0 {
@@ -426,15 +607,34 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 			}
 		}
 	}
-	trie, stack, trans, nc := v.trie, g.stack, g.trans, g.nclass
+	// Loop path: L, the ASCII bytes on which s steps to itself. A token
+	// made only of bytes of L is allowed (each byte keeps the walk in s,
+	// which is live), so a subtree whose tokens are all such (its node's
+	// prefix and everything below in L: Vocab.below) is set from the
+	// token list in pre-order without stepping. This covers the runs of a class in a format or pattern string
+	// ([A-Za-z0-9._%+-]+ in an e-mail address), where the bulk paths,
+	// made for whole strings, do not apply.
+	var loop asciiSet
+	if !exact {
+		loop = g.loopSet(s)
+	}
+	hasLoop := loop != asciiSet{}
+	below, belowSets := v.below, v.belowSets
+	// The walk: stack[d] is the row (walk state × nclass) of wtrans after
+	// the first d bytes of the current node's prefix. A node one deeper
+	// than the last live node is its child, so its row is in cur, and the
+	// common descent needs no load from the stack.
+	trie, stack, trans, nc := v.trie, g.stack, g.wtrans, int32(g.nclass)
 	cls := g.cls // a local copy: the loop's loads then need no pointer
-	stack[0] = s
+	cur, curDepth := s*nc, uint16(0)
+	stack[0] = cur
 	states0 := len(g.states)
 	walked := 0
 	inExc := false // the current depth-1 ancestor's byte is exceptional
 	for i := int32(1); i < int32(len(trie)); {
 		n := &trie[i]
-		if n.depth == 1 {
+		d := n.depth
+		if d == 1 {
 			inExc = exc.has(n.b)
 		}
 		if !inExc && (int(n.safeChars) <= k || exact && n.safeChars != 255) {
@@ -442,17 +642,30 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 			continue
 		}
 		walked++
-		ps := stack[n.depth-1]
-		t := trans[int(ps)*nc+int(cls[n.b])]
+		ps := cur
+		if d != curDepth+1 {
+			ps = stack[d-1]
+		}
+		if hasLoop {
+			if k := below[i]; k != 0 && belowSets[k].subsetOf(loop) {
+				for _, id := range v.subtreeTokens(i) {
+					mask[id>>6] |= 1 << (id & 63)
+				}
+				i = n.next
+				continue
+			}
+		}
+		t := trans[ps+int32(cls[n.b])]
 		if t < 0 {
-			t = g.step(ps, n.b)
-			trans = g.trans
+			t = g.walkStep(ps/nc, n.b) * nc
+			trans = g.wtrans
 		}
 		if t == 0 {
 			i = n.next
 			continue
 		}
-		stack[n.depth] = t
+		stack[d] = t
+		cur, curDepth = t, d
 		if n.tok >= 0 {
 			mask[n.tok>>6] |= 1 << (n.tok & 63)
 			if n.dup > 0 {

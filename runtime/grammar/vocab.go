@@ -33,7 +33,23 @@ type Vocab struct {
 	// longSafe are the string-safe tokens of more than len(safeUpTo)-1
 	// characters (a few hundred at most in real vocabularies).
 	longSafe []safeToken
+	// below[i] is the set of bytes of the tokens through trie node i (its
+	// prefix and its subtree), as an index into belowSets, when all of
+	// them are ASCII; 0 otherwise. The walk covers such a subtree in bulk
+	// from a state that loops on all of its bytes (see Matcher.fillMask).
+	below     []uint32
+	belowSets []asciiSet
+	// preTokens are the token ids in trie pre-order (duplicates after
+	// their node's token); preStart[i] is where node i's subtree begins
+	// (one more entry, for the end).
+	preTokens []int32
+	preStart  []int32
 }
+
+// asciiSet is a set of bytes below 0x80.
+type asciiSet [2]uint64
+
+func (a asciiSet) subsetOf(b asciiSet) bool { return a[0]&^b[0] == 0 && a[1]&^b[1] == 0 }
 
 // safeToken is a string-safe token and its number of characters.
 type safeToken struct {
@@ -208,6 +224,77 @@ func (v *Vocab) buildTrie() {
 	}
 	closeTo(0)
 	v.trie[0].next = int32(len(v.trie))
+	v.buildBelow()
+}
+
+// buildBelow fills below, preTokens and preStart. A node's subtree follows
+// it in pre-order, so a backward pass sees the subtree first, and a
+// forward pass with a stack of ancestors the prefix.
+func (v *Vocab) buildBelow() {
+	sets := make([]asciiSet, len(v.trie))
+	high := make([]bool, len(v.trie))
+	for i := len(v.trie) - 1; i > 0; i-- {
+		n := &v.trie[i]
+		if n.b >= 0x80 {
+			high[i] = true
+		} else {
+			sets[i][n.b>>6] |= 1 << (n.b & 63)
+		}
+		for j := i + 1; j < int(n.next); j = int(v.trie[j].next) {
+			sets[i][0] |= sets[j][0]
+			sets[i][1] |= sets[j][1]
+			high[i] = high[i] || high[j]
+		}
+	}
+	// Prefix bytes: a node's parent is the nearest earlier node one level up.
+	parent := make([]int32, v.maxLen+2)
+	prefix := make([]asciiSet, len(v.trie))
+	prefixHigh := make([]bool, len(v.trie))
+	for i := 1; i < len(v.trie); i++ {
+		n := &v.trie[i]
+		parent[n.depth] = int32(i)
+		if n.depth > 1 {
+			p := parent[n.depth-1]
+			prefix[i], prefixHigh[i] = prefix[p], prefixHigh[p]
+		}
+		if n.b >= 0x80 {
+			prefixHigh[i] = true
+		} else {
+			prefix[i][n.b>>6] |= 1 << (n.b & 63)
+		}
+	}
+	v.below = make([]uint32, len(v.trie))
+	v.belowSets = []asciiSet{{}}
+	v.preStart = make([]int32, len(v.trie)+1)
+	v.preTokens = v.preTokens[:0]
+	index := map[asciiSet]uint32{}
+	for i := 0; i < len(v.trie); i++ {
+		n := &v.trie[i]
+		v.preStart[i] = int32(len(v.preTokens))
+		if n.tok >= 0 {
+			v.preTokens = append(v.preTokens, n.tok)
+			if n.dup > 0 {
+				v.preTokens = append(v.preTokens, v.dups[n.dup-1]...)
+			}
+		}
+		if i == 0 || high[i] || prefixHigh[i] {
+			continue
+		}
+		all := asciiSet{sets[i][0] | prefix[i][0], sets[i][1] | prefix[i][1]}
+		k, ok := index[all]
+		if !ok {
+			k = uint32(len(v.belowSets))
+			index[all] = k
+			v.belowSets = append(v.belowSets, all)
+		}
+		v.below[i] = k
+	}
+	v.preStart[len(v.trie)] = int32(len(v.preTokens))
+}
+
+// subtreeTokens lists the token ids whose bytes pass through trie node i.
+func (v *Vocab) subtreeTokens(i int32) []int32 {
+	return v.preTokens[v.preStart[i]:v.preStart[v.trie[i].next]]
 }
 
 // LoadVocab reads a model directory: tokenizer.json (the token strings, and
