@@ -49,6 +49,7 @@ type Serve struct {
 	MaxLoRARank      int      // largest adapter rank a slot holds
 	LoRAMemoryBudget int64    // bytes for adapter slots; 0 = no limit
 	EnableLoRAAdmin  bool     // POST /v1/load_lora_adapter, /v1/unload_lora_adapter
+	Playground       bool     // the chat page at /
 
 	MaxNumSeqs          int   // sequences decoded together
 	MaxNumSeqsPerReq    int   // sequences of one request decoded together; 0 = MaxNumSeqs/4
@@ -92,6 +93,7 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int("max-lora-rank", 16, "largest LoRA rank served")
 	fs.Int64("lora-memory-budget", 0, "bytes the adapter slots may use; 0 = no limit (the slot count alone bounds them)")
 	fs.Bool("enable-lora-admin", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (behind the API key)")
+	fs.Bool("playground", true, "serve the chat playground at / (static files; its API calls need the API key like any client's); --playground=false to turn it off")
 	fs.Int("max-num-seqs", 16, "most sequences decoded together in one step")
 	fs.Int("max-num-seqs-per-request", 0, "most sequences of one request (its n choices and prompts) decoded together, so a large n does not hold back the requests queued behind it; 0 = a quarter of --max-num-seqs")
 	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
@@ -152,6 +154,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		MaxLoRARank:         g.int("max-lora-rank"),
 		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
 		EnableLoRAAdmin:     g.bool("enable-lora-admin"),
+		Playground:          g.bool("playground"),
 		MaxNumSeqs:          g.int("max-num-seqs"),
 		MaxNumSeqsPerReq:    g.int("max-num-seqs-per-request"),
 		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),

@@ -50,7 +50,7 @@ func TestServeDefaults(t *testing.T) {
 		Model: "org/name", ServedModelNames: []string{"org/name"}, Port: 8000, Quantize: "nf4", Backend: "cpu",
 		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text",
-		MaxLoRAs: 4, MaxLoRARank: 16,
+		MaxLoRAs: 4, MaxLoRARank: 16, Playground: true,
 		ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -201,5 +201,36 @@ func TestServeHelp(t *testing.T) {
 	}
 	if !strings.Contains(help, "(default 8000)") {
 		t.Errorf("help does not show the port default:\n%s", help)
+	}
+}
+
+// The chat page is on by default and can be turned off from each source.
+func TestServePlayground(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+		yaml string
+	}{
+		{"flag", []string{"--playground=false"}, "", ""},
+		{"env", nil, "false", ""},
+		{"file", nil, "", "playground: false\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--model", "m"}, tc.args...)
+			if tc.env != "" {
+				t.Setenv("PARROT_PLAYGROUND", tc.env)
+			}
+			if tc.yaml != "" {
+				args = append(args, "--config", writeYAML(t, tc.yaml))
+			}
+			c, err := ParseServe(args, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Playground {
+				t.Errorf("%v: playground still on", tc.args)
+			}
+		})
 	}
 }

@@ -45,6 +45,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Gatherer, if set, is served at /metrics.
 	Gatherer prometheus.Gatherer
+	// Playground, if set, serves the chat page: GET / and /playground/*,
+	// open like /health (the page's own API calls carry the key).
+	Playground http.Handler
 }
 
 // Server is the HTTP front end. It answers 503 until SetModels is called,
@@ -102,6 +105,13 @@ func New(opts Options) *Server {
 	e.POST("/v1/responses", s.responses, s.auth, s.track)
 	e.POST("/tokenize", s.tokenize, s.auth)
 	e.POST("/detokenize", s.detokenize, s.auth)
+	if opts.Playground != nil {
+		h := echo.WrapHandler(opts.Playground)
+		for _, path := range []string{"/", "/playground/*"} {
+			e.GET(path, h)
+			e.HEAD(path, h)
+		}
+	}
 	if opts.LoRAAdmin {
 		e.POST("/v1/load_lora_adapter", s.loadLoRAAdapter, s.auth, s.track)
 		e.POST("/v1/unload_lora_adapter", s.unloadLoRAAdapter, s.auth, s.track)

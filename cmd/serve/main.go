@@ -26,6 +26,7 @@ import (
 	"github.com/parrot-llm/parrot/config"
 	"github.com/parrot-llm/parrot/kernels/backends"
 	"github.com/parrot-llm/parrot/openai"
+	"github.com/parrot-llm/parrot/openai/playground"
 	"github.com/parrot-llm/parrot/runtime"
 )
 
@@ -77,8 +78,12 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := openai.New(openai.Options{APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxRequestBodyBytes, Logger: log, Gatherer: reg,
-		LoRAAdmin: cfg.EnableLoRAAdmin, ReadBodyTimeout: noneIfZero(cfg.ReadBodyTimeout), WriteTimeout: noneIfZero(cfg.WriteTimeout)})
+	opts := openai.Options{APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxRequestBodyBytes, Logger: log, Gatherer: reg,
+		LoRAAdmin: cfg.EnableLoRAAdmin, ReadBodyTimeout: noneIfZero(cfg.ReadBodyTimeout), WriteTimeout: noneIfZero(cfg.WriteTimeout)}
+	if cfg.Playground {
+		opts.Playground = playground.Handler()
+	}
+	srv := openai.New(opts)
 
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
