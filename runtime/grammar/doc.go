@@ -48,19 +48,30 @@
 // complement, where a bounded search for an accepting continuation decides.
 //
 // FillMask walks a byte trie of the vocabulary (llguidance's toktrie
-// layout: nodes in pre-order, each with the index past its subtree), carrying
-// the state per depth, and skips a subtree as soon as its prefix is dead.
-// Inside strings most of the vocabulary is allowed, so a bulk path sets all
-// string-safe tokens (whole UTF-8 characters, no quote, backslash or
-// control) of at most k characters from a precomputed mask when the state
-// lets any k such characters through (recognised from the expression,
-// "c{m,n} then a closing quote", or probed byte by byte), and the walk skips
-// their subtrees. In a plain string run ("at most n more characters, then
-// the quote") a string-safe token is allowed exactly when it has at most n
-// characters, so the walk skips every subtree of string-safe tokens. A
-// state's mask depends on the state alone, so masks that cost a long walk
-// are kept per Grammar (least recently used first out, 4 MiB at most) and
-// copied when a matcher returns to the state.
+// layout: nodes in pre-order, each with the index past its subtree),
+// carrying the state per depth, and skips a subtree as soon as its prefix
+// is dead. It walks walk states, not exact ones (widen.go): a leading run
+// X{0,n} with n at least the longest token walked behaves like X* for
+// one mask, so all the positions of a long string or format counter
+// share one walk state, its successors and its mask. The main trie holds
+// the tokens of at most 32 bytes, so runs are widened from 32; the few
+// hundred longer tokens are walked apart from states widened for the
+// longest token. Inside strings most of the vocabulary is allowed, so a
+// bulk path sets all string-safe tokens (whole UTF-8 characters, no
+// quote, backslash or control) of at most k characters from a
+// precomputed mask when the state lets any k such characters through
+// (recognised from the expression, "c{m,n} then a closing quote", or
+// probed byte by byte), and the walk skips their subtrees; in a plain
+// string run a string-safe token is allowed exactly when it has at most
+// n characters, so the walk skips every subtree of string-safe tokens.
+// The closure path covers all string-safe tokens from a state whose safe
+// characters keep it within a small set of live states (a pattern such
+// as "a+"). The loop path sets a whole subtree without stepping when the
+// state at its root steps to itself on every byte below (a class run
+// such as [A-Za-z0-9._%+-]+ in an e-mail address). A state's mask
+// depends on its walk states alone, so masks that cost a long walk are
+// kept per Grammar (least recently used first out, 4 MiB at most) and
+// copied when a matcher returns to them.
 //
 // # JSON Schema
 //

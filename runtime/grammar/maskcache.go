@@ -20,9 +20,9 @@ const (
 
 // maskCache is a small LRU of masks by state; Grammar.mu guards it.
 type maskCache struct {
-	words   int             // mask length
-	cap     int             // most entries
-	slot    map[int32]int32 // state → index into ents
+	words   int              // mask length
+	cap     int              // most entries
+	slot    map[uint64]int32 // walk state pair (see fillMask) → index into ents
 	ents    []maskEntry
 	clock   uint64 // use counter, for recency
 	hits    int    // for tests
@@ -30,7 +30,7 @@ type maskCache struct {
 }
 
 type maskEntry struct {
-	state int32
+	state uint64
 	used  uint64
 	mask  []uint64
 }
@@ -38,12 +38,12 @@ type maskEntry struct {
 func (c *maskCache) init(words int) {
 	c.words = words
 	c.cap = max(1, maskCacheBytes/(8*max(words, 1)))
-	c.slot = map[int32]int32{}
+	c.slot = map[uint64]int32{}
 }
 
 // load copies the memoised mask of state s into mask and reports whether
 // there was one.
-func (c *maskCache) load(s int32, mask []uint64) bool {
+func (c *maskCache) load(s uint64, mask []uint64) bool {
 	i, ok := c.slot[s]
 	if !ok {
 		return false
@@ -59,7 +59,7 @@ func (c *maskCache) load(s int32, mask []uint64) bool {
 // store memoises mask as the mask of state s, evicting the least recently
 // used entry when full (a linear scan: only costly masks are stored, so
 // the scan is small beside the walk that produced the mask).
-func (c *maskCache) store(s int32, mask []uint64) {
+func (c *maskCache) store(s uint64, mask []uint64) {
 	if _, ok := c.slot[s]; ok {
 		return
 	}

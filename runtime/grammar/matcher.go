@@ -2,6 +2,7 @@ package grammar
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 )
 
@@ -26,12 +27,16 @@ type Grammar struct {
 	trans     []int32 // state*nclass+class → state, -1 not yet computed
 	wtrans    []int32 // as trans, but to walk states (see widen.go), premultiplied by nclass; -1 not yet computed
 	walkOf    []int32 // state → its walk state (see widen.go), -1 not yet computed
+	ltrans    []int32 // as wtrans, for the long walk states
+	longOf    []int32 // state → its long walk state, -1 not yet computed
 	accept    []bool  // state → the text so far is accepted
 	plainNext []int32 // state → common successor on every plainByte, -1 none, -2 unknown
 	majority  map[int32]plainSplit
 	bulk      map[int32]bulkInfo
-	loops     map[int32]asciiSet // walk state → the ASCII bytes on which it steps to itself
-	charsNext []int32            // state → common successor over every multi-byte UTF-8 character, -1 none, -2 unknown
+	loopYes   []asciiSet // state → ASCII bytes known to step it (as a walk state) to itself
+	loopNo    []asciiSet // state → ASCII bytes known not to
+	clsASCII  []asciiSet // class → its ASCII bytes
+	charsNext []int32    // state → common successor over every multi-byte UTF-8 character, -1 none, -2 unknown
 	maxStates int
 	stack     []int32 // walk scratch: walk state (premultiplied by nclass) per trie depth
 	masks     maskCache
@@ -67,8 +72,12 @@ func (g *Grammar) addState(e expr) int32 {
 	for range g.nclass {
 		g.trans = append(g.trans, -1)
 		g.wtrans = append(g.wtrans, -1)
+		g.ltrans = append(g.ltrans, -1)
 	}
 	g.walkOf = append(g.walkOf, -1)
+	g.longOf = append(g.longOf, -1)
+	g.loopYes = append(g.loopYes, asciiSet{})
+	g.loopNo = append(g.loopNo, asciiSet{})
 	g.accept = append(g.accept, g.b.nodes[e].nullable)
 	g.plainNext = append(g.plainNext, -2)
 	g.charsNext = append(g.charsNext, -2)
@@ -128,6 +137,10 @@ func (g *Grammar) classes() {
 		g.cls[c] = uint8(sig[c])
 	}
 	g.nclass = n
+	g.clsASCII = make([]asciiSet, n)
+	for c := range 0x80 {
+		g.clsASCII[sig[c]][c>>6] |= 1 << (c & 63)
+	}
 	// Representatives in searchOrder, so the emptiness search tries the
 	// bytes that close JSON values first.
 	seen := make([]bool, n)
@@ -154,31 +167,55 @@ func (g *Grammar) step(s int32, c byte) int32 {
 	return t
 }
 
-// walkState is the state FillMask walks for s: the state of its widened
-// expression (see widen.go), which has the same prefixes of at most
-// maxLen bytes, so the same mask and the same mask for every trie
-// subtree below.
+// walkState is the state FillMask walks the main trie from for s: the
+// state of its expression widened for split bytes (see widen.go), which
+// has the same prefixes of at most split bytes, so the same mask over the
+// trie's tokens and the same mask for every subtree below.
 func (g *Grammar) walkState(s int32) int32 {
-	if w := g.walkOf[s]; w >= 0 {
+	return g.widenState(s, g.walkOf, g.vocab.split)
+}
+
+// longState is as walkState, for the long tokens (widened for maxLen).
+func (g *Grammar) longState(s int32) int32 {
+	return g.widenState(s, g.longOf, g.vocab.maxLen)
+}
+
+func (g *Grammar) widenState(s int32, of []int32, width int) int32 {
+	if w := of[s]; w >= 0 {
 		return w
 	}
 	w := s
 	if s != 0 {
-		if e := g.b.widen(g.states[s], g.vocab.maxLen); e != g.states[s] {
+		if e := g.b.widen(g.states[s], width); e != g.states[s] {
 			w = g.stateFor(e)
 		}
 	}
-	g.walkOf[s] = w
-	if w != s && g.walkOf[w] < 0 {
-		g.walkOf[w] = w
+	// stateFor may have grown the tables: index them afresh.
+	if width == g.vocab.split {
+		of = g.walkOf
+	} else {
+		of = g.longOf
+	}
+	of[s] = w
+	if w != s && of[w] < 0 {
+		of[w] = w // widening is idempotent
 	}
 	return w
 }
 
 // walkStep is the walk state after byte c from walk state s.
-func (g *Grammar) walkStep(s int32, c byte) int32 {
+func (g *Grammar) walkStep(s int32, c byte) int32 { return g.widenStep(s, c, false) }
+
+// longStep is the long walk state after byte c from long walk state s.
+func (g *Grammar) longStep(s int32, c byte) int32 { return g.widenStep(s, c, true) }
+
+func (g *Grammar) widenStep(s int32, c byte, long bool) int32 {
+	trans, width := g.wtrans, g.vocab.split
+	if long {
+		trans, width = g.ltrans, g.vocab.maxLen
+	}
 	i := int(s)*g.nclass + int(g.cls[c])
-	if t := g.wtrans[i]; t >= 0 {
+	if t := trans[i]; t >= 0 {
 		return t / int32(g.nclass)
 	}
 	// The derivative is widened before it is numbered, so the exact
@@ -188,11 +225,17 @@ func (g *Grammar) walkStep(s int32, c byte) int32 {
 	if g.b.err != nil && g.err == nil {
 		g.err = g.b.err
 	}
-	t := g.stateFor(g.b.widen(e, g.vocab.maxLen))
-	if t != 0 && g.walkOf[t] < 0 {
-		g.walkOf[t] = t // widening is idempotent
+	t := g.stateFor(g.b.widen(e, width))
+	of := g.walkOf
+	if long {
+		of, trans = g.longOf, g.ltrans
+	} else {
+		trans = g.wtrans
 	}
-	g.wtrans[i] = t * int32(g.nclass)
+	if t != 0 && of[t] < 0 {
+		of[t] = t // widening is idempotent
+	}
+	trans[i] = t * int32(g.nclass)
 	return t
 }
 
@@ -281,8 +324,9 @@ func (g *Grammar) bulkFor(s int32) bulkInfo {
 			}
 		}
 		// When the tests above cover little, the closure test may cover
-		// all (it builds more transitions, so it comes second).
-		if bi.k < limit && g.charsClosed(s) {
+		// all (it builds more transitions, so it comes second). A string
+		// run is bounded (else k would be the limit): never closed.
+		if !bi.exact && bi.k < limit && g.charsClosed(s) {
 			bi = bulkInfo{k: limit, exact: true, n: 1 << 30}
 		}
 	}
@@ -293,33 +337,45 @@ func (g *Grammar) bulkFor(s int32) bulkInfo {
 	return bi
 }
 
-// loopSet is the set of ASCII bytes on which walk state s steps to
-// itself (the walk from s needs these transitions anyway: every byte
-// starts some token).
-func (g *Grammar) loopSet(s int32) asciiSet {
-	if l, ok := g.loops[s]; ok {
-		return l
+// loopsOn reports whether walk state s steps to itself on every byte of
+// set (ASCII). What is learnt is kept per state and per byte class, so a
+// state's transitions are tried once each.
+func (g *Grammar) loopsOn(s int32, set asciiSet) bool {
+	yes := g.loopYes[s]
+	if set.subsetOf(yes) {
+		return true
 	}
-	var l asciiSet
-	var seen [256]int8 // by class: 0 unknown, 1 loops, 2 does not
-	for c := 0; c < 0x80; c++ {
-		k := g.cls[c]
-		if seen[k] == 0 {
-			seen[k] = 2
-			if g.walkStep(s, byte(c)) == s {
-				seen[k] = 1
+	no := g.loopNo[s]
+	if set[0]&no[0] != 0 || set[1]&no[1] != 0 {
+		return false
+	}
+	ok := true
+	for w := range 2 {
+		for rest := set[w] &^ yes[w]; rest != 0; rest &= rest - 1 {
+			c := byte(w<<6 | bits.TrailingZeros64(rest))
+			if yes[w]&(1<<(c&63)) != 0 {
+				continue
+			}
+			k := g.clsASCII[g.cls[c]]
+			if g.walkStep(s, c) == s {
+				yes[0], yes[1] = yes[0]|k[0], yes[1]|k[1]
+			} else {
+				no[0], no[1] = no[0]|k[0], no[1]|k[1]
+				ok = false
+				break
 			}
 		}
-		if seen[k] == 1 {
-			l[c>>6] |= 1 << (c & 63)
+		if !ok {
+			break
 		}
 	}
-	if g.loops == nil {
-		g.loops = map[int32]asciiSet{}
-	}
-	g.loops[s] = l
-	return l
+	g.loopYes[s], g.loopNo[s] = yes, no
+	return ok
 }
+
+// loopMinSubtree is the fewest nodes below a trie node for the walk to
+// try the loop path there.
+const loopMinSubtree = 8
 
 // closureBudget bounds the states charsClosed explores.
 const closureBudget = 24
@@ -573,10 +629,16 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 		return g.err
 	}
 	// The walk runs on walk states (widen.go): all the character
-	// positions of a long-bounded string share one, and so its mask.
-	s := g.walkState(m.state)
+	// positions of a long-bounded string share one, and so its mask. The
+	// main trie's tokens are walked from s, the long ones from sL; the
+	// mask depends on the pair.
+	s, sL := g.walkState(m.state), int32(0)
+	if len(v.longTrie) > 1 {
+		sL = g.longState(m.state)
+	}
+	key := uint64(uint32(s))<<32 | uint64(uint32(sL))
 	// (Widening keeps nullability, so s accepts exactly when m.state does.)
-	if memo && g.masks.load(s, mask) {
+	if memo && g.masks.load(key, mask) {
 		return nil
 	}
 	// Bulk path (inside strings): when most plain ASCII bytes and every
@@ -592,13 +654,6 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 	k, exc, exact := b.k, b.exc, b.exact
 	if k > 0 {
 		copy(mask, v.safeUpTo[k])
-		if exact {
-			for _, t := range v.longSafe {
-				if t.chars <= b.n {
-					mask[t.id>>6] |= 1 << (t.id & 63)
-				}
-			}
-		}
 		for c := 0x20; c < 0x7f; c++ {
 			if exc.has(byte(c)) {
 				for _, id := range v.safeFirst[c] {
@@ -607,18 +662,14 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 			}
 		}
 	}
-	// Loop path: L, the ASCII bytes on which s steps to itself. A token
-	// made only of bytes of L is allowed (each byte keeps the walk in s,
-	// which is live), so a subtree whose tokens are all such (its node's
-	// prefix and everything below in L: Vocab.below) is set from the
-	// token list in pre-order without stepping. This covers the runs of a class in a format or pattern string
-	// ([A-Za-z0-9._%+-]+ in an e-mail address), where the bulk paths,
-	// made for whole strings, do not apply.
-	var loop asciiSet
-	if !exact {
-		loop = g.loopSet(s)
-	}
-	hasLoop := loop != asciiSet{}
+	// Loop path: a node whose strict subtree holds only ASCII bytes
+	// (Vocab.below) on each of which the node's state steps to itself has
+	// every token below it allowed (each byte keeps the walk in that live
+	// state), so they are set from the token list in pre-order without
+	// stepping. This covers the runs of a class in a format or pattern
+	// string ([A-Za-z0-9._%+-]+ in an e-mail address), where the bulk
+	// paths, made for whole strings, do not apply. Small subtrees are
+	// walked (the test costs about as much).
 	below, belowSets := v.below, v.belowSets
 	// The walk: stack[d] is the row (walk state × nclass) of wtrans after
 	// the first d bytes of the current node's prefix. A node one deeper
@@ -646,15 +697,6 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 		if d != curDepth+1 {
 			ps = stack[d-1]
 		}
-		if hasLoop {
-			if k := below[i]; k != 0 && belowSets[k].subsetOf(loop) {
-				for _, id := range v.subtreeTokens(i) {
-					mask[id>>6] |= 1 << (id & 63)
-				}
-				i = n.next
-				continue
-			}
-		}
 		t := trans[ps+int32(cls[n.b])]
 		if t < 0 {
 			t = g.walkStep(ps/nc, n.b) * nc
@@ -674,15 +716,78 @@ func (m *Matcher) fillMask(mask []uint64, memo bool) error {
 				}
 			}
 		}
+		if n.next-i > loopMinSubtree && below[i] != 0 {
+			if g.loopsOn(t/nc, belowSets[below[i]]) {
+				for _, id := range v.preTokens[v.preStart[i+1]:v.preStart[n.next]] {
+					mask[id>>6] |= 1 << (id & 63)
+				}
+				trans = g.wtrans
+				i = n.next
+				continue
+			}
+			trans = g.wtrans
+		}
 		i++
+	}
+	if sL != 0 {
+		walked += g.walkLong(sL, mask)
 	}
 	if g.accept[s] {
 		setEOS(mask, v)
 	}
 	if memo && g.err == nil && (walked >= memoMinWalk || len(g.states) > states0) {
-		g.masks.store(s, mask)
+		g.masks.store(key, mask)
 	}
 	return g.err
+}
+
+// walkLong sets the allowed tokens of the long trie from long walk state
+// s and returns the number of nodes it stepped. The tokens are few (a few
+// hundred, mostly runs of one byte), so only a plain string run is taken
+// in bulk: there a string-safe token is allowed exactly when it has at
+// most n characters.
+func (g *Grammar) walkLong(s int32, mask []uint64) int {
+	v := g.vocab
+	run := -1
+	if n, ok := g.b.stringRun(g.states[s]); ok {
+		run = n
+		for _, t := range v.longSafe {
+			if t.chars <= n {
+				mask[t.id>>6] |= 1 << (t.id & 63)
+			}
+		}
+	}
+	trie, stack, nc := v.longTrie, g.stack, int32(g.nclass)
+	stack[0] = s * nc
+	walked := 0
+	for i := int32(1); i < int32(len(trie)); {
+		n := &trie[i]
+		if run >= 0 && n.safeChars != 255 {
+			i = n.next
+			continue
+		}
+		walked++
+		ps := stack[n.depth-1]
+		t := g.ltrans[ps+int32(g.cls[n.b])]
+		if t < 0 {
+			t = g.longStep(ps/nc, n.b) * nc
+		}
+		if t == 0 {
+			i = n.next
+			continue
+		}
+		stack[n.depth] = t
+		if n.tok >= 0 {
+			mask[n.tok>>6] |= 1 << (n.tok & 63)
+			if n.dup > 0 {
+				for _, id := range v.longDups[n.dup-1] {
+					mask[id>>6] |= 1 << (id & 63)
+				}
+			}
+		}
+		i++
+	}
+	return walked
 }
 
 func setEOS(mask []uint64, v *Vocab) {

@@ -22,21 +22,28 @@ type Vocab struct {
 	tokens  [][]byte // id → bytes (nil: no such id, or special)
 	special []bool   // id → special/control token
 	eos     []int32
-	trie    []trieNode // pre-order; node 0 is the root (empty prefix)
-	dups    [][]int32  // trieNode.dup-1 → further ids with the same bytes
-	maxLen  int        // longest token, in bytes
-	// safeUpTo[k] masks the string-safe tokens (see stringSafe) of at most
-	// k characters (k ≤ maxBulkChars); safeFirst[c] lists the safe tokens
-	// starting with byte c.
+	maxLen  int // longest token, in bytes
+	// split is the longest token of trie (at most walkSplit bytes); the
+	// few longer ones are in longTrie. FillMask walks trie from states
+	// widened for split bytes and longTrie from states widened for
+	// maxLen (see widen.go).
+	split    int
+	trie     []trieNode // pre-order; node 0 is the root (empty prefix)
+	dups     [][]int32  // trieNode.dup-1 → further ids with the same bytes
+	longTrie []trieNode // as trie, for the tokens of more than split bytes
+	longDups [][]int32
+	// safeUpTo[k] masks the string-safe tokens (see stringSafe) of trie of
+	// at most k characters (k ≤ maxBulkChars); safeFirst[c] lists them by
+	// first byte c.
 	safeUpTo  [][]uint64
 	safeFirst [256][]int32
-	// longSafe are the string-safe tokens of more than len(safeUpTo)-1
-	// characters (a few hundred at most in real vocabularies).
+	// longSafe are the string-safe tokens of longTrie.
 	longSafe []safeToken
-	// below[i] is the set of bytes of the tokens through trie node i (its
-	// prefix and its subtree), as an index into belowSets, when all of
-	// them are ASCII; 0 otherwise. The walk covers such a subtree in bulk
-	// from a state that loops on all of its bytes (see Matcher.fillMask).
+	// below[i] is the set of bytes of trie node i's strict subtree (the
+	// bytes its tokens have after the node's prefix), as an index into
+	// belowSets, when all of them are ASCII; 0 otherwise (or a leaf). The
+	// walk covers such a subtree in bulk from a state that loops on all of
+	// them (see Matcher.fillMask).
 	below     []uint32
 	belowSets []asciiSet
 	// preTokens are the token ids in trie pre-order (duplicates after
@@ -122,7 +129,13 @@ func (v *Vocab) isEOS(id int32) bool { return slices.Contains(v.eos, id) }
 // the special ids and the EOS ids (which must be special or empty tokens).
 // Empty byte strings are never allowed in constrained text.
 func NewVocab(tokens [][]byte, special []int32, eos []int32) (*Vocab, error) {
-	v := &Vocab{tokens: make([][]byte, len(tokens)), special: make([]bool, len(tokens))}
+	return newVocabSplit(tokens, special, eos, walkSplit)
+}
+
+// newVocabSplit is NewVocab with the main trie holding tokens of at most
+// split bytes (tests move the boundary onto small vocabularies).
+func newVocabSplit(tokens [][]byte, special []int32, eos []int32, split int) (*Vocab, error) {
+	v := &Vocab{tokens: make([][]byte, len(tokens)), special: make([]bool, len(tokens)), split: split}
 	for i, t := range tokens {
 		v.tokens[i] = slices.Clone(t)
 	}
@@ -146,43 +159,73 @@ func NewVocab(tokens [][]byte, special []int32, eos []int32) (*Vocab, error) {
 	return v, nil
 }
 
-func (v *Vocab) maxTokenLen() int {
-	n := 0
-	for id, t := range v.tokens {
-		if !v.special[id] {
-			n = max(n, len(t))
-		}
-	}
-	return n
-}
+// walkSplit is the longest token the main trie holds (see Vocab.split).
+const walkSplit = 32
 
 func (v *Vocab) buildTrie() {
 	var ids []int32
 	for id, t := range v.tokens {
 		if len(t) > 0 && !v.special[id] {
 			ids = append(ids, int32(id))
+			v.maxLen = max(v.maxLen, len(t))
 		}
 	}
+	if v.split <= 0 {
+		v.split = walkSplit
+	}
+	v.split = min(v.split, v.maxLen)
 	slices.SortStableFunc(ids, func(a, b int32) int { return bytes.Compare(v.tokens[a], v.tokens[b]) })
-	v.trie = append(v.trie[:0], trieNode{tok: -1})
+	var short, long []int32
+	for _, id := range ids {
+		if len(v.tokens[id]) <= v.split {
+			short = append(short, id)
+		} else {
+			long = append(long, id)
+		}
+	}
+	v.trie, v.dups = v.buildNodes(short)
+	v.longTrie, v.longDups = v.buildNodes(long)
+	// Short tokens have at most split ≤ maxBulkChars characters, so the
+	// bulk masks reach all of them.
+	words := (len(v.tokens) + 63) / 64
+	bulk := min(v.split, maxBulkChars)
+	v.safeUpTo = make([][]uint64, bulk+1)
+	for k := range v.safeUpTo {
+		v.safeUpTo[k] = make([]uint64, words)
+	}
+	for _, id := range short {
+		t := v.tokens[id]
+		if chars, safe := stringSafe(t); safe {
+			for k := chars; k <= bulk; k++ {
+				v.safeUpTo[k][id>>6] |= 1 << (id & 63)
+			}
+			v.safeFirst[t[0]] = append(v.safeFirst[t[0]], id)
+		}
+	}
+	for _, id := range long {
+		if chars, safe := stringSafe(v.tokens[id]); safe {
+			v.longSafe = append(v.longSafe, safeToken{id, chars})
+		}
+	}
+	v.buildBelow()
+}
+
+// buildNodes builds the trie of ids (sorted by their bytes) and the lists
+// of duplicate ids.
+func (v *Vocab) buildNodes(ids []int32) ([]trieNode, [][]int32) {
+	trie := []trieNode{{tok: -1}}
+	var dups [][]int32
 	path := []int32{0} // path[d] = node at depth d on the current branch
 	var prev []byte
 	closeTo := func(depth int) {
 		for len(path) > depth+1 {
 			n := path[len(path)-1]
-			v.trie[n].next = int32(len(v.trie))
+			trie[n].next = int32(len(trie))
 			path = path[:len(path)-1]
 		}
 	}
-	words := (len(v.tokens) + 63) / 64
-	bulk := min(v.maxTokenLen(), maxBulkChars)
-	v.safeUpTo = make([][]uint64, bulk+1)
-	for k := range v.safeUpTo {
-		v.safeUpTo[k] = make([]uint64, words)
-	}
 	for _, id := range ids {
 		t := v.tokens[id]
-		v.maxLen = max(v.maxLen, len(t))
 		common := 0
 		for common < len(t) && common < len(prev) && t[common] == prev[common] {
 			common++
@@ -190,84 +233,70 @@ func (v *Vocab) buildTrie() {
 		if common == len(t) && len(prev) == len(t) {
 			// Same bytes as the previous token: a duplicate on the same node.
 			n := path[len(path)-1]
-			if v.trie[n].dup == 0 {
-				v.dups = append(v.dups, nil)
-				v.trie[n].dup = int32(len(v.dups))
+			if trie[n].dup == 0 {
+				dups = append(dups, nil)
+				trie[n].dup = int32(len(dups))
 			}
-			v.dups[v.trie[n].dup-1] = append(v.dups[v.trie[n].dup-1], id)
+			dups[trie[n].dup-1] = append(dups[trie[n].dup-1], id)
 		} else {
 			closeTo(common)
 			for d := common; d < len(t); d++ {
-				path = append(path, int32(len(v.trie)))
-				v.trie = append(v.trie, trieNode{tok: -1, depth: uint16(d + 1), b: t[d]})
+				path = append(path, int32(len(trie)))
+				trie = append(trie, trieNode{tok: -1, depth: uint16(d + 1), b: t[d]})
 			}
-			v.trie[path[len(path)-1]].tok = id
+			trie[path[len(path)-1]].tok = id
 		}
 		chars, safe := stringSafe(t)
-		if safe {
-			for k := chars; k <= bulk; k++ {
-				v.safeUpTo[k][id>>6] |= 1 << (id & 63)
-			}
-			if chars > bulk {
-				v.longSafe = append(v.longSafe, safeToken{id, chars})
-			}
-			v.safeFirst[t[0]] = append(v.safeFirst[t[0]], id)
-		}
 		for _, n := range path[1:] {
 			if !safe || chars > 254 {
-				v.trie[n].safeChars = 255
-			} else if sc := v.trie[n].safeChars; sc != 255 {
-				v.trie[n].safeChars = uint8(max(int(sc), chars))
+				trie[n].safeChars = 255
+			} else if sc := trie[n].safeChars; sc != 255 {
+				trie[n].safeChars = uint8(max(int(sc), chars))
 			}
 		}
 		prev = t
 	}
 	closeTo(0)
-	v.trie[0].next = int32(len(v.trie))
-	v.buildBelow()
+	trie[0].next = int32(len(trie))
+	return trie, dups
 }
 
 // buildBelow fills below, preTokens and preStart. A node's subtree follows
-// it in pre-order, so a backward pass sees the subtree first, and a
-// forward pass with a stack of ancestors the prefix.
+// it in pre-order, so a backward pass sees the subtree first.
 func (v *Vocab) buildBelow() {
-	sets := make([]asciiSet, len(v.trie))
+	sets := make([]asciiSet, len(v.trie)) // bytes of the node and its subtree
 	high := make([]bool, len(v.trie))
+	v.below = make([]uint32, len(v.trie))
+	v.belowSets = []asciiSet{{}}
+	index := map[asciiSet]uint32{}
 	for i := len(v.trie) - 1; i > 0; i-- {
 		n := &v.trie[i]
+		var sub asciiSet // bytes strictly below the node
+		subHigh := false
+		for j := i + 1; j < int(n.next); j = int(v.trie[j].next) {
+			sub[0] |= sets[j][0]
+			sub[1] |= sets[j][1]
+			subHigh = subHigh || high[j]
+		}
+		sets[i], high[i] = sub, subHigh
 		if n.b >= 0x80 {
 			high[i] = true
 		} else {
 			sets[i][n.b>>6] |= 1 << (n.b & 63)
 		}
-		for j := i + 1; j < int(n.next); j = int(v.trie[j].next) {
-			sets[i][0] |= sets[j][0]
-			sets[i][1] |= sets[j][1]
-			high[i] = high[i] || high[j]
+		if subHigh || sub == (asciiSet{}) {
+			continue
 		}
+		k, ok := index[sub]
+		if !ok {
+			k = uint32(len(v.belowSets))
+			index[sub] = k
+			v.belowSets = append(v.belowSets, sub)
+		}
+		v.below[i] = k
 	}
-	// Prefix bytes: a node's parent is the nearest earlier node one level up.
-	parent := make([]int32, v.maxLen+2)
-	prefix := make([]asciiSet, len(v.trie))
-	prefixHigh := make([]bool, len(v.trie))
-	for i := 1; i < len(v.trie); i++ {
-		n := &v.trie[i]
-		parent[n.depth] = int32(i)
-		if n.depth > 1 {
-			p := parent[n.depth-1]
-			prefix[i], prefixHigh[i] = prefix[p], prefixHigh[p]
-		}
-		if n.b >= 0x80 {
-			prefixHigh[i] = true
-		} else {
-			prefix[i][n.b>>6] |= 1 << (n.b & 63)
-		}
-	}
-	v.below = make([]uint32, len(v.trie))
-	v.belowSets = []asciiSet{{}}
 	v.preStart = make([]int32, len(v.trie)+1)
 	v.preTokens = v.preTokens[:0]
-	index := map[asciiSet]uint32{}
 	for i := 0; i < len(v.trie); i++ {
 		n := &v.trie[i]
 		v.preStart[i] = int32(len(v.preTokens))
@@ -277,17 +306,6 @@ func (v *Vocab) buildBelow() {
 				v.preTokens = append(v.preTokens, v.dups[n.dup-1]...)
 			}
 		}
-		if i == 0 || high[i] || prefixHigh[i] {
-			continue
-		}
-		all := asciiSet{sets[i][0] | prefix[i][0], sets[i][1] | prefix[i][1]}
-		k, ok := index[all]
-		if !ok {
-			k = uint32(len(v.belowSets))
-			index[all] = k
-			v.belowSets = append(v.belowSets, all)
-		}
-		v.below[i] = k
 	}
 	v.preStart[len(v.trie)] = int32(len(v.preTokens))
 }

@@ -13,15 +13,23 @@ package grammar
 // context built from concatenation and union (not under intersection or
 // complement, whose languages are not monotone in their operands).
 //
-// So FillMask walks from the state's widened twin (its leading
-// char{0,n} with n ≥ maxLen replaced by char*), and so does every state
-// the walk reaches: all positions of a long-bounded string share one
-// walk state, one memoised mask and one set of successors. Consume keeps
-// the exact states, so the bound itself is enforced as before. This is
-// llguidance's observation that a lexeme's length bound need not live in
-// its automaton (guidance-ai/llguidance, docs on max_tokens and lexeme
-// limits), done here on derivatives (Owens, Reppy and Turon 2009 §4.2 on
-// similarity of states).
+// The same holds for any run X{0,n} whose X never matches ε (each
+// repetition spends at least one byte of w), as the counters of formats
+// are ([A-Za-z0-9-]{0,61} in an e-mail domain).
+//
+// So FillMask walks from the state's widened twin (its leading run with
+// n ≥ the width replaced by X*), and so does every state the walk
+// reaches: all positions of a long-bounded string share one walk state,
+// one memoised mask and one set of successors. The width is not the
+// longest token (128 bytes in Llama 3) but Vocab.split (32): the main
+// trie holds the tokens of at most split bytes, and the few hundred
+// longer ones (mostly runs of one byte) are walked apart, from states
+// widened for the longest token, so a counter of 32 to 127 is widened
+// too. Consume keeps the exact states, so the bound itself is enforced
+// as before. This is llguidance's observation that a lexeme's length
+// bound need not live in its automaton (guidance-ai/llguidance, docs on
+// max_tokens and lexeme limits), done here on derivatives (Owens, Reppy
+// and Turon 2009 §4.2 on similarity of states).
 
 // widenDepth bounds the bytes of a partial character or escape the
 // widening looks through before the run it widens (an escape \u00XX is
@@ -33,13 +41,9 @@ const widenDepth = 6
 // min bytes.
 func (b *builder) widen(x expr, min int) expr { return b.widenAt(x, min, widenDepth) }
 
-// widenAt is widen looking through at most depth single bytes, memoised
-// (one Grammar always widens with the same min, its longest token).
+// widenAt is widen looking through at most depth single bytes, memoised.
 func (b *builder) widenAt(x expr, min, depth int) expr {
-	if b.strChar == 0 {
-		return x
-	}
-	key := uint64(uint32(x))<<8 | uint64(depth)
+	key := uint64(uint32(x))<<32 | uint64(min)<<8 | uint64(depth)
 	if w, ok := b.wide[key]; ok {
 		return w
 	}
@@ -72,11 +76,19 @@ func (b *builder) widenNode(x expr, min, depth int) expr {
 		return b.widenAnd(x, min)
 	case kRepeat:
 		if b.isLongRun(x, min) {
-			return b.repeat(b.strChar, 0, -1)
+			return b.repeat(n.a, 0, -1)
 		}
 	case kConcat:
 		if b.isLongRun(n.a, min) {
-			return b.cat(b.repeat(b.strChar, 0, -1), n.b)
+			return b.cat(b.repeat(b.nodes[n.a].a, 0, -1), n.b)
+		}
+		if h := &b.nodes[n.a]; h.kind == kRepeat && h.min == 0 && h.max == 1 {
+			// An optional head (X{0,n}Y)? · rest is (ε | X{0,n}Y) · rest:
+			// its run is at the head too.
+			if w := b.widenAt(h.a, min, depth); w != h.a {
+				return b.cat(b.opt(w), n.b)
+			}
+			return x
 		}
 		if k := b.nodes[n.a].kind; k == kOr || k == kAnd {
 			// A union at the head, as when the document's trailing
@@ -97,10 +109,13 @@ func (b *builder) widenNode(x expr, min, depth int) expr {
 	return x
 }
 
-// isLongRun reports whether x is char{0,n} with n ≥ min (finite).
+// isLongRun reports whether x is X{0,n} with n ≥ min (finite), X a
+// string character or any expression that never matches ε (so that a
+// prefix of w bytes spends at most |w| repetitions: the argument above).
 func (b *builder) isLongRun(x expr, min int) bool {
 	n := &b.nodes[x]
-	return n.kind == kRepeat && n.a == b.strChar && n.min == 0 && n.max >= 0 && int(n.max) >= min
+	return n.kind == kRepeat && n.min == 0 && n.max >= 0 && int(n.max) >= min &&
+		(n.a == b.strChar || !b.nodes[n.a].nullable)
 }
 
 // widenAnd widens the string run among the operands of an intersection,

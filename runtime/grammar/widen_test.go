@@ -58,10 +58,17 @@ func TestWalkStatesBruteForce(t *testing.T) {
 		`{"anyOf": [{"type": "string", "maxLength": 11}, {"type": "string", "pattern": "^b"}]}`,
 		`{"type": "array", "items": {"type": "string"}}`,
 	}
+	bruteWalks(t, v, schemas, []Options{{}, {MaxStringLength: 12}, {MaxStringLength: 10}})
+}
+
+// bruteWalks compares FillMask with testing every token alone, at every
+// step of random walks through each schema under each of opts.
+func bruteWalks(t *testing.T, v *Vocab, schemas []string, opts []Options) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 8))
 	mask := make([]uint64, (v.Size()+63)/64)
 	for _, schema := range schemas {
-		for _, o := range []Options{{}, {MaxStringLength: 12}, {MaxStringLength: 10}} {
+		for _, o := range opts {
 			g, err := CompileJSONSchema(v, []byte(schema), o)
 			if err != nil && strings.Contains(err.Error(), "admits no text") && o.MaxStringLength > 0 {
 				continue // a pattern longer than the bound
@@ -107,6 +114,68 @@ func TestWalkStatesBruteForce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLongTokensBruteForce moves the boundary between the main trie and
+// the long tokens (Vocab.split) across the tokens: the main walk widens
+// runs for split bytes only, and the long tokens are walked from states
+// widened for the longest token. Tokens of split-1, split and split+1
+// bytes (and longer) of the characters of string runs and of a format's
+// classes, on both sides of bounds near the split.
+func TestLongTokensBruteForce(t *testing.T) {
+	schemas := []string{
+		`{"type": "string"}`,
+		`{"type": "string", "maxLength": 3}`,
+		`{"type": "string", "maxLength": 5}`,
+		`{"type": "string", "maxLength": 9}`,
+		`{"type": "string", "pattern": "^[a-z-]{0,6}$"}`,
+		`{"type": "string", "pattern": "^a[a-z-]{2,7}b$"}`,
+		`{"type": "string", "pattern": "^(x[a-z]{0,5}y)?z"}`,
+		`{"type": "string", "format": "email"}`,
+		`{"type": "string", "format": "uri"}`,
+		`{"type": "array", "items": {"type": "string", "maxLength": 6}}`,
+		`{"properties": {"foo": {"type": "string"}}, "additionalProperties": {"type": "string", "maxLength": 5}}`,
+	}
+	var toks [][]byte
+	for c := 0x20; c < 0x7f; c++ {
+		toks = append(toks, []byte{byte(c)})
+	}
+	for n := 2; n <= 9; n++ {
+		for _, c := range []string{"a", "-", "é"} {
+			toks = append(toks, []byte(strings.Repeat(c, n)))
+		}
+		toks = append(toks, []byte(strings.Repeat("a", n-1)+`"`), []byte("x"+strings.Repeat("b", n-2)+"y"))
+	}
+	toks = append(toks, []byte("a@b.c"), []byte("ab@cd-ef.gh"), []byte("http://a-b"), []byte("\n"), nil)
+	for _, split := range []int{3, 4, 5} {
+		v, err := newVocabSplit(toks, nil, []int32{int32(len(toks) - 1)}, split)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.split != split || len(v.longTrie) < 2 {
+			t.Fatalf("split %d: got %d, %d long nodes", split, v.split, len(v.longTrie))
+		}
+		bruteWalks(t, v, schemas, []Options{{}, {MaxStringLength: 7}})
+	}
+	// The real boundary: tokens of 31, 32 and 33 bytes.
+	var real [][]byte
+	for c := 0x20; c < 0x7f; c++ {
+		real = append(real, []byte{byte(c)})
+	}
+	for _, n := range []int{30, 31, 32, 33, 34, 40} {
+		real = append(real, []byte(strings.Repeat("a", n)), []byte(strings.Repeat("-", n)), []byte(strings.Repeat("a", n-1)+`"`))
+	}
+	real = append(real, []byte("\n"), nil)
+	v, err := NewVocab(real, nil, []int32{int32(len(real) - 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.split != walkSplit {
+		t.Fatalf("split %d, want %d", v.split, walkSplit)
+	}
+	bruteWalks(t, v, []string{`{"type": "string"}`, `{"type": "string", "maxLength": 32}`, `{"type": "string", "maxLength": 33}`,
+		`{"type": "string", "maxLength": 38}`, `{"type": "string", "format": "email"}`, `{"type": "string", "pattern": "^[a-z-]{0,35}$"}`},
+		[]Options{{}, {MaxStringLength: 36}})
 }
 
 // TestWidenKeepsBound checks that widening never leaks into Consume: a
