@@ -173,7 +173,7 @@ func (s *Server) compile(l *runtime.Loaded, spec *constraintSpec) (*grammar.Gram
 		return nil, badRequest(spec.param, "Structured outputs are not available for this model's tokenizer.")
 	}
 	var g *grammar.Grammar
-	o := grammar.Options{}
+	o := grammar.Options{StrictProperties: true} // as vLLM (xgrammar's strict mode): listed properties only
 	switch {
 	case spec.jsonObject:
 		g, err = grammar.CompileJSONObject(vocab, o)

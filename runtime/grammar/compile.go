@@ -26,6 +26,12 @@ type Options struct {
 	MaxDepth int
 	// MaxStates bounds the automaton states built lazily per Grammar.
 	MaxStates int
+	// StrictProperties makes an object schema that lists properties but
+	// does not say additionalProperties allow no other members, as
+	// xgrammar's strict_mode (vLLM's default) does: a model then writes the
+	// listed properties only, as a caller of a structured-output API
+	// expects. False follows JSON Schema (other members allowed).
+	StrictProperties bool
 }
 
 // Defaults for Options.

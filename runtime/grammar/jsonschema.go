@@ -707,6 +707,9 @@ func (c *schemaCompiler) objectValue(s *Value, path string) (expr, error) {
 	b := c.b
 	addl := c.anyValue(c.o.MaxDepth - 1)
 	addlAllowed := true
+	if c.o.StrictProperties && s.Get("properties") != nil && s.Get("additionalProperties") == nil {
+		addlAllowed = false
+	}
 	if a := s.Get("additionalProperties"); a != nil {
 		if a.Kind == Bool && !a.Bool {
 			addlAllowed = false
