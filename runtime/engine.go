@@ -301,6 +301,16 @@ func (e *Engine) loop() {
 	readerWait := time.NewTimer(readerPoll)
 	readerWait.Stop()
 	for {
+		// Drop cancelled sequences first: before spending compute on them,
+		// and before admission, so that their places go to waiting requests
+		// now (an idle engine would not look again until a new Submit).
+		running = slices.DeleteFunc(running, func(s *sequence) bool {
+			if s.ctx.Err() != nil {
+				e.finish(s, "", s.ctx.Err())
+				return true
+			}
+			return false
+		})
 		e.mu.Lock()
 		// A request cancelled while waiting leaves the queue at once.
 		e.waiting = slices.DeleteFunc(e.waiting, func(s *sequence) bool {
@@ -320,14 +330,6 @@ func (e *Engine) loop() {
 		nWaiting, closed := len(e.waiting), e.closed
 		e.mu.Unlock()
 
-		// Drop cancelled sequences before spending compute on them.
-		running = slices.DeleteFunc(running, func(s *sequence) bool {
-			if s.ctx.Err() != nil {
-				e.finish(s, "", s.ctx.Err())
-				return true
-			}
-			return false
-		})
 		if e.opts.Observer != nil {
 			e.opts.Observer.Queue(len(running), nWaiting)
 		}

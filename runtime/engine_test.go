@@ -229,3 +229,35 @@ func TestConstraintMasksSampling(t *testing.T) {
 		t.Errorf("dead-end constraint ended with %+v", last)
 	}
 }
+
+// When the only running sequence is cancelled, the request waiting behind
+// it starts at once, not when some later request wakes the engine.
+func TestCancelledRunningMakesRoomForWaiting(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	e := NewEngine(l, EngineOptions{MaxRunning: 1})
+	defer e.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	// Never read: the first request fills its event buffer and waits for
+	// its reader, holding the only running place.
+	if _, err := e.Submit(ctx, Request{PromptTokens: []int32{1}, MaxTokens: 4 * eventCapacity, IgnoreEOS: true, Sampling: greedy}); err != nil {
+		t.Fatal(err)
+	}
+	queued, err := e.Submit(context.Background(), Request{Prompt: "Once", MaxTokens: 5, Sampling: greedy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the first one stall (not needed for correctness)
+	cancel()
+	timeout := time.After(30 * time.Second)
+	for done := false; !done; {
+		select {
+		case ev := <-queued:
+			if ev.Err != nil {
+				t.Fatal(ev.Err)
+			}
+			done = ev.Done
+		case <-timeout:
+			t.Fatal("the waiting request never started after the running one was cancelled")
+		}
+	}
+}
