@@ -27,7 +27,7 @@
 //	reg, _ := adapters.NewRegistry(adaptersDir, servedNames...)
 //	reg.Add(name, path)                                  // each --lora name=path
 //	w := adapters.Watch(reg, adapters.WatchOptions{})    // defer w.Close()
-//	m := adapters.NewMetrics(); m.Register(promRegistry)
+//	m := adapters.NewMetrics(adapters.MetricsOptions{VLLMCompat: true}); m.Register(promRegistry)
 //	pool, _ := adapters.NewPool(loaded.Model, maxLoras, maxLoRARank, budget, reg, adapters.PoolOptions{Metrics: m})
 //	engine := runtime.NewEngine(loaded, opts)           // after NewPool: it enables LoRA on the model
 //	gen := &adapters.Generator{Engine: engine, Pool: pool, Name: "pirate-lora"}

@@ -3,6 +3,7 @@ package adapters
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +11,24 @@ import (
 
 // metricPrefix is the server's (openai/metrics.go): vLLM's names with our prefix.
 const metricPrefix = "parrot:"
+
+// Names of the LoRA info gauge: ours, and vLLM's, which the Gateway API
+// Inference Extension's endpoint picker reads for LoRA affinity (its model
+// server protocol, docs/proposals/003-model-server-protocol: the series with
+// the latest value is the current one; max_lora, running_lora_adapters and
+// waiting_lora_adapters are its labels, the adapter lists comma-separated).
+const (
+	MetricLoRARequestsInfo = metricPrefix + "lora_requests_info"
+	VLLMLoRARequestsInfo   = "vllm:lora_requests_info"
+)
+
+// MetricsOptions choose the series exported besides the parrot: ones.
+type MetricsOptions struct {
+	// VLLMCompat also exports vllm:lora_requests_info, with vLLM's labels
+	// and meaning (vllm/v1/metrics/loggers.py, PrometheusStatLogger: a
+	// gauge set to the time of the last update), from the same slot state.
+	VLLMCompat bool
+}
 
 // Metrics are the Prometheus collectors of the adapter pool. A nil
 // *Metrics records nothing.
@@ -21,13 +40,14 @@ type Metrics struct {
 	loadSeconds  prometheus.Histogram
 	loadFailures prometheus.Counter
 	evictions    prometheus.Counter
-	info         *prometheus.GaugeVec // vLLM's lora_requests_info
+	info         *infoCollector // vLLM's lora_requests_info, under our name and (VLLMCompat) vLLM's
 }
 
 // NewMetrics makes the collectors; Register adds them to a registry.
-func NewMetrics() *Metrics {
+func NewMetrics(opts MetricsOptions) *Metrics {
 	name := []string{"lora_name"}
-	return &Metrics{
+	infoLabels := []string{"max_lora", "running_lora_adapters", "waiting_lora_adapters"} // vLLM's
+	m := &Metrics{
 		loaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricPrefix + "lora_loaded_adapters",
 			Help: "Adapters resident in LoRA slots."}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + "lora_requests_total",
@@ -43,11 +63,17 @@ func NewMetrics() *Metrics {
 			Help: "Adapter versions refused when loaded (invalid or unreadable files)."}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: metricPrefix + "lora_evictions_total",
 			Help: "Idle resident adapters evicted (least recently used) to load another."}),
-		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricPrefix + "lora_requests_info",
-			Help: "Running stats on LoRA requests (as vLLM's): the value is the time of the last update; " +
-				"running_lora_adapters hold a slot, waiting_lora_adapters wait for one."},
-			[]string{"max_lora", "running_lora_adapters", "waiting_lora_adapters"}),
+		info: &infoCollector{desc: prometheus.NewDesc(MetricLoRARequestsInfo,
+			"Running stats on LoRA requests (as vLLM's): the value is the time of the last update; "+
+				"running_lora_adapters hold a slot, waiting_lora_adapters wait for one.", infoLabels, nil)},
 	}
+	if opts.VLLMCompat {
+		m.info.vllmDesc = prometheus.NewDesc(VLLMLoRARequestsInfo,
+			"Running stats on LoRA requests (vLLM's name; the same series as "+MetricLoRARequestsInfo+"): "+
+				"the value is the Unix time of the last update; running_lora_adapters are the adapters of running requests, "+
+				"waiting_lora_adapters those of requests waiting for a slot, max_lora the slots.", infoLabels, nil)
+	}
+	return m
 }
 
 // Register adds the collectors to reg.
@@ -99,12 +125,51 @@ func (m *Metrics) evicted() {
 	}
 }
 
-// requestsInfo publishes the running and waiting adapters (sorted names).
+// requestsInfo publishes the running and waiting adapters (sorted names):
+// one series whose labels name them and whose value is the time of this
+// update, replacing the previous one.
 func (m *Metrics) requestsInfo(maxLoRA int, running, waiting []string) {
 	if m == nil {
 		return
 	}
-	m.info.Reset()
-	m.info.WithLabelValues(strconv.Itoa(maxLoRA), strings.Join(running, ","), strings.Join(waiting, ",")).
-		Set(float64(time.Now().UnixNano()) / 1e9)
+	m.info.set([3]string{strconv.Itoa(maxLoRA), strings.Join(running, ","), strings.Join(waiting, ",")},
+		float64(time.Now().UnixNano())/1e9)
+}
+
+// infoCollector holds the current lora_requests_info series and exports it
+// under each of its names from one read, so a scrape never sees the state
+// between two updates (no series, or twins that disagree).
+type infoCollector struct {
+	desc, vllmDesc *prometheus.Desc // vllmDesc nil without VLLMCompat
+
+	mu      sync.Mutex
+	labels  [3]string // max_lora, running_lora_adapters, waiting_lora_adapters
+	updated float64   // Unix seconds; 0 = never set
+}
+
+func (c *infoCollector) set(labels [3]string, updated float64) {
+	c.mu.Lock()
+	c.labels, c.updated = labels, updated
+	c.mu.Unlock()
+}
+
+func (c *infoCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	if c.vllmDesc != nil {
+		ch <- c.vllmDesc
+	}
+}
+
+func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	labels, updated := c.labels, c.updated
+	c.mu.Unlock()
+	if updated == 0 {
+		return
+	}
+	for _, d := range []*prometheus.Desc{c.desc, c.vllmDesc} {
+		if d != nil {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, updated, labels[:]...)
+		}
+	}
 }

@@ -46,7 +46,7 @@ func newTestPool(t *testing.T, root string, slots, maxRank int) *testPool {
 	}
 	w := Watch(reg, WatchOptions{Debounce: 50 * time.Millisecond, PollInterval: 50 * time.Millisecond})
 	t.Cleanup(func() { w.Close() })
-	m := NewMetrics()
+	m := NewMetrics(MetricsOptions{})
 	prom := prometheus.NewRegistry()
 	if err := m.Register(prom); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ type Serve struct {
 	LoRAMemoryBudget int64    // bytes for adapter slots; 0 = no limit
 	EnableLoRAAdmin  bool     // POST /v1/load_lora_adapter, /v1/unload_lora_adapter
 	Playground       bool     // the chat page at /
+	MetricsCompat    string   // "vllm": also export vLLM's names of the routing gauges; "none"
 
 	MaxNumSeqs          int   // sequences decoded together
 	MaxNumSeqsPerReq    int   // sequences of one request decoded together; 0 = MaxNumSeqs/4
@@ -94,6 +95,10 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int64("lora-memory-budget", 0, "bytes the adapter slots may use; 0 = no limit (the slot count alone bounds them)")
 	fs.Bool("enable-lora-admin", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (behind the API key)")
 	fs.Bool("playground", true, "serve the chat playground at / (static files; its API calls need the API key like any client's); --playground=false to turn it off")
+	fs.String("metrics-compat", "vllm", "also export, on /metrics, the series a Gateway API Inference Extension endpoint picker (or llm-d, AIBrix) scrapes to choose a replica, "+
+		"under vLLM's names and labels: vllm:num_requests_running, vllm:num_requests_waiting and vllm:lora_requests_info, from the same sources as their parrot: twins "+
+		"(vllm), or not (none). The default is vllm: the duplicates are a few gauge series and no vLLM runs in this process, so nothing is counted twice; "+
+		"vllm:kv_cache_usage_perc is absent until the engine has a paged KV block pool to report")
 	fs.Int("max-num-seqs", 16, "most sequences decoded together in one step")
 	fs.Int("max-num-seqs-per-request", 0, "most sequences of one request (its n choices and prompts) decoded together, so a large n does not hold back the requests queued behind it; 0 = a quarter of --max-num-seqs")
 	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
@@ -121,7 +126,7 @@ func ServeUsage(w io.Writer) {
 	fmt.Fprintf(w, `Usage: serve --model MODEL [flags]
 
 Serves MODEL over an OpenAI-compatible HTTP API (/v1/chat/completions,
-/v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics).
+/v1/completions, /v1/models, /tokenize, /detokenize, /health, /livez, /metrics).
 %s`, flagsHelp(serveFlags()))
 }
 
@@ -155,6 +160,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
 		EnableLoRAAdmin:     g.bool("enable-lora-admin"),
 		Playground:          g.bool("playground"),
+		MetricsCompat:       strings.ToLower(g.str("metrics-compat")),
 		MaxNumSeqs:          g.int("max-num-seqs"),
 		MaxNumSeqsPerReq:    g.int("max-num-seqs-per-request"),
 		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),
@@ -412,6 +418,9 @@ func (c *Serve) Validate() error {
 		if d.v < 0 {
 			bad("--%s %v: must not be negative", d.flag, d.v)
 		}
+	}
+	if !slices.Contains([]string{"vllm", "none"}, c.MetricsCompat) {
+		bad("--metrics-compat %q: must be vllm or none", c.MetricsCompat)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("--log-level %q: must be debug, info, warn or error", c.LogLevel)

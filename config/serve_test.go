@@ -50,7 +50,7 @@ func TestServeDefaults(t *testing.T) {
 		Model: "org/name", ServedModelNames: []string{"org/name"}, Port: 8000, Quantize: "nf4", Backend: "cpu",
 		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text",
-		MaxLoRAs: 4, MaxLoRARank: 16, Playground: true,
+		MaxLoRAs: 4, MaxLoRARank: 16, Playground: true, MetricsCompat: "vllm",
 		ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -147,6 +147,8 @@ func TestServeInvalid(t *testing.T) {
 		{"backend", []string{"--model", "m", "--backend", "metal"}, nil, "", "--backend \"metal\""},
 		{"log level", []string{"--model", "m", "--log-level", "loud"}, nil, "", "--log-level"},
 		{"log format", []string{"--model", "m", "--log-format", "xml"}, nil, "", "--log-format"},
+		{"metrics compat", []string{"--model", "m", "--metrics-compat", "sglang"}, nil, "", "--metrics-compat \"sglang\": must be vllm or none"},
+		{"metrics compat env", []string{"--model", "m"}, map[string]string{"PARROT_METRICS_COMPAT": "tgi"}, "", "--metrics-compat \"tgi\""},
 		{"negative len", []string{"--model", "m", "--max-model-len", "-1"}, nil, "", "--max-model-len -1"},
 		{"seqs", []string{"--model", "m", "--max-num-seqs", "0"}, nil, "", "--max-num-seqs 0"},
 		{"body", []string{"--model", "m", "--max-request-body-bytes", "10"}, nil, "", "--max-request-body-bytes 10"},
@@ -191,7 +193,7 @@ func TestServeHelp(t *testing.T) {
 	help := out.String()
 	for _, flag := range []string{"model", "served-model-name", "host", "port", "quantize", "max-model-len", "threads",
 		"backend", "api-key", "adapters-dir", "max-num-seqs", "max-num-batched-tokens", "max-waiting-requests",
-		"max-request-body-bytes", "shutdown-timeout", "log-level", "log-format", "config", "revision", "chat-template"} {
+		"max-request-body-bytes", "shutdown-timeout", "log-level", "log-format", "config", "revision", "chat-template", "metrics-compat"} {
 		if !strings.Contains(help, "--"+flag+" ") {
 			t.Errorf("help lacks --%s", flag)
 		}
@@ -232,5 +234,51 @@ func TestServePlayground(t *testing.T) {
 				t.Errorf("%v: playground still on", tc.args)
 			}
 		})
+	}
+}
+
+// --metrics-compat is vllm by default (the vLLM-named routing gauges are
+// exported), none turns them off from each source, and its help names the
+// missing KV series so the gap shows in --help too.
+func TestServeMetricsCompat(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+		yaml string
+		want string
+	}{
+		{"default", nil, "", "", "vllm"},
+		{"flag", []string{"--metrics-compat", "none"}, "", "", "none"},
+		{"flag case", []string{"--metrics-compat", "VLLM"}, "", "", "vllm"},
+		{"env", nil, "none", "", "none"},
+		{"file", nil, "", "metrics-compat: none\n", "none"},
+		{"flag over env", []string{"--metrics-compat", "vllm"}, "none", "", "vllm"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--model", "m"}, tc.args...)
+			if tc.env != "" {
+				t.Setenv("PARROT_METRICS_COMPAT", tc.env)
+			}
+			if tc.yaml != "" {
+				args = append(args, "--config", writeYAML(t, tc.yaml))
+			}
+			c, err := ParseServe(args, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MetricsCompat != tc.want {
+				t.Errorf("MetricsCompat = %q, want %q", c.MetricsCompat, tc.want)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if _, err := ParseServe([]string{"--help"}, &out); !errors.Is(err, ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:lora_requests_info", "vllm:kv_cache_usage_perc is absent", `(default "vllm")`} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("--metrics-compat help lacks %q", s)
+		}
 	}
 }

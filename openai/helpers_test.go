@@ -68,7 +68,7 @@ func newTestServer(t testing.TB, cfg serverConfig) *testServer {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	metrics, err := NewMetrics(reg)
+	metrics, err := NewMetrics(reg, MetricsOptions{VLLMCompat: true})
 	if err != nil {
 		t.Fatal(err)
 	}

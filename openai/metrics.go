@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,9 +13,44 @@ import (
 // prefix, each labelled with the served model.
 const metricPrefix = "parrot:"
 
+// Names of the queue gauges, for deployment manifests (an autoscaler's
+// metric) and tests.
+const (
+	MetricRequestsRunning = metricPrefix + "num_requests_running"
+	MetricRequestsWaiting = metricPrefix + "num_requests_waiting"
+)
+
+// vLLM's names of the same gauges, exported as well under
+// MetricsOptions.VLLMCompat: the Gateway API Inference Extension's endpoint
+// picker (its model server protocol, docs/proposals/003-model-server-protocol),
+// llm-d and AIBrix scrape these to choose a replica. vLLM labels them
+// model_name and engine (the engine core's index, "0" with one engine:
+// vllm/v1/metrics/loggers.py, PrometheusStatLogger).
+const (
+	VLLMRequestsRunning = "vllm:num_requests_running"
+	VLLMRequestsWaiting = "vllm:num_requests_waiting"
+	// VLLMKVCacheUsage (vllm:kv_cache_usage_perc, the fraction of KV blocks
+	// in use, 0..1) is NOT exported: each sequence's KV cache grows on its
+	// own (runtime.KVCache) and there is no pool of blocks under a budget
+	// whose use it could honestly report. It comes with the paged KV pool;
+	// until then the endpoint picker sees no KV signal from parrot and
+	// ranks replicas by their queues.
+	VLLMKVCacheUsage = "vllm:kv_cache_usage_perc"
+)
+
+// vllmEngine is the engine label of the vLLM-named series: one engine.
+const vllmEngine = "0"
+
+// MetricsOptions choose the series exported besides the parrot: ones.
+type MetricsOptions struct {
+	// VLLMCompat also exports vllm:num_requests_running and
+	// vllm:num_requests_waiting, from the same scheduler events.
+	VLLMCompat bool
+}
+
 // Metrics are the Prometheus collectors of the engines' scheduler events.
 type Metrics struct {
-	running, waiting *prometheus.GaugeVec
+	queue            *queueCollector // running and waiting, per model
 	promptTokens     *prometheus.CounterVec
 	generationTokens *prometheus.CounterVec
 	requestSuccess   *prometheus.CounterVec // by finished_reason
@@ -35,16 +71,13 @@ var (
 )
 
 // NewMetrics registers the collectors with reg.
-func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
 	model := []string{"model_name"}
 	hist := func(name, help string, buckets []float64) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricPrefix + name, Help: help, Buckets: buckets}, model)
 	}
 	m := &Metrics{
-		running: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricPrefix + "num_requests_running",
-			Help: "Number of requests being decoded (holding a KV cache)."}, model),
-		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricPrefix + "num_requests_waiting",
-			Help: "Number of requests queued for a decode slot."}, model),
+		queue: newQueueCollector(opts.VLLMCompat),
 		promptTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + "prompt_tokens_total",
 			Help: "Prompt tokens processed, of finished requests."}, model),
 		generationTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + "generation_tokens_total",
@@ -59,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		promptLen:     hist("request_prompt_tokens", "Prompt length of finished requests.", lengthBuckets),
 		generationLen: hist("request_generation_tokens", "Generated tokens of finished requests.", lengthBuckets),
 	}
-	for _, c := range []prometheus.Collector{m.running, m.waiting, m.promptTokens, m.generationTokens,
+	for _, c := range []prometheus.Collector{m.queue, m.promptTokens, m.generationTokens,
 		m.requestSuccess, m.ttft, m.interToken, m.e2e, m.queueTime, m.promptLen, m.generationLen} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -71,8 +104,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // Observer returns the runtime.Observer for the engine serving model.
 func (m *Metrics) Observer(model string) runtime.Observer {
 	return &modelObserver{
-		running:          m.running.WithLabelValues(model),
-		waiting:          m.waiting.WithLabelValues(model),
+		queue:            m.queue.add(model),
 		promptTokens:     m.promptTokens.WithLabelValues(model),
 		generationTokens: m.generationTokens.WithLabelValues(model),
 		success:          m.requestSuccess.MustCurryWith(prometheus.Labels{"model_name": model}),
@@ -87,7 +119,7 @@ func (m *Metrics) Observer(model string) runtime.Observer {
 
 // modelObserver holds one model's series, resolved once.
 type modelObserver struct {
-	running, waiting               prometheus.Gauge
+	queue                          *queueCounts
 	promptTokens, generationTokens prometheus.Counter
 	success                        *prometheus.CounterVec
 	ttft, interToken, e2e          prometheus.Observer
@@ -96,8 +128,9 @@ type modelObserver struct {
 }
 
 func (o *modelObserver) Queue(running, waiting int) {
-	o.running.Set(float64(running))
-	o.waiting.Set(float64(waiting))
+	o.queue.mu.Lock()
+	o.queue.running, o.queue.waiting = running, waiting
+	o.queue.mu.Unlock()
 }
 
 func (o *modelObserver) Token(first bool, sinceLast time.Duration) {
@@ -121,5 +154,76 @@ func (o *modelObserver) Finished(promptTokens, completionTokens int, t runtime.T
 	o.e2e.Observe(t.Finished.Sub(t.Queued).Seconds())
 	if !t.Scheduled.IsZero() {
 		o.queueTime.Observe(t.Scheduled.Sub(t.Queued).Seconds())
+	}
+}
+
+// queueCollector exports each model's running and waiting counts under our
+// names and, with VLLMCompat, vLLM's, from one read per model and scrape:
+// the twins never disagree within a scrape, as two gauges set one after the
+// other could.
+type queueCollector struct {
+	running, waiting         *prometheus.Desc // model_name
+	vllmRunning, vllmWaiting *prometheus.Desc // model_name, engine; nil without VLLMCompat
+
+	mu     sync.Mutex
+	models map[string]*queueCounts
+}
+
+// queueCounts are one model's last reported queue.
+type queueCounts struct {
+	mu               sync.Mutex
+	running, waiting int
+}
+
+func newQueueCollector(vllm bool) *queueCollector {
+	model := []string{"model_name"}
+	c := &queueCollector{
+		running: prometheus.NewDesc(MetricRequestsRunning, "Number of requests being decoded (holding a KV cache).", model, nil),
+		waiting: prometheus.NewDesc(MetricRequestsWaiting, "Number of requests queued for a decode slot.", model, nil),
+		models:  map[string]*queueCounts{},
+	}
+	if vllm {
+		labels := []string{"model_name", "engine"}
+		c.vllmRunning = prometheus.NewDesc(VLLMRequestsRunning,
+			"Number of requests in model execution batches (vLLM's name; the same value as "+MetricRequestsRunning+").", labels, nil)
+		c.vllmWaiting = prometheus.NewDesc(VLLMRequestsWaiting,
+			"Number of requests waiting to be processed (vLLM's name; the same value as "+MetricRequestsWaiting+").", labels, nil)
+	}
+	return c
+}
+
+// add returns model's counts (0 and 0 until its engine reports).
+func (c *queueCollector) add(model string) *queueCounts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := c.models[model]
+	if q == nil {
+		q = &queueCounts{}
+		c.models[model] = q
+	}
+	return q
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.running, c.waiting, c.vllmRunning, c.vllmWaiting} {
+		if d != nil {
+			ch <- d
+		}
+	}
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for model, q := range c.models {
+		q.mu.Lock()
+		running, waiting := float64(q.running), float64(q.waiting)
+		q.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, running, model)
+		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, waiting, model)
+		if c.vllmRunning != nil {
+			ch <- prometheus.MustNewConstMetric(c.vllmRunning, prometheus.GaugeValue, running, model, vllmEngine)
+			ch <- prometheus.MustNewConstMetric(c.vllmWaiting, prometheus.GaugeValue, waiting, model, vllmEngine)
+		}
 	}
 }

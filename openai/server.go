@@ -90,8 +90,10 @@ func New(opts Options) *Server {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.requestLog, s.deadlines)
 
-	e.GET("/health", s.health)
-	e.HEAD("/health", s.health)
+	e.GET(HealthPath, s.health)
+	e.HEAD(HealthPath, s.health)
+	e.GET(LivenessPath, live)
+	e.HEAD(LivenessPath, live)
 	if opts.Gatherer != nil {
 		h := promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
 		e.GET("/metrics", echo.WrapHandler(h))
@@ -213,6 +215,21 @@ func (s *Server) resolve(name string) (Target, *APIError) {
 	return t, nil
 }
 
+// The probe routes, open like /metrics. HealthPath is readiness (vLLM's
+// /health): 200 once a model is served, 503 while it loads or the server
+// drains, so a balancer or a Kubernetes readiness probe sends traffic
+// elsewhere. LivenessPath is 200 whenever the process serves HTTP, loading
+// and draining included, so a liveness probe restarts only a server that
+// stopped answering, never one that is loading a model or finishing its
+// requests.
+const (
+	HealthPath   = "/health"
+	LivenessPath = "/livez"
+)
+
+// live answers the liveness probe.
+func live(c echo.Context) error { return c.NoContent(http.StatusOK) }
+
 // health is 200 once a model is served, 503 while loading or draining.
 func (s *Server) health(c echo.Context) error {
 	if _, apiErr := s.resolver(); apiErr != nil {
@@ -330,7 +347,7 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 				level = slog.LevelError
 			case status >= 500:
 				level = slog.LevelWarn // loading, draining
-			case req.URL.Path == "/health" || req.URL.Path == "/metrics":
+			case req.URL.Path == HealthPath || req.URL.Path == LivenessPath || req.URL.Path == "/metrics":
 				level = slog.LevelDebug
 			}
 			log.Log(req.Context(), level, "request",

@@ -74,7 +74,8 @@ func newLogger(cfg config.Serve, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := openai.NewMetrics(reg)
+	vllmCompat := cfg.MetricsCompat == "vllm"
+	metrics, err := openai.NewMetrics(reg, openai.MetricsOptions{VLLMCompat: vllmCompat})
 	if err != nil {
 		return err
 	}
@@ -226,7 +227,7 @@ func setupAdapters(cfg config.Serve, model *runtime.Model, log *slog.Logger, reg
 			return nil, nil, err
 		}
 	}
-	metrics := adapters.NewMetrics()
+	metrics := adapters.NewMetrics(adapters.MetricsOptions{VLLMCompat: cfg.MetricsCompat == "vllm"})
 	if err := metrics.Register(reg); err != nil {
 		return nil, nil, err
 	}
