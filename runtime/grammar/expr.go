@@ -91,6 +91,7 @@ type builder struct {
 	limit      int   // maximum number of nodes
 	err        error // first limit error, sticky
 	scratch    []expr
+	dstack     []expr // derivative's stack of kid derivatives
 }
 
 func newBuilder(limit int) *builder {
@@ -199,10 +200,19 @@ func (b *builder) cat(x, y expr) expr {
 	if y == exprEps {
 		return x
 	}
-	if nx := b.nodes[x]; nx.kind == kConcat {
-		return b.cat(nx.a, b.cat(nx.b, y))
+	// Pointers, not copies: a node is large, and cat is the hottest
+	// constructor of derivatives. Fields are read before any call that
+	// may grow the table.
+	nx := &b.nodes[x]
+	if nx.kind == kConcat {
+		head, rest := nx.a, nx.b
+		return b.cat(head, b.cat(rest, y))
 	}
-	nx, ny := b.nodes[x], b.nodes[y]
+	ck := uint64(uint32(x))<<32 | uint64(uint32(y)) // as intern keys it
+	if e, ok := b.cats[ck]; ok {
+		return e
+	}
+	ny := &b.nodes[y]
 	return b.intern(nodeKey{kind: kConcat, a: x, b: y},
 		node{kind: kConcat, a: x, b: y, nullable: nx.nullable && ny.nullable, hasAnd: nx.hasAnd || ny.hasAnd})
 }
@@ -283,7 +293,7 @@ func (b *builder) nary(k kind, xs []expr) expr {
 
 // not is the complement of x over all byte strings.
 func (b *builder) not(x expr) expr {
-	if n := b.nodes[x]; n.kind == kNot {
+	if n := &b.nodes[x]; n.kind == kNot {
 		return n.a
 	}
 	return b.intern(nodeKey{kind: kNot, a: x}, node{kind: kNot, a: x, nullable: !b.nodes[x].nullable, hasAnd: true})
@@ -306,7 +316,7 @@ func (b *builder) repeat(x expr, min, max int) expr {
 	if min == 1 && max == 1 {
 		return x
 	}
-	nx := b.nodes[x]
+	nx := &b.nodes[x]
 	return b.intern(nodeKey{kind: kRepeat, a: x, min: int32(min), max: int32(max)},
 		node{kind: kRepeat, a: x, min: int32(min), max: int32(max), nullable: min == 0 || nx.nullable, hasAnd: nx.hasAnd})
 }
@@ -351,15 +361,16 @@ func (b *builder) derivative(x expr, c byte) expr {
 			d = b.or(d, b.derivative(n.b, c))
 		}
 	case kOr, kAnd:
-		ds := make([]expr, len(n.kids))
-		for i, k := range n.kids {
-			ds[i] = b.derivative(k, c)
+		// The kids' derivatives go on a stack shared by the recursion
+		// (no allocation per node); it may grow during the calls, so it
+		// is indexed afresh after each.
+		k, base := n.kind, len(b.dstack)
+		for _, kid := range n.kids {
+			dk := b.derivative(kid, c)
+			b.dstack = append(b.dstack, dk)
 		}
-		if n.kind == kOr {
-			d = b.or(ds...)
-		} else {
-			d = b.and(ds...)
-		}
+		d = b.nary(k, b.dstack[base:])
+		b.dstack = b.dstack[:base]
 	case kNot:
 		d = b.not(b.derivative(n.a, c))
 	case kRepeat:
