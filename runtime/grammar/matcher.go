@@ -428,6 +428,15 @@ func (g *Grammar) charTargets(s int32, visit func(int32) bool) bool {
 			return false
 		}
 	}
+	return g.multiByteTargets(s, visit)
+}
+
+// multiByteTargets calls visit with the walk state after each multi-byte
+// UTF-8 character from s, one byte per class and position (leads of one
+// class with the same continuation ranges behave alike; targets may
+// repeat). It reports false as soon as a character leads to the dead state
+// or visit returns false.
+func (g *Grammar) multiByteTargets(s int32, visit func(int32) bool) bool {
 	var walk func(st int32, left int, lo, hi byte) bool
 	walk = func(st int32, left int, lo, hi byte) bool {
 		var seen [256]bool
@@ -499,46 +508,12 @@ func (g *Grammar) multiByteTarget(s int32) int32 {
 		return t
 	}
 	target := int32(-2)
-	var walk func(st int32, left int, lo, hi byte) bool
-	walk = func(st int32, left int, lo, hi byte) bool {
-		var seen [256]bool
-		for c := int(lo); c <= int(hi); c++ {
-			k := g.cls[c]
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			u := g.walkStep(st, byte(c))
-			if u == 0 {
-				return false
-			}
-			if left == 1 {
-				if target == -2 {
-					target = u
-				} else if u != target {
-					return false
-				}
-				continue
-			}
-			if !walk(u, left-1, 0x80, 0xBF) {
-				return false
-			}
+	ok := g.multiByteTargets(s, func(u int32) bool {
+		if target == -2 {
+			target = u
 		}
-		return true
-	}
-	ok := true
-	seenLead := map[[4]int]bool{}
-	for lead := 0xC2; lead <= 0xF4 && ok; lead++ {
-		n, lo2, hi2 := utf8Cont(byte(lead))
-		// Leads of one class with the same continuation ranges behave alike.
-		key := [4]int{int(g.cls[lead]), n, int(lo2), int(hi2)}
-		if seenLead[key] {
-			continue
-		}
-		seenLead[key] = true
-		u := g.walkStep(s, byte(lead))
-		ok = u != 0 && walk(u, n, lo2, hi2)
-	}
+		return u == target
+	})
 	if !ok || target < 0 {
 		target = -1
 	}
