@@ -886,25 +886,8 @@ func (c *larkCompiler) regular(n *larkNode, d *larkDef) (expr, error) {
 			return exprEmpty, larkErr(n.line, "terminal %s refers to rule %s (terminals may use only terminals)", d.name, t.name)
 		}
 		return c.terminal(t, n.line)
-	case larkSeq, larkAlt:
-		parts := make([]expr, len(n.subs))
-		for i, s := range n.subs {
-			e, err := c.regular(s, d)
-			if err != nil {
-				return exprEmpty, err
-			}
-			parts[i] = e
-		}
-		if n.op == larkSeq {
-			return b.seq(parts...), nil
-		}
-		return b.or(parts...), nil
-	case larkRepeat:
-		e, err := c.regular(n.subs[0], d)
-		if err != nil {
-			return exprEmpty, err
-		}
-		return b.repeat(e, n.min, n.max), nil
+	case larkSeq, larkAlt, larkRepeat:
+		return c.compose(n, d, c.regular)
 	}
 	return exprEmpty, larkErr(n.line, "internal: unknown node")
 }
@@ -1017,6 +1000,26 @@ func (c *larkCompiler) byteSetOf(e expr) (byteSet, bool) {
 	return byteSet{}, false
 }
 
+// compose lowers a sequence, alternative or repetition node, its children
+// with lower (regular inside terminals, rule inside rules).
+func (c *larkCompiler) compose(n *larkNode, d *larkDef, lower func(*larkNode, *larkDef) (expr, error)) (expr, error) {
+	parts := make([]expr, len(n.subs))
+	for i, s := range n.subs {
+		e, err := lower(s, d)
+		if err != nil {
+			return exprEmpty, err
+		}
+		parts[i] = e
+	}
+	switch n.op {
+	case larkSeq:
+		return c.b.seq(parts...), nil
+	case larkAlt:
+		return c.b.or(parts...), nil
+	}
+	return c.b.repeat(parts[0], n.min, n.max), nil
+}
+
 // rule lowers an expansion inside rule d: terminals are preceded by the
 // ignore gap, rules become references.
 func (c *larkCompiler) rule(n *larkNode, d *larkDef) (expr, error) {
@@ -1037,25 +1040,8 @@ func (c *larkCompiler) rule(n *larkNode, d *larkDef) (expr, error) {
 			return exprEmpty, err
 		}
 		return b.cat(c.gap, e), nil
-	case larkSeq, larkAlt:
-		parts := make([]expr, len(n.subs))
-		for i, s := range n.subs {
-			e, err := c.rule(s, d)
-			if err != nil {
-				return exprEmpty, err
-			}
-			parts[i] = e
-		}
-		if n.op == larkSeq {
-			return b.seq(parts...), nil
-		}
-		return b.or(parts...), nil
-	case larkRepeat:
-		e, err := c.rule(n.subs[0], d)
-		if err != nil {
-			return exprEmpty, err
-		}
-		return b.repeat(e, n.min, n.max), nil
+	case larkSeq, larkAlt, larkRepeat:
+		return c.compose(n, d, c.rule)
 	}
 	return exprEmpty, larkErr(n.line, "internal: unknown node")
 }
