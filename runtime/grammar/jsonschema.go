@@ -372,15 +372,21 @@ func nonNegInt(s *Value, k, path string, def int) (int, bool, error) {
 	return int(r.Num().Int64()), true, nil
 }
 
+// sizeBounds reads a minimum/maximum pair such as minLength/maxLength
+// (minimum 0 when absent; hasMax false when the maximum is absent).
+func sizeBounds(s *Value, minKey, maxKey, path string) (lo, hi int, hasMax bool, err error) {
+	if lo, _, err = nonNegInt(s, minKey, path, 0); err != nil {
+		return 0, 0, false, err
+	}
+	hi, hasMax, err = nonNegInt(s, maxKey, path, 0)
+	return lo, hi, hasMax, err
+}
+
 // stringValue is a JSON string under minLength/maxLength (in characters,
 // Validation §6.3.1), pattern and format. Without maxLength, length is
 // bounded by Options.MaxStringLength.
 func (c *schemaCompiler) stringValue(s *Value, path string) (expr, error) {
-	minL, _, err := nonNegInt(s, "minLength", path, 0)
-	if err != nil {
-		return exprEmpty, err
-	}
-	maxL, hasMax, err := nonNegInt(s, "maxLength", path, 0)
+	minL, maxL, hasMax, err := sizeBounds(s, "minLength", "maxLength", path)
 	if err != nil {
 		return exprEmpty, err
 	}
@@ -627,11 +633,7 @@ func (c *schemaCompiler) arrayValue(s *Value, path string) (expr, error) {
 			}
 		}
 	}
-	minI, _, err := nonNegInt(s, "minItems", path, 0)
-	if err != nil {
-		return exprEmpty, err
-	}
-	maxI, hasMax, err := nonNegInt(s, "maxItems", path, 0)
+	minI, maxI, hasMax, err := sizeBounds(s, "minItems", "maxItems", path)
 	if err != nil {
 		return exprEmpty, err
 	}
