@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +30,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/adaptertest"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/openai"
 	"github.com/parrot-llm/parrot/openai/playground"
@@ -51,26 +51,10 @@ type served struct {
 	adaptersDir string
 }
 
-// saveRandomAdapter writes a random rank-8 PEFT adapter on every projection
-// (as openai's tests do), strong enough to change greedy output.
+// saveRandomAdapter writes adaptertest.Random(m, seed) to dir.
 func saveRandomAdapter(t *testing.T, m *runtime.Model, dir string, seed uint64) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, 1))
-	a := &adapters.Adapter{Config: adapters.NewConfig(8, 16), Modules: map[string]*adapters.Module{}}
-	for i := range m.Weights.Layers {
-		for _, l := range m.Weights.Layers[i].Projections() {
-			mod := &adapters.Module{Name: l.Name, Rank: 8, In: l.In, Out: l.Out,
-				A: make([]float32, 8*l.In), B: make([]float32, l.Out*8)}
-			for j := range mod.A {
-				mod.A[j] = (rng.Float32()*2 - 1) * 0.3
-			}
-			for j := range mod.B {
-				mod.B[j] = (rng.Float32()*2 - 1) * 0.3
-			}
-			a.Modules[l.Name] = mod
-		}
-	}
-	if err := adapters.Save(dir, a); err != nil {
+	if err := adapters.Save(dir, adaptertest.Random(m, seed)); err != nil {
 		t.Fatal(err)
 	}
 }
