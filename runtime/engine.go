@@ -300,6 +300,7 @@ func (e *Engine) loop() {
 	var rows []*sequence // sequences whose logits come back, in batch order
 	readerWait := time.NewTimer(readerPoll)
 	readerWait.Stop()
+	var masks sync.WaitGroup // the constrained rows' masks of a step
 	for {
 		// Drop cancelled sequences first: before spending compute on them,
 		// and before admission, so that their places go to waiting requests
@@ -383,7 +384,7 @@ func (e *Engine) loop() {
 		}
 		// Masks depend only on the tokens consumed so far, so they are
 		// computed while the forward pass runs.
-		masks := e.startMasks(rows)
+		e.startMasks(&masks, rows)
 		logits, err := e.model.Forward(&batch)
 		masks.Wait()
 		if err != nil {
@@ -436,9 +437,8 @@ func admit(running, waiting []*sequence, maxRunning, perGroup int) (admitted, le
 }
 
 // startMasks computes, in the background, the masks of the rows whose
-// sequences are constrained.
-func (e *Engine) startMasks(rows []*sequence) *sync.WaitGroup {
-	var wg sync.WaitGroup
+// sequences are constrained; wg.Wait waits for them.
+func (e *Engine) startMasks(wg *sync.WaitGroup, rows []*sequence) {
 	words := (e.model.Config.Vocab + 63) / 64
 	for _, s := range rows {
 		if c := s.req.Constraint; c != nil {
@@ -448,7 +448,6 @@ func (e *Engine) startMasks(rows []*sequence) *sync.WaitGroup {
 			wg.Go(func() { s.maskErr = c.FillMask(s.mask) })
 		}
 	}
-	return &wg
 }
 
 // step samples one token for s and emits it; it finishes s when done.

@@ -239,14 +239,20 @@ func TestCancelledRunningMakesRoomForWaiting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Never read: the first request fills its event buffer and waits for
 	// its reader, holding the only running place.
-	if _, err := e.Submit(ctx, Request{PromptTokens: []int32{1}, MaxTokens: 4 * eventCapacity, IgnoreEOS: true, Sampling: greedy}); err != nil {
+	first, err := e.Submit(ctx, Request{PromptTokens: []int32{1}, MaxTokens: 4 * eventCapacity, IgnoreEOS: true, Sampling: greedy})
+	if err != nil {
 		t.Fatal(err)
 	}
 	queued, err := e.Submit(context.Background(), Request{Prompt: "Once", MaxTokens: 5, Sampling: greedy})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the first one stall (not needed for correctness)
+	// Cancel only once the first one holds the running place and stalls.
+	for deadline := time.Now().Add(30 * time.Second); len(first) < eventCapacity-1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first request did not fill its buffer: %d events", len(first))
+		}
+	}
 	cancel()
 	timeout := time.After(30 * time.Second)
 	for done := false; !done; {
