@@ -10,6 +10,7 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/kvpool"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
@@ -44,12 +45,12 @@ func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *runtime
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	ones := func(n int) []float32 {
+	ones := func(n int) kernels.Buf {
 		v := make([]float32, n)
 		for i := range v {
 			v[i] = 1
 		}
-		return v
+		return kernels.HostBuf(v)
 	}
 	noise := make([]byte, 1<<20)
 	for i := range noise {
@@ -69,7 +70,11 @@ func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *runtime
 			*dst[j] = &runtime.Linear{Name: fmt.Sprintf("model.layers.%d.%s", i, p), In: in, Out: out, W: randomNF4(noise, out, in)}
 		}
 	}
-	return runtime.NewModel(cfg, w, be)
+	m, err := runtime.NewModel(cfg, w, be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
 }
 
 // BenchmarkMixedAdapterDecode: decode throughput of 8 concurrent streams on
@@ -87,7 +92,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	for s := range streams {
-		if err := randomAdapter(m.Config, rank, 32, uint64(s+1), 0.02, nil).install(ls, s); err != nil {
+		if err := install(ls, s, randomAdapter(m.Config, rank, 32, uint64(s+1), 0.02, nil)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,8 +106,12 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 	}
 	newPhase := func(withAdapters bool) *phase {
 		p := &phase{}
+		pool, err := kvpool.New(be, m.KVShape(), kvpool.DefaultBlockSize, streams*ctxLen/kvpool.DefaultBlockSize)
+		if err != nil {
+			b.Fatal(err)
+		}
 		for s := range streams {
-			p.caches = append(p.caches, m.NewKVCache(ctxLen))
+			p.caches = append(p.caches, runtime.NewSeqCache(pool, ctxLen))
 			slot := int32(-1)
 			if withAdapters {
 				slot = int32(s)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parrot-llm/parrot/adapters/peft"
 )
 
 // copyDir copies the adapter files of src into dst, one after the other,
@@ -15,7 +17,7 @@ func copyDir(t *testing.T, src, dst string) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{ConfigName, WeightsName} {
+	for _, name := range []string{peft.ConfigName, peft.WeightsName} {
 		data, err := os.ReadFile(filepath.Join(src, name))
 		if err != nil {
 			t.Fatal(err)

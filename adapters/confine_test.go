@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parrot-llm/parrot/adapters/peft"
 )
 
 // refused asserts that acquiring name fails with a refusal containing want.
@@ -78,9 +80,9 @@ func TestAdminAdapterStaysConfined(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "evil"), filepath.Join(root, "t1")); err != nil {
 		t.Fatal(err)
 	}
-	w2 := filepath.Join(root, "t2", WeightsName)
+	w2 := filepath.Join(root, "t2", peft.WeightsName)
 	removeAll(t, w2)
-	if err := os.Symlink(filepath.Join(outside, "evil", WeightsName), w2); err != nil {
+	if err := os.Symlink(filepath.Join(outside, "evil", peft.WeightsName), w2); err != nil {
 		t.Fatal(err)
 	}
 
@@ -130,30 +132,30 @@ func TestErrorsNameNoServerPath(t *testing.T) {
 	root, outside := t.TempDir(), t.TempDir()
 	base := loadStories(t).Model.Config
 	good := randomAdapter(base, 4, 8, 1, 0.2, nil)
-	write := func(dir string, a *Adapter) string {
+	write := func(dir string, a *peft.Adapter) string {
 		saveAdapter(t, dir, a)
 		return dir
 	}
 	write(filepath.Join(outside, "evil"), good)
 	os.Symlink(filepath.Join(outside, "evil"), filepath.Join(root, "escape"))
 	os.MkdirAll(filepath.Join(root, "linkfile"), 0o755)
-	os.Symlink(filepath.Join(outside, "evil", ConfigName), filepath.Join(root, "linkfile", ConfigName))
-	os.Symlink(filepath.Join(outside, "evil", WeightsName), filepath.Join(root, "linkfile", WeightsName))
-	os.Remove(filepath.Join(write(filepath.Join(root, ".admin", "noweights"), good), WeightsName))
-	os.WriteFile(filepath.Join(write(filepath.Join(root, "badjson"), good), ConfigName), []byte(`{"r": 4,`), 0o644)
-	os.WriteFile(filepath.Join(write(filepath.Join(root, ".admin", "badjson"), good), ConfigName), []byte(`{"r": 4,`), 0o644)
-	os.WriteFile(filepath.Join(write(filepath.Join(root, "dora"), good), ConfigName), []byte(`{"r": 4, "use_dora": true}`), 0o644)
-	os.WriteFile(filepath.Join(write(filepath.Join(root, "rank"), good), ConfigName), []byte(`{"r": 16}`), 0o644)
-	os.WriteFile(filepath.Join(write(filepath.Join(root, ".admin", "rank"), good), ConfigName), []byte(`{"r": 16}`), 0o644)
+	os.Symlink(filepath.Join(outside, "evil", peft.ConfigName), filepath.Join(root, "linkfile", peft.ConfigName))
+	os.Symlink(filepath.Join(outside, "evil", peft.WeightsName), filepath.Join(root, "linkfile", peft.WeightsName))
+	os.Remove(filepath.Join(write(filepath.Join(root, ".admin", "noweights"), good), peft.WeightsName))
+	os.WriteFile(filepath.Join(write(filepath.Join(root, "badjson"), good), peft.ConfigName), []byte(`{"r": 4,`), 0o644)
+	os.WriteFile(filepath.Join(write(filepath.Join(root, ".admin", "badjson"), good), peft.ConfigName), []byte(`{"r": 4,`), 0o644)
+	os.WriteFile(filepath.Join(write(filepath.Join(root, "dora"), good), peft.ConfigName), []byte(`{"r": 4, "use_dora": true}`), 0o644)
+	os.WriteFile(filepath.Join(write(filepath.Join(root, "rank"), good), peft.ConfigName), []byte(`{"r": 16}`), 0o644)
+	os.WriteFile(filepath.Join(write(filepath.Join(root, ".admin", "rank"), good), peft.ConfigName), []byte(`{"r": 16}`), 0o644)
 	write(filepath.Join(root, "tiny"), randomAdapter(tinyConfig(t), 4, 8, 3, 0.2, []string{"mlp.down_proj"}))
 	write(filepath.Join(root, ".admin", "tiny"), randomAdapter(tinyConfig(t), 4, 8, 3, 0.2, []string{"mlp.down_proj"}))
 	write(filepath.Join(root, "big"), randomAdapter(base, 16, 8, 2, 0.2, []string{"self_attn.q_proj"}))
-	wp := filepath.Join(write(filepath.Join(root, "corrupt"), good), WeightsName)
+	wp := filepath.Join(write(filepath.Join(root, "corrupt"), good), peft.WeightsName)
 	data, _ := os.ReadFile(wp)
 	os.WriteFile(wp, data[:len(data)/2], 0o644)
 	cfgDir := write(filepath.Join(root, "cfgdir"), good)
-	os.Remove(filepath.Join(cfgDir, ConfigName))
-	os.Mkdir(filepath.Join(cfgDir, ConfigName), 0o755)
+	os.Remove(filepath.Join(cfgDir, peft.ConfigName))
+	os.Mkdir(filepath.Join(cfgDir, peft.ConfigName), 0o755)
 
 	var logs bytes.Buffer
 	reg, err := NewRegistry(root, "stories")
@@ -250,7 +252,7 @@ func TestPoolServesResidentVersionWhoseFilesAreGone(t *testing.T) {
 	tp := &testPool{Pool: p, model: l}
 	acquire(t, p, "a").Release()
 	for _, name := range []string{"a", "b"} {
-		os.WriteFile(filepath.Join(root, name, ConfigName), []byte(`{"r": 16, "lora_alpha": 8}`), 0o644)
+		os.WriteFile(filepath.Join(root, name, peft.ConfigName), []byte(`{"r": 16, "lora_alpha": 8}`), 0o644)
 	}
 	w.scan(false)
 	now = now.Add(2 * time.Second)

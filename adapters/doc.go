@@ -1,10 +1,9 @@
 // Package adapters serves PEFT LoRA adapters on top of a loaded base model.
+// The on-disk format (reading and writing adapter directories) is package
+// adapters/peft, which trainers use without the serving side.
 //
-//   - Format: Load and Save read and write a PEFT adapter directory
-//     (adapter_config.json and adapter_model.safetensors) exactly as PEFT
-//     0.15.2 lays it out; Validate checks an adapter against the base model.
-//     Save replaces the directory whole, so a crash leaves the old adapter
-//     or the new one.
+//   - Validate checks an adapter against the base model: every module one
+//     of its projections, with its shapes.
 //   - Registry: the servable adapters by name: the sub-directories of an
 //     adapters directory (kept in step by a Watcher: fsnotify plus polling,
 //     with a debounce so half-copied directories are not taken, and a check
@@ -15,10 +14,13 @@
 //     directory every time they are read.
 //   - Errors that reach API clients name the adapter and a reason, never a
 //     server path; the log has the paths.
-//   - Pool: the model's resident LoRA slots. Acquire loads an adapter on
-//     first use into a free slot or the least recently used idle one, never
-//     one a running request holds; a changed adapter goes into another slot
-//     while requests on the old version finish on it.
+//   - Pool: the model's resident LoRA slots. A request claims an adapter
+//     version when it arrives (read once into host memory, shared); the
+//     engine's scheduler acquires a slot for the claim when it admits the
+//     request: the resident one, else a free slot or the least recently used
+//     idle one, never one a running request holds. Queued and preempted
+//     requests hold no slot. A changed adapter goes into another slot while
+//     requests on the old version finish on it.
 //   - Generator binds an adapter name to the base model's engine, so the
 //     server treats it as one more model.
 //

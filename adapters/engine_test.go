@@ -19,83 +19,15 @@ import (
 
 var greedy = sampler.Params{Temperature: 0, TopP: 1}
 
-// pauser is an engine Observer that can hold the scheduler between steps,
-// so a test can change things while streams are provably in flight. It
-// counts steps, not time: a loaded machine cannot make a stream finish
-// before the hold.
-type pauser struct {
-	mu   sync.Mutex
-	gate *gate // nil: the scheduler runs freely
-}
+// streamTokens is the length of every stream: more than a stream whose
+// reader stops reading can generate (the engine's event queue and the
+// Generator's relay hold 64 events each; past that the engine does not step
+// it). A held stream therefore cannot finish, whatever the machine's load,
+// until the test lets its reader go on.
+const streamTokens = 160
 
-// gate holds the scheduler at the start of a step once after more steps
-// have run, until open is closed.
-type gate struct {
-	after  int
-	open   chan struct{}
-	parked chan struct{} // closed when the scheduler stops at the gate
-	once   sync.Once
-}
-
-func newGate(after int) *gate {
-	return &gate{after: after, open: make(chan struct{}), parked: make(chan struct{})}
-}
-
-func (p *pauser) Queue(running, waiting int) {
-	p.mu.Lock()
-	g := p.gate
-	if g != nil && g.after > 0 {
-		g.after--
-		g = nil
-	}
-	p.mu.Unlock()
-	if g != nil {
-		g.once.Do(func() { close(g.parked) })
-		<-g.open
-	}
-}
-func (p *pauser) Finished(int, int, runtime.Timing, string) {}
-func (p *pauser) Token(bool, time.Duration)                 {}
-
-// pause holds the scheduler at its next step.
-func (p *pauser) pause() { p.pauseAfter(0) }
-
-// pauseAfter lets the scheduler run n more steps (releasing it if held),
-// then holds it.
-func (p *pauser) pauseAfter(n int) {
-	p.mu.Lock()
-	old := p.gate
-	p.gate = newGate(n)
-	p.mu.Unlock()
-	if old != nil {
-		close(old.open)
-	}
-}
-
-// held waits until the scheduler stops at the current gate.
-func (p *pauser) held() {
-	p.mu.Lock()
-	g := p.gate
-	p.mu.Unlock()
-	<-g.parked
-}
-
-// resume lets the scheduler go on (a no-op if it is not held).
-func (p *pauser) resume() {
-	p.mu.Lock()
-	old := p.gate
-	p.gate = nil
-	p.mu.Unlock()
-	if old != nil {
-		close(old.open)
-	}
-}
-
-// inFlightSteps is how many steps streams run before a hold: enough for
-// the prompts' prefill and a few tokens, far fewer than streamTokens.
-const inFlightSteps = 8
-
-// stream collects one request's tokens; started closes after its first two.
+// stream collects one request's tokens. Its reader takes the first two
+// (started is closed then) and no more until hold is closed.
 type stream struct {
 	tokens  []int32
 	err     error
@@ -103,7 +35,14 @@ type stream struct {
 	done    chan struct{}
 }
 
-func startStream(t *testing.T, submit func() (<-chan runtime.Event, error)) *stream {
+// holdReaders returns a gate for the readers of startStream, and the
+// function that opens it (once).
+func holdReaders() (<-chan struct{}, func()) {
+	c := make(chan struct{})
+	return c, sync.OnceFunc(func() { close(c) })
+}
+
+func startStream(t *testing.T, hold <-chan struct{}, submit func() (<-chan runtime.Event, error)) *stream {
 	t.Helper()
 	ch, err := submit()
 	if err != nil {
@@ -122,6 +61,7 @@ func startStream(t *testing.T, submit func() (<-chan runtime.Event, error)) *str
 			s.tokens = append(s.tokens, ev.Token)
 			if len(s.tokens) == 2 {
 				close(s.started)
+				<-hold
 			}
 		}
 	}()
@@ -136,8 +76,6 @@ func (s *stream) wait(t *testing.T) []int32 {
 	}
 	return s.tokens
 }
-
-const streamTokens = 40
 
 func prompts() [][]int32 {
 	ps := make([][]int32, 16)
@@ -155,21 +93,52 @@ func request(p []int32) runtime.Request {
 func solo(t *testing.T, submit func(runtime.Request) (<-chan runtime.Event, error)) [][]int32 {
 	t.Helper()
 	var out [][]int32
+	free, release := holdReaders()
+	release()
 	for _, p := range prompts() {
-		out = append(out, startStream(t, func() (<-chan runtime.Event, error) { return submit(request(p)) }).wait(t))
+		out = append(out, startStream(t, free, func() (<-chan runtime.Event, error) { return submit(request(p)) }).wait(t))
 	}
 	return out
+}
+
+// until waits for cond, looking again each time changed's channel is
+// closed (it is read before cond, so no change is missed).
+func until(t *testing.T, what string, changed func() <-chan struct{}, cond func() bool) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		ch := changed()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// slotsChanged is closed when a slot of p is released or freed.
+func (p *Pool) slotsChanged() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
 }
 
 // Replacing an adapter's files while 16 streams run on it: the running
 // streams finish exactly as they would have on the old version, the 16
 // started after the reload get the new weights, base streams in the same
 // batches are untouched, nothing is dropped; then the adapter is removed
-// and unloaded once idle.
+// and unloaded once idle. The streams in flight are held by their readers,
+// not by timing.
 func TestHotReloadUnder16Streams(t *testing.T) {
 	// Base references from a model that never had adapters.
 	plain := loadStories(t)
-	pe := runtime.NewEngine(plain, runtime.EngineOptions{MaxRunning: 1})
+	pe, err := runtime.NewEngine(plain, runtime.EngineOptions{MaxRunning: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	baseRef := solo(t, func(r runtime.Request) (<-chan runtime.Event, error) { return pe.Submit(context.Background(), r) })
 	pe.Close(context.Background())
 
@@ -180,14 +149,16 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	v2 := randomAdapter(base, 4, 8, 12, 0.3, []string{"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"})
 	saveAdapter(t, dir, v1)
 	tp := newTestPool(t, root, 2, 8)
-	obs := &pauser{}
-	e := runtime.NewEngine(tp.model, runtime.EngineOptions{MaxRunning: 64, Observer: obs})
+	e, err := runtime.NewEngine(tp.model, runtime.EngineOptions{MaxRunning: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer e.Close(context.Background())
-	defer obs.resume() // before Close, should the test fail while the scheduler is held
 	gen := &Generator{Engine: e, Pool: tp.Pool, Name: "pirate"}
 	ctx := context.Background()
 	viaAdapter := func(r runtime.Request) (<-chan runtime.Event, error) { return gen.Submit(ctx, r) }
 	viaBase := func(r runtime.Request) (<-chan runtime.Event, error) { return e.Submit(ctx, r) }
+	reg := tp.Registry()
 
 	v1Ref := solo(t, viaAdapter)
 	for i := range v1Ref {
@@ -196,41 +167,35 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 		}
 	}
 
-	// 16 streams on v1, 4 on the base, submitted while the scheduler is held
-	// so they start together; held again a few steps later, all generating.
-	obs.pause()
+	// 16 streams on v1 and 4 on the base, all generating, none able to
+	// finish before release.
+	hold, release := holdReaders()
+	defer release() // before Close, should the test fail while the readers are held
 	var old, bases []*stream
 	for _, p := range prompts() {
-		old = append(old, startStream(t, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
+		old = append(old, startStream(t, hold, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
 	}
 	for _, p := range prompts()[:4] {
-		bases = append(bases, startStream(t, func() (<-chan runtime.Event, error) { return viaBase(request(p)) }))
+		bases = append(bases, startStream(t, hold, func() (<-chan runtime.Event, error) { return viaBase(request(p)) }))
 	}
-	obs.pauseAfter(inFlightSteps)
-	obs.held()
 	for _, s := range append(slices.Clone(old), bases...) {
 		<-s.started
 	}
 	oldVersion := tp.status(t, "pirate").Version
 	saveAdapter(t, dir, v2)
-	eventually(t, "the watcher to publish the new version", func() bool { return tp.status(t, "pirate").Version != oldVersion })
+	until(t, "the watcher to publish the new version", reg.Changed, func() bool { return tp.status(t, "pirate").Version != oldVersion })
 
 	var fresh []*stream
 	for _, p := range prompts() {
-		fresh = append(fresh, startStream(t, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
+		fresh = append(fresh, startStream(t, hold, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
 	}
-	in := tp.status(t, "pirate")
-	if in.Refs != 32 || in.Status != StatusLoaded {
-		t.Fatalf("mid-reload status %+v: want 32 leases (16 old, 16 new)", in)
+	for _, s := range fresh { // admitted: the scheduler gave them v2's slot
+		<-s.started
 	}
-	for i, s := range old {
-		select {
-		case <-s.done:
-			t.Fatalf("old stream %d already finished before the reload: the test would prove nothing", i)
-		default:
-		}
+	if in := tp.status(t, "pirate"); in.Refs != 32 || in.Status != StatusLoaded {
+		t.Fatalf("mid-reload status %+v: want 32 leases (16 old, 16 new; fewer if a held stream could finish: see streamTokens)", in)
 	}
-	obs.resume()
+	release()
 
 	for i, s := range old {
 		if got := s.wait(t); !slices.Equal(got, v1Ref[i]) {
@@ -255,7 +220,7 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 			t.Errorf("prompt %d: v1 and v2 give the same output: the test would prove nothing", i)
 		}
 	}
-	eventually(t, "the old version to leave its slot", func() bool { return testutil.ToFloat64(tp.metrics.loaded) == 1 })
+	until(t, "the old version to leave its slot", tp.slotsChanged, func() bool { return testutil.ToFloat64(tp.metrics.loaded) == 1 })
 	if n := testutil.ToFloat64(tp.metrics.requests.WithLabelValues("pirate")); n != 64 {
 		t.Errorf("requests counted for pirate: %v, want 64", n)
 	}
@@ -264,24 +229,23 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	}
 
 	// Removed: unknown to new requests, unloaded once idle.
-	obs.pause()
-	held := startStream(t, func() (<-chan runtime.Event, error) { return viaAdapter(request(prompts()[0])) })
-	obs.pauseAfter(inFlightSteps)
-	obs.held()
+	hold, release = holdReaders()
+	defer release()
+	held := startStream(t, hold, func() (<-chan runtime.Event, error) { return viaAdapter(request(prompts()[0])) })
 	<-held.started
 	removeAll(t, dir)
-	eventually(t, "removal", func() bool { return !tp.Registry().Has("pirate") })
+	until(t, "removal", reg.Changed, func() bool { return !reg.Has("pirate") })
 	if _, err := gen.Submit(ctx, request(prompts()[0])); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("request for a removed adapter: %v", err)
 	}
 	if testutil.ToFloat64(tp.metrics.loaded) != 1 {
 		t.Fatal("the removed adapter left its slot while a stream held it")
 	}
-	obs.resume()
+	release()
 	if got := held.wait(t); !slices.Equal(got, v2Ref[0]) {
 		t.Errorf("stream on the removed adapter: %v, want %v", got, v2Ref[0])
 	}
-	eventually(t, "unload once idle", func() bool { return testutil.ToFloat64(tp.metrics.loaded) == 0 })
+	until(t, "unload once idle", tp.slotsChanged, func() bool { return testutil.ToFloat64(tp.metrics.loaded) == 0 })
 }
 
 func removeAll(t *testing.T, dir string) {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 )
 
@@ -81,6 +82,51 @@ func missing(name string) error {
 	return &fileError{msg: "no " + name, err: fmt.Errorf("%w: %w", errIncomplete, fs.ErrNotExist)}
 }
 
+// loadDir reads the adapter in dir as peft.Load does, with errors that
+// name no server path (the pool shows them to API clients); their log
+// detail has the paths. The config must be a regular file (a FIFO put in
+// its place does not block the read) of bounded size.
+func loadDir(dir string) (*peft.Adapter, error) {
+	data, err := readConfig(filepath.Join(dir, peft.ConfigName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &fileError{msg: "no " + peft.ConfigName + " (not a PEFT adapter directory)", detail: logDetail(err), err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := peft.ParseConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	wpath := filepath.Join(dir, peft.WeightsName)
+	if _, err := os.Stat(wpath); errors.Is(err, fs.ErrNotExist) {
+		if _, perr := os.Stat(filepath.Join(dir, peft.PickleName)); perr == nil {
+			return nil, peft.ErrPickled
+		}
+		return nil, missing(peft.WeightsName)
+	}
+	f, err := safetensors.Open(wpath)
+	if err != nil {
+		return nil, &fileError{msg: "corrupt or unreadable weights: " + safetensorsReason(err), detail: err.Error(), err: err}
+	}
+	defer f.Close()
+	return peft.Decode(cfg, f)
+}
+
+// safetensorsReason is an error of safetensors.Open without the file's
+// path: the os error's reason, or what the parser found wrong (Open wraps
+// it as "safetensors: <path>: <reason>").
+func safetensorsReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return peft.WeightsName + ": " + pe.Err.Error()
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner.Error()
+	}
+	return err.Error()
+}
+
 // dirState is what the watcher and the pool see of an adapter directory
 // without reading its weights.
 type dirState struct {
@@ -139,7 +185,7 @@ func inspect(root, path string) (dirState, error) {
 	}
 	h := sha256.New()
 	present := map[string]bool{}
-	for _, name := range []string{ConfigName, WeightsName} {
+	for _, name := range []string{peft.ConfigName, peft.WeightsName} {
 		p := filepath.Join(real, name)
 		f, err := filepath.EvalSymlinks(p)
 		var fi os.FileInfo
@@ -167,21 +213,21 @@ func inspect(root, path string) (dirState, error) {
 	}
 	var cfg []byte
 	var shapes map[string][]int
-	if !present[ConfigName] {
-		problem(missing(ConfigName))
-	} else if cfg, err = readConfig(filepath.Join(real, ConfigName)); errors.Is(err, errUnsafe) {
+	if !present[peft.ConfigName] {
+		problem(missing(peft.ConfigName))
+	} else if cfg, err = readConfig(filepath.Join(real, peft.ConfigName)); errors.Is(err, errUnsafe) {
 		return s, err
 	} else if err != nil {
 		problem(err)
 	}
 	h.Write(cfg)
-	if !present[WeightsName] {
-		if _, err := os.Stat(filepath.Join(real, PickleName)); err == nil {
-			problem(incomplete("only %s is present; parrot does not load pickled weights (unpickling can run code)", PickleName))
+	if !present[peft.WeightsName] {
+		if _, err := os.Stat(filepath.Join(real, peft.PickleName)); err == nil {
+			problem(incomplete("%v", peft.ErrPickled))
 		}
-		problem(missing(WeightsName))
+		problem(missing(peft.WeightsName))
 	} else {
-		header, sh, err := peekWeights(filepath.Join(real, WeightsName))
+		header, sh, err := peekWeights(filepath.Join(real, peft.WeightsName))
 		if errors.Is(err, errUnsafe) {
 			return s, err
 		}
@@ -208,10 +254,10 @@ func readConfig(path string) ([]byte, error) {
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 	if err != nil {
-		return nil, osError(ConfigName, err)
+		return nil, osError(peft.ConfigName, err)
 	}
 	if len(data) > maxConfigBytes {
-		return nil, &fileError{msg: fmt.Sprintf("%s is larger than %d bytes", ConfigName, maxConfigBytes)}
+		return nil, &fileError{msg: fmt.Sprintf("%s is larger than %d bytes", peft.ConfigName, maxConfigBytes)}
 	}
 	return data, nil
 }
@@ -250,10 +296,10 @@ func peekWeights(path string) (header []byte, shapes map[string][]int, err error
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, nil, osError(WeightsName, err)
+		return nil, nil, osError(peft.WeightsName, err)
 	}
 	truncated := func(format string, args ...any) ([]byte, map[string][]int, error) {
-		return nil, nil, incomplete(WeightsName+" is truncated or corrupt: "+format, args...)
+		return nil, nil, incomplete(peft.WeightsName+" is truncated or corrupt: "+format, args...)
 	}
 	var n [8]byte
 	if _, err := io.ReadFull(f, n[:]); err != nil {
@@ -265,7 +311,7 @@ func peekWeights(path string) (header []byte, shapes map[string][]int, err error
 	}
 	header = make([]byte, size)
 	if _, err := io.ReadFull(f, header); err != nil {
-		return nil, nil, osError(WeightsName, err)
+		return nil, nil, osError(peft.WeightsName, err)
 	}
 	var entries map[string]json.RawMessage
 	if err := json.Unmarshal(header, &entries); err != nil {
@@ -295,12 +341,12 @@ func peekWeights(path string) (header []byte, shapes map[string][]int, err error
 // mismatch reports (as errIncomplete) a config and weights that cannot be
 // one adapter: the config is cut short, or gives a module another rank
 // than its tensors have, or does not target a module the tensors adapt.
-// Anything else wrong is left to Load, which refuses it with the reason.
+// Anything else wrong is left to loadDir, which refuses it with the reason.
 func mismatch(config []byte, shapes map[string][]int) error {
 	if !json.Valid(config) {
-		return incomplete("%s is not valid JSON", ConfigName)
+		return incomplete("%s is not valid JSON", peft.ConfigName)
 	}
-	cfg, err := ParseConfig(config)
+	cfg, err := peft.ParseConfig(config)
 	if err != nil {
 		return nil // complete, but refused when loaded
 	}
@@ -311,7 +357,7 @@ func mismatch(config []byte, shapes map[string][]int) error {
 	slices.Sort(names)
 	checked := map[string]bool{}
 	for _, name := range names {
-		module, isA, err := parseTensorName(name)
+		module, isA, err := peft.SplitTensorName(name)
 		shape := shapes[name]
 		if err != nil || len(shape) != 2 {
 			continue
@@ -321,10 +367,10 @@ func mismatch(config []byte, shapes map[string][]int) error {
 			rank = shape[1]
 		}
 		if want := cfg.Rank(module); rank != want {
-			return incomplete("%s has rank %d tensors for %s, but %s gives it r=%d", WeightsName, rank, module, ConfigName, want)
+			return incomplete("%s has rank %d tensors for %s, but %s gives it r=%d", peft.WeightsName, rank, module, peft.ConfigName, want)
 		}
 		if !checked[module] && !cfg.Targets(module) {
-			return incomplete("%s adapts %s, which %s does not target", WeightsName, module, ConfigName)
+			return incomplete("%s adapts %s, which %s does not target", peft.WeightsName, module, peft.ConfigName)
 		}
 		checked[module] = true
 	}

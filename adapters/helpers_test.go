@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
@@ -28,17 +29,17 @@ func tinyConfig(t testing.TB) *runtime.Config {
 
 // randomAdapter draws a rank-r adapter on the given projections (nil = all
 // seven) of every layer of base: A and B uniform in ±amp.
-func randomAdapter(base *runtime.Config, rank int, alpha float64, seed uint64, amp float32, projections []string) *Adapter {
+func randomAdapter(base *runtime.Config, rank int, alpha float64, seed uint64, amp float32, projections []string) *peft.Adapter {
 	if projections == nil {
 		projections = runtime.ProjectionNames
 	}
 	rng := rand.New(rand.NewPCG(seed, 7))
-	cfg := NewConfig(rank, alpha)
-	a := &Adapter{Config: cfg, Modules: map[string]*Module{}}
+	cfg := peft.NewConfig(rank, alpha)
+	a := &peft.Adapter{Config: cfg, Modules: map[string]*peft.Module{}}
 	for l := range base.Layers {
 		for _, p := range projections {
 			out, in, _ := projectionShape(base, p)
-			m := &Module{Name: fmt.Sprintf("model.layers.%d.%s", l, p), Rank: rank, In: in, Out: out,
+			m := &peft.Module{Name: fmt.Sprintf("model.layers.%d.%s", l, p), Rank: rank, In: in, Out: out,
 				A: make([]float32, rank*in), B: make([]float32, out*rank)}
 			for i := range m.A {
 				m.A[i] = (rng.Float32()*2 - 1) * amp
@@ -52,9 +53,9 @@ func randomAdapter(base *runtime.Config, rank int, alpha float64, seed uint64, a
 	return a
 }
 
-func saveAdapter(t testing.TB, dir string, a *Adapter) {
+func saveAdapter(t testing.TB, dir string, a *peft.Adapter) {
 	t.Helper()
-	if err := Save(dir, a); err != nil {
+	if err := peft.Save(dir, a); err != nil {
 		t.Fatal(err)
 	}
 }

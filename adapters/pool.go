@@ -10,11 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/runtime"
 )
 
 // busyError is ErrBusy. It also matches runtime.ErrOverloaded, so a server
-// that maps that to 429 with Retry-After does the same for a full pool.
+// answers a full pool as it answers a full engine queue (try again later).
 type busyError struct{ msg string }
 
 func (e *busyError) Error() string        { return e.msg }
@@ -22,9 +23,9 @@ func (e *busyError) Is(target error) bool { return target == runtime.ErrOverload
 
 var (
 	// ErrBusy: every slot stayed held by running requests until the
-	// deadline (429 with Retry-After).
+	// deadline.
 	ErrBusy error = &busyError{"all LoRA adapter slots are held by running requests; try again later"}
-	// errSettling: the adapter's files are being rewritten (also a 429).
+	// errSettling: the adapter's files are being rewritten (also busy).
 	errSettling error = &busyError{"the adapter's files are being updated; try again shortly"}
 )
 
@@ -53,10 +54,11 @@ type Pool struct {
 
 	mu      sync.Mutex
 	slots   []slot
-	loads   map[string]*load // by loadKey(name, version)
-	waiting map[string]int   // adapter -> requests waiting for it to become resident
-	changed chan struct{}    // closed (and replaced) when a slot is released or freed
-	clock   uint64           // LRU clock
+	loads   map[string]*load     // by loadKey(name, version)
+	copies  map[string]*hostCopy // host copies in use, by loadKey
+	waiting map[string]int       // adapter -> requests waiting for it to become resident
+	changed chan struct{}        // closed (and replaced) when a slot is released or freed
+	clock   uint64               // LRU clock
 }
 
 // slot is one resident adapter version.
@@ -66,10 +68,15 @@ type slot struct {
 	stale         bool   // the registry moved on: no new leases, freed when refs reaches 0
 	refs          int
 	lastUsed      uint64
+	copy          *hostCopy // the weights installed, kept while resident
 }
 
-// load is an adapter version being read; others asking for it wait on done.
-type load struct{ done chan struct{} }
+// load is an adapter version being read; others asking for it wait on
+// done, then find its copy (or err).
+type load struct {
+	done chan struct{}
+	err  error
+}
 
 func loadKey(name, version string) string { return name + "\x00" + version }
 
@@ -115,7 +122,7 @@ func NewPool(model *runtime.Model, slots, maxRank int, memoryBudgetBytes int64, 
 		return nil, fmt.Errorf("adapter pool: %w", err)
 	}
 	p := &Pool{ls: ls, base: model.Config, reg: reg, maxWait: opts.MaxWait, metrics: opts.Metrics, log: log,
-		slots: make([]slot, slots), loads: map[string]*load{}, waiting: map[string]int{}, changed: make(chan struct{})}
+		slots: make([]slot, slots), loads: map[string]*load{}, copies: map[string]*hostCopy{}, waiting: map[string]int{}, changed: make(chan struct{})}
 	if p.maxWait <= 0 {
 		p.maxWait = 30 * time.Second
 	}
@@ -133,48 +140,133 @@ func (p *Pool) MaxRank() int { return p.ls.MaxRank }
 // Registry is the registry the pool serves.
 func (p *Pool) Registry() *Registry { return p.reg }
 
-// lease is a request's hold on a resident slot.
-type lease struct {
-	p       *Pool
-	slot    int
-	version string // the registry version of the adapter in the slot
-	once    sync.Once
+// Claim is a request's hold on one version of an adapter: resolved, read
+// and validated when the request arrives, but given a slot only when the
+// engine admits the request (runtime.AdapterClaim), so that queued requests
+// hold no slot. The engine gives the slot back when the request ends or is
+// preempted.
+type Claim struct {
+	p             *Pool
+	name, version string
+	copy          *hostCopy
+	slot          int // the slot held, -1 while none
+	last          int // the slot last held, -1 if none yet
+	released      bool
 }
 
-func (l *lease) Slot() int32 { return int32(l.slot) }
-func (l *lease) Release()    { l.once.Do(func() { l.p.release(l.slot) }) }
+// hostCopy is an adapter version's weights in host memory, shared by the
+// claims on it and by the slot it is installed in.
+type hostCopy struct {
+	ad   *peft.Adapter
+	refs int // claims and slots using it
+}
 
-// Version is the registry version (Info.Version) of the adapter the lease
-// holds: the version that served the request. Kept in the lease, it stays
-// right after Release, when the slot may be given to another adapter.
-func (l *lease) Version() string { return l.version }
+var _ runtime.AdapterClaim = (*Claim)(nil)
 
-// Acquire returns a lease on the current version of adapter name, loading it
-// if it is not resident. It waits while every slot is held, until ctx's
-// deadline (or the pool's MaxWait), then returns ErrBusy. Errors:
-// ErrNotFound for an unknown name, *RefusedError for an adapter that cannot
-// be served, ErrBusy, or ctx's error when it is cancelled.
-func (p *Pool) Acquire(ctx context.Context, name string) (runtime.AdapterLease, error) {
-	deadline := time.Now().Add(p.maxWait)
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d
+func (c *Claim) Name() string { return c.name }
+
+// Version is the registry version (Info.Version) the claim holds: the
+// version that serves the request, also after Release.
+func (c *Claim) Version() string { return c.version }
+
+// Slot is the slot held, or last held (after Drop or Release); -1 if none
+// yet.
+func (c *Claim) Slot() int32 {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	return int32(c.last)
+}
+
+// Acquire holds a slot with the claimed version, installing it into a free
+// slot or the least recently used idle one if it is not resident; it never
+// waits: ok is false while every slot is held by running requests of other
+// adapters (the request stays queued).
+func (c *Claim) Acquire() (int32, bool, error) {
+	p := c.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.released {
+		return -1, false, errors.New("adapter claim used after Release")
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	// wait blocks on ch; it returns ErrBusy past the deadline.
-	wait := func(ch <-chan struct{}, busy error) error {
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return busy
-			}
-			return ctx.Err()
-		case <-timer.C:
-			return busy
-		}
+	if c.slot >= 0 {
+		return int32(c.slot), true, nil
 	}
+	if i := p.findVersion(c.name, c.version); i >= 0 {
+		p.hold(i)
+		c.slot, c.last = i, i
+		p.unwait(c.name)
+		return int32(i), true, nil
+	}
+	i := p.pick()
+	if i < 0 {
+		return -1, false, nil
+	}
+	start := time.Now()
+	s := &p.slots[i]
+	if s.name != "" {
+		p.metrics.evicted()
+		p.log.Info("adapter evicted", "adapter", s.name, "slot", i, "for", c.name)
+	}
+	p.dropCopy(s.copy)
+	*s = slot{}
+	if err := install(p.ls, i, c.copy.ad); err != nil {
+		p.broadcast()
+		p.log.Warn("adapter refused", "adapter", c.name, "err", logDetail(err))
+		return -1, false, &RefusedError{Name: c.name, Err: err}
+	}
+	c.copy.refs++
+	*s = slot{name: c.name, version: c.version, ready: true, copy: c.copy}
+	if cur, ok := p.reg.lookup(c.name); !ok || cur.version != c.version {
+		s.stale = true // changed or removed while queued: this request still gets what it asked for
+	}
+	p.hold(i)
+	c.slot, c.last = i, i
+	p.unwait(c.name)
+	p.metrics.loadDone(time.Since(start), false)
+	p.log.Info("adapter loaded", "adapter", c.name, "version", c.version, "slot", i, "rank", c.copy.ad.MaxRank(),
+		"modules", len(c.copy.ad.Modules), "seconds", time.Since(start).Seconds())
+	return int32(i), true, nil
+}
+
+// Drop gives the slot back and keeps the claim (a preempted request, which
+// acquires again when it resumes).
+func (c *Claim) Drop() {
+	p := c.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.released || c.slot < 0 {
+		return
+	}
+	p.release(c.slot)
+	c.slot = -1
+	p.waiting[c.name]++
+	p.publish()
+}
+
+// Release gives up the slot and the claim (the request ended).
+func (c *Claim) Release() {
+	p := c.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.released {
+		return
+	}
+	c.released = true
+	if c.slot >= 0 {
+		p.release(c.slot)
+		c.slot = -1
+	} else {
+		p.unwait(c.name)
+	}
+	p.dropCopy(c.copy)
+}
+
+// Claim resolves adapter name to its current version and reads it (or
+// shares the copy resident or being read) for a request that will acquire
+// a slot later. Errors: ErrNotFound for an unknown name, *RefusedError for
+// an adapter that cannot be served, errSettling (busy) when its files stay
+// in flux until ctx ends, or ctx's error.
+func (p *Pool) Claim(ctx context.Context, name string) (*Claim, error) {
 	for {
 		e, ok := p.reg.lookup(name)
 		if !ok {
@@ -183,129 +275,142 @@ func (p *Pool) Acquire(ctx context.Context, name string) (runtime.AdapterLease, 
 		if e.err != nil {
 			return nil, &RefusedError{Name: name, Err: e.err}
 		}
-		p.mu.Lock()
-		if i := p.find(name, e.version); i >= 0 {
-			p.hold(i)
-			p.mu.Unlock()
-			return &lease{p: p, slot: i, version: e.version}, nil
-		}
-		if e.gone != nil {
-			// Served from its slot while resident, but not on disk to load again.
-			p.mu.Unlock()
-			return nil, &RefusedError{Name: name, Err: e.gone}
-		}
-		key := loadKey(name, e.version)
-		if l := p.loads[key]; l != nil {
-			// Someone is loading this version: wait for them, then look again.
-			p.waiting[name]++
-			p.publish()
-			p.mu.Unlock()
-			err := wait(l.done, ErrBusy)
-			p.mu.Lock()
-			p.unwait(name)
-			p.mu.Unlock()
-			if err != nil {
+		changed := p.reg.Changed()
+		hc, err := p.copyOf(ctx, e)
+		if errors.Is(err, errSettling) {
+			// The files changed after the registry last saw them settle: wait
+			// for the watcher to publish the new version.
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
 				return nil, err
 			}
-			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.waiting[name]++
+		p.publish()
+		p.mu.Unlock()
+		return &Claim{p: p, name: name, version: e.version, copy: hc, slot: -1, last: -1}, nil
+	}
+}
+
+// copyOf returns a held reference on the host copy of e's version: the one
+// a slot or claim already has, or one read now (once, however many ask).
+func (p *Pool) copyOf(ctx context.Context, e entry) (*hostCopy, error) {
+	key := loadKey(e.name, e.version)
+	for {
+		p.mu.Lock()
+		if hc := p.copies[key]; hc != nil {
+			hc.refs++
+			p.mu.Unlock()
+			return hc, nil
+		}
+		if e.gone != nil {
+			// Served from its slot while resident, but not on disk to read again.
+			p.mu.Unlock()
+			return nil, &RefusedError{Name: e.name, Err: e.gone}
+		}
+		if l := p.loads[key]; l != nil {
+			p.mu.Unlock()
+			select {
+			case <-l.done:
+				if l.err != nil {
+					return nil, l.err
+				}
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 		l := &load{done: make(chan struct{})}
 		p.loads[key] = l
 		p.mu.Unlock()
 
-		changed := p.reg.Changed()
-		ls, err := p.loadVersion(e, l, key, wait)
-		if errors.Is(err, errSettling) {
-			// The files changed after the registry last saw them settle: wait
-			// for the watcher to publish the new version.
-			if err := wait(changed, errSettling); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return ls, err
-	}
-}
-
-// loadVersion reads e, waits for a slot, installs it there and returns a
-// lease on it. l is finished (and removed) whatever happens.
-func (p *Pool) loadVersion(e entry, l *load, key string, wait func(<-chan struct{}, error) error) (runtime.AdapterLease, error) {
-	finish := func() {
-		delete(p.loads, key)
-		close(l.done)
-	}
-	start := time.Now()
-	ad, err := p.read(e)
-	if err != nil {
-		if !errors.Is(err, errSettling) {
-			// Recorded before the waiters wake, so they see the refusal.
+		ad, err := p.read(e)
+		if err != nil && !errors.Is(err, errSettling) {
 			p.metrics.loadDone(0, true)
 			p.log.Warn("adapter refused", "adapter", e.name, "path", e.path, "err", logDetail(err))
 			p.reg.setError(e.name, e.version, err)
 			err = &RefusedError{Name: e.name, Err: err}
 		}
 		p.mu.Lock()
-		finish()
+		delete(p.loads, key)
+		l.err = err
+		if err == nil {
+			p.copies[key] = &hostCopy{ad: ad}
+		}
+		close(l.done)
 		p.mu.Unlock()
-		return nil, err
-	}
-
-	p.mu.Lock()
-	p.waiting[e.name]++
-	p.publish()
-	i := p.pick()
-	for i < 0 {
-		ch := p.changed
-		p.mu.Unlock()
-		err := wait(ch, ErrBusy)
-		p.mu.Lock()
 		if err != nil {
-			p.unwait(e.name)
-			finish()
-			p.mu.Unlock()
 			return nil, err
 		}
-		i = p.pick()
 	}
-	p.unwait(e.name)
-	s := &p.slots[i]
-	if s.name != "" {
-		p.metrics.evicted()
-		p.log.Info("adapter evicted", "adapter", s.name, "slot", i, "for", e.name)
+}
+
+// dropCopy releases a reference on a host copy, forgetting it at zero.
+func (p *Pool) dropCopy(hc *hostCopy) {
+	if hc == nil {
+		return
 	}
-	// Reserved for us (refs 1) while we write it, so no one else takes it.
-	*s = slot{name: e.name, version: e.version, refs: 1}
-	p.mu.Unlock()
+	if hc.refs--; hc.refs == 0 {
+		for k, v := range p.copies {
+			if v == hc {
+				delete(p.copies, k)
+			}
+		}
+	}
+}
 
-	err = ad.install(p.ls, i)
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	finish()
+// Acquire claims adapter name and waits for a slot, until ctx's deadline
+// (or the pool's MaxWait), then returns ErrBusy: for callers outside an
+// engine (tools, tests). Errors as Claim's, ErrBusy, or ctx's error.
+func (p *Pool) Acquire(ctx context.Context, name string) (*Claim, error) {
+	deadline := time.Now().Add(p.maxWait)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	c, err := p.Claim(ctx, name)
 	if err != nil {
-		*s = slot{}
-		p.broadcast()
-		p.log.Warn("adapter refused", "adapter", e.name, "path", e.path, "err", logDetail(err))
-		return nil, &RefusedError{Name: e.name, Err: err}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = ErrBusy
+		}
+		return nil, err
 	}
-	s.ready = true
-	p.clock++
-	s.lastUsed = p.clock
-	if cur, ok := p.reg.lookup(e.name); !ok || cur.version != e.version {
-		s.stale = true // changed or removed while we loaded: this request still gets what it asked for
+	for {
+		p.mu.Lock()
+		ch := p.changed
+		p.mu.Unlock()
+		_, ok, err := c.Acquire()
+		if err != nil {
+			c.Release()
+			return nil, err
+		}
+		if ok {
+			return c, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			c.Release()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, ErrBusy
+			}
+			return nil, ctx.Err()
+		}
 	}
-	p.metrics.loadDone(time.Since(start), false)
-	p.log.Info("adapter loaded", "adapter", e.name, "version", e.version, "slot", i, "rank", ad.MaxRank(),
-		"modules", len(ad.Modules), "seconds", time.Since(start).Seconds())
-	p.publish()
-	return &lease{p: p, slot: i, version: e.version}, nil
 }
 
 // read loads and validates e's files, and makes sure they are the version
 // the registry holds (not a copy in progress). The files are checked to
 // lie inside the adapters directory, as the registry first found them,
 // every time: the directory may have been replaced by a symlink since.
-func (p *Pool) read(e entry) (*Adapter, error) {
+func (p *Pool) read(e entry) (*peft.Adapter, error) {
 	before, err := p.reg.inspect(e)
 	switch {
 	case errors.Is(err, errUnsafe):
@@ -325,13 +430,29 @@ func (p *Pool) read(e entry) (*Adapter, error) {
 	case loadErr != nil:
 		return nil, loadErr
 	}
-	if err := ad.Validate(p.base); err != nil {
+	if err := Validate(ad, p.base); err != nil {
 		return nil, err
 	}
-	if err := ad.CheckRank(p.ls.MaxRank); err != nil {
+	if err := checkRank(ad, p.ls.MaxRank); err != nil {
 		return nil, err
 	}
 	return ad, nil
+}
+
+// findVersion returns the ready slot of (name, version), or -1: a stale
+// one too (its version was replaced while the request was queued: the
+// request gets the version it was admitted with).
+func (p *Pool) findVersion(name, version string) int {
+	if i := p.find(name, version); i >= 0 {
+		return i
+	}
+	for i := range p.slots {
+		s := &p.slots[i]
+		if s.ready && s.name == name && s.version == version {
+			return i
+		}
+	}
+	return -1
 }
 
 // find returns the ready, current slot of (name, version), or -1.
@@ -370,15 +491,15 @@ func (p *Pool) pick() int {
 	return best
 }
 
+// release drops a reference on slot i (p.mu held).
 func (p *Pool) release(i int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	s := &p.slots[i]
 	s.refs--
 	p.clock++
 	s.lastUsed = p.clock
 	if s.refs == 0 && s.stale {
 		p.log.Info("adapter unloaded", "adapter", s.name, "version", s.version, "slot", i)
+		p.dropCopy(s.copy)
 		*s = slot{}
 	}
 	p.broadcast()
@@ -400,6 +521,7 @@ func (p *Pool) retire(name string) {
 		s.stale = true
 		if s.refs == 0 && s.ready {
 			p.log.Info("adapter unloaded", "adapter", s.name, "version", s.version, "slot", i)
+			p.dropCopy(s.copy)
 			*s = slot{}
 			freed = true
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime"
 )
@@ -61,7 +62,7 @@ func newTestPool(t *testing.T, root string, slots, maxRank int) *testPool {
 // holds checks that slot i contains adapter a: its A rows (zero-padded to
 // the max rank) and its B scaled by the PEFT scale, for every projection
 // (zero where a has no module).
-func (tp *testPool) holds(t *testing.T, slot int, a *Adapter) {
+func (tp *testPool) holds(t *testing.T, slot int, a *peft.Adapter) {
 	t.Helper()
 	if name := tp.differs(slot, a); name != "" {
 		t.Fatalf("slot %d, %s does not hold the expected adapter", slot, name)
@@ -70,12 +71,14 @@ func (tp *testPool) holds(t *testing.T, slot int, a *Adapter) {
 
 // differs returns the first projection where slot does not hold a, "" if
 // it holds a.
-func (tp *testPool) differs(slot int, a *Adapter) string {
+func (tp *testPool) differs(slot int, a *peft.Adapter) string {
 	for i := range tp.model.Model.Weights.Layers {
 		for _, l := range tp.model.Model.Weights.Layers[i].Projections() {
 			s, _ := tp.ls.Module(l.Name)
-			gotA := s.A[slot*s.MaxRank*s.In:][:s.MaxRank*s.In]
-			gotB := s.B[slot*s.Out*s.MaxRank:][:s.Out*s.MaxRank]
+			gotA := make([]float32, s.MaxRank*s.In)
+			gotB := make([]float32, s.Out*s.MaxRank)
+			tp.model.Model.Backend.Read(gotA, s.SlotA(slot))
+			tp.model.Model.Backend.Read(gotB, s.SlotB(slot))
 			wantA := make([]float32, len(gotA))
 			wantB := make([]float32, len(gotB))
 			if m := a.Modules[l.Name]; m != nil {
@@ -141,7 +144,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-func acquire(t *testing.T, p *Pool, name string) runtime.AdapterLease {
+func acquire(t *testing.T, p *Pool, name string) *Claim {
 	t.Helper()
 	l, err := p.Acquire(context.Background(), name)
 	if err != nil {
@@ -153,7 +156,7 @@ func acquire(t *testing.T, p *Pool, name string) runtime.AdapterLease {
 func TestPoolLazyLoadLRUAndRefcounts(t *testing.T) {
 	root := t.TempDir()
 	base := loadStories(t).Model.Config
-	ads := map[string]*Adapter{}
+	ads := map[string]*peft.Adapter{}
 	for i, name := range []string{"a", "b", "c"} {
 		ads[name] = randomAdapter(base, 4, 8, uint64(i+1), 0.2, nil)
 		saveAdapter(t, filepath.Join(root, name), ads[name])
@@ -205,7 +208,7 @@ func TestPoolLazyLoadLRUAndRefcounts(t *testing.T) {
 	tp.holds(t, 1, ads["b"])
 
 	// A waiter gets the first slot released, and is visible as waiting meanwhile.
-	got := make(chan runtime.AdapterLease)
+	got := make(chan *Claim)
 	go func() {
 		l, err := tp.Acquire(context.Background(), "a")
 		if err != nil {
@@ -308,7 +311,7 @@ func TestPoolRefusalsDoNotDisturbServing(t *testing.T) {
 	saveAdapter(t, filepath.Join(root, "big"), randomAdapter(base, 16, 8, 2, 0.2, []string{"self_attn.q_proj"}))
 	saveAdapter(t, filepath.Join(root, "tiny"), randomAdapter(tinyConfig(t), 4, 8, 3, 0.2, []string{"mlp.down_proj"}))
 	saveAdapter(t, filepath.Join(root, "corrupt"), randomAdapter(base, 4, 8, 4, 0.2, nil))
-	w := filepath.Join(root, "corrupt", WeightsName)
+	w := filepath.Join(root, "corrupt", peft.WeightsName)
 	data, _ := os.ReadFile(w)
 	os.WriteFile(w, data[:len(data)/2], 0o644)
 	saveAdapter(t, filepath.Join(outside, "escape"), randomAdapter(base, 4, 8, 5, 0.2, nil))
@@ -316,8 +319,8 @@ func TestPoolRefusalsDoNotDisturbServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(root, "linkfile"), 0o755)
-	os.Symlink(filepath.Join(outside, "escape", ConfigName), filepath.Join(root, "linkfile", ConfigName))
-	os.Symlink(filepath.Join(outside, "escape", WeightsName), filepath.Join(root, "linkfile", WeightsName))
+	os.Symlink(filepath.Join(outside, "escape", peft.ConfigName), filepath.Join(root, "linkfile", peft.ConfigName))
+	os.Symlink(filepath.Join(outside, "escape", peft.WeightsName), filepath.Join(root, "linkfile", peft.WeightsName))
 
 	tp := newTestPool(t, root, 2, 8)
 	good := acquire(t, tp.Pool, "good")
@@ -356,9 +359,9 @@ func TestPoolRefusalsDoNotDisturbServing(t *testing.T) {
 	acquire(t, tp.Pool, "corrupt").Release()
 }
 
-func mustLoad(t *testing.T, dir string) *Adapter {
+func mustLoad(t *testing.T, dir string) *peft.Adapter {
 	t.Helper()
-	a, err := Load(dir)
+	a, err := peft.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,21 +400,21 @@ func TestAdminLoadUnload(t *testing.T) {
 		t.Fatal("hidden staging directories must not be registered")
 	}
 	for _, tc := range []struct {
-		req    LoadLoRAAdapterRequest
-		status int
-		msg    string
+		req  LoadLoRAAdapterRequest
+		kind error
+		msg  string
 	}{
-		{LoadLoRAAdapterRequest{LoraName: "x"}, 400, "Both 'lora_name' and 'lora_path' must be provided."},
-		{LoadLoRAAdapterRequest{LoraName: "x", LoraPath: "../outside"}, 400, "outside the adapters directory"},
-		{LoadLoRAAdapterRequest{LoraName: "x", LoraPath: elsewhere}, 400, "outside the adapters directory"},
-		{LoadLoRAAdapterRequest{LoraName: "x", LoraPath: ".staging/none"}, 404, "No adapter found"},
-		{LoadLoRAAdapterRequest{LoraName: "stories", LoraPath: ".staging/x"}, 400, "base model's name"},
-		{LoadLoRAAdapterRequest{LoraName: "bad", LoraPath: ".staging/bad"}, 400, "trained for another model"},
+		{LoadLoRAAdapterRequest{LoraName: "x"}, ErrInvalidInput, "Both 'lora_name' and 'lora_path' must be provided."},
+		{LoadLoRAAdapterRequest{LoraName: "x", LoraPath: "../outside"}, ErrRefused, "outside the adapters directory"},
+		{LoadLoRAAdapterRequest{LoraName: "x", LoraPath: elsewhere}, ErrRefused, "outside the adapters directory"},
+		{LoadLoRAAdapterRequest{LoraName: "x", LoraPath: ".staging/none"}, ErrNotFound, "No adapter found"},
+		{LoadLoRAAdapterRequest{LoraName: "stories", LoraPath: ".staging/x"}, ErrInvalidInput, "base model's name"},
+		{LoadLoRAAdapterRequest{LoraName: "bad", LoraPath: ".staging/bad"}, ErrRefused, "trained for another model"},
 	} {
 		_, err := tp.LoadAdapter(tc.req)
 		var ae *AdminError
-		if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, tc.msg) {
-			t.Errorf("load %+v: %v, want %d %q", tc.req, err, tc.status, tc.msg)
+		if !errors.As(err, &ae) || !errors.Is(err, tc.kind) || !strings.Contains(ae.Message, tc.msg) {
+			t.Errorf("load %+v: %v, want %v %q", tc.req, err, tc.kind, tc.msg)
 		}
 	}
 	if tp.Registry().Has("bad") {
@@ -442,7 +445,7 @@ func TestAdminLoadUnload(t *testing.T) {
 	}
 	_, err = tp.UnloadAdapter(UnloadLoRAAdapterRequest{LoraName: "x"})
 	var ae *AdminError
-	if !errors.As(err, &ae) || ae.Status != 404 || ae.Message != "The lora adapter 'x' cannot be found." {
+	if !errors.As(err, &ae) || !errors.Is(err, ErrNotFound) || ae.Message != "The lora adapter 'x' cannot be found." {
 		t.Fatalf("second unload: %v", err)
 	}
 }

@@ -10,12 +10,19 @@ import (
 	"sync"
 )
 
-// Errors of the registry and the pool.
+// Errors of the registry, the pool and the admin calls.
 var (
-	// ErrNotFound: no adapter of that name is registered (404 model_not_found).
+	// ErrNotFound: no adapter of that name is registered (or, to an admin
+	// load, none is at the path given).
 	ErrNotFound = errors.New("adapter not found")
 	// ErrExists: an adapter or model of that name is already served.
 	ErrExists = errors.New("adapter name already in use")
+	// ErrInvalidInput: an admin request lacks a field or names an adapter
+	// already served.
+	ErrInvalidInput = errors.New("invalid adapter request")
+	// ErrRefused: the adapter's files cannot be served (a *RefusedError, or
+	// an admin load refused).
+	ErrRefused = errors.New("adapter refused")
 )
 
 // RefusedError is an adapter that is registered but cannot be served: its
@@ -30,7 +37,8 @@ type RefusedError struct {
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("adapter %q cannot be served: %v", e.Name, e.Err)
 }
-func (e *RefusedError) Unwrap() error { return e.Err }
+func (e *RefusedError) Unwrap() error        { return e.Err }
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
 // LogValue is the text with the server paths, for the log (slog.LogValuer).
 func (e *RefusedError) LogValue() slog.Value {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"strings"
 
 	"github.com/parrot-llm/parrot/runtime"
@@ -20,18 +19,18 @@ type Generator struct {
 	Name   string // the adapter
 }
 
-// Submit acquires the adapter (loading it if needed, waiting for a slot up
-// to ctx's deadline), sets it as req.Adapter and queues the request on the
-// engine. Errors besides
-// the engine's: ErrNotFound, *RefusedError, ErrBusy (which also matches
-// runtime.ErrOverloaded).
+// Submit claims the adapter's current version (reading it if no slot or
+// other request has it), sets the claim as req.Adapter and queues the
+// request on the engine, whose scheduler gives it a slot when it admits it.
+// Errors besides the engine's: ErrNotFound, *RefusedError, or a busy error
+// (matching runtime.ErrOverloaded) when the adapter's files stay in flux.
 func (g *Generator) Submit(ctx context.Context, req runtime.Request) (<-chan runtime.Event, error) {
-	l, err := g.Pool.Acquire(ctx, g.Name)
+	c, err := g.Pool.Claim(ctx, g.Name)
 	if err != nil {
 		return nil, err
 	}
-	req.Adapter = l
-	events, err := g.Engine.Submit(ctx, req) // releases the lease if it fails
+	req.Adapter = c
+	events, err := g.Engine.Submit(ctx, req) // releases the claim if it fails
 	if err != nil {
 		return nil, err
 	}
@@ -84,15 +83,16 @@ type UnloadLoRAAdapterRequest struct {
 	LoraIntID *int   `json:"lora_int_id,omitempty"` // accepted for compatibility; parrot names adapters only
 }
 
-// AdminError is a failed admin call, with the HTTP status and the error
-// type vLLM answers with (its body: {"object":"error","message","type","code"}).
+// AdminError is a failed admin call: Message is the text vLLM answers
+// with, Kind (matched by errors.Is) what went wrong: ErrInvalidInput,
+// ErrNotFound or ErrRefused.
 type AdminError struct {
-	Status  int
-	Type    string // "InvalidUserInput", "BadRequestError", "NotFoundError"
+	Kind    error
 	Message string
 }
 
 func (e *AdminError) Error() string { return e.Message }
+func (e *AdminError) Unwrap() error { return e.Kind }
 
 // LoadAdapter does POST /v1/load_lora_adapter: it reads and validates the
 // adapter at req.LoraPath (confined to the adapters directory) and registers
@@ -100,11 +100,10 @@ func (e *AdminError) Error() string { return e.Message }
 // success text, or an *AdminError.
 func (p *Pool) LoadAdapter(req LoadLoRAAdapterRequest) (string, error) {
 	if req.LoraName == "" || req.LoraPath == "" {
-		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", "Both 'lora_name' and 'lora_path' must be provided."}
+		return "", &AdminError{ErrInvalidInput, "Both 'lora_name' and 'lora_path' must be provided."}
 	}
 	if p.reg.Has(req.LoraName) {
-		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput",
-			fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.LoraName)}
+		return "", &AdminError{ErrInvalidInput, fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.LoraName)}
 	}
 	// The messages name the adapter, the caller's own lora_path and a
 	// reason, never a server path; the log has the paths.
@@ -112,18 +111,18 @@ func (p *Pool) LoadAdapter(req LoadLoRAAdapterRequest) (string, error) {
 		p.log.Warn("adapter load refused", "adapter", req.LoraName, "lora_path", req.LoraPath, "err", logDetail(err))
 		switch {
 		case errors.Is(err, ErrExists):
-			return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", err.Error()}
+			return "", &AdminError{ErrInvalidInput, err.Error()}
 		case errors.Is(err, fs.ErrNotExist):
-			return "", &AdminError{http.StatusNotFound, "NotFoundError", fmt.Sprintf("No adapter found for %s: %v", req.LoraPath, err)}
+			return "", &AdminError{ErrNotFound, fmt.Sprintf("No adapter found for %s: %v", req.LoraPath, err)}
 		}
-		return "", &AdminError{http.StatusBadRequest, "BadRequestError", err.Error()}
+		return "", &AdminError{ErrRefused, err.Error()}
 	}
 	// Refuse it now rather than on its first request, as vLLM does.
 	e, _ := p.reg.lookup(req.LoraName)
 	if _, err := p.read(e); err != nil {
 		p.log.Warn("adapter load refused", "adapter", req.LoraName, "path", e.path, "err", logDetail(err))
 		p.reg.Remove(req.LoraName)
-		return "", &AdminError{http.StatusBadRequest, "BadRequestError", fmt.Sprintf("adapter %q: %v", req.LoraName, err)}
+		return "", &AdminError{ErrRefused, fmt.Sprintf("adapter %q: %v", req.LoraName, err)}
 	}
 	return fmt.Sprintf("Success: LoRA adapter '%s' added successfully.", req.LoraName), nil
 }
@@ -132,10 +131,10 @@ func (p *Pool) LoadAdapter(req LoadLoRAAdapterRequest) (string, error) {
 // served; requests holding it finish on it and its slot is freed once idle.
 func (p *Pool) UnloadAdapter(req UnloadLoRAAdapterRequest) (string, error) {
 	if req.LoraName == "" {
-		return "", &AdminError{http.StatusBadRequest, "InvalidUserInput", "'lora_name' needs to be provided."}
+		return "", &AdminError{ErrInvalidInput, "'lora_name' needs to be provided."}
 	}
 	if err := p.reg.Remove(req.LoraName); err != nil {
-		return "", &AdminError{http.StatusNotFound, "NotFoundError", fmt.Sprintf("The lora adapter '%s' cannot be found.", req.LoraName)}
+		return "", &AdminError{ErrNotFound, fmt.Sprintf("The lora adapter '%s' cannot be found.", req.LoraName)}
 	}
 	return fmt.Sprintf("Success: LoRA adapter '%s' removed successfully.", req.LoraName), nil
 }

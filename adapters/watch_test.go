@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/parrot-llm/parrot/adapters/peft"
 )
 
 // copyPart writes the first n bytes of src to dst (a copy in progress).
@@ -27,7 +29,7 @@ func TestWatcherDebounce(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	a := randomAdapter(tinyConfig(t), 4, 8, 1, 0.2, nil)
 	saveAdapter(t, src, a)
-	weights, _ := os.ReadFile(filepath.Join(src, WeightsName))
+	weights, _ := os.ReadFile(filepath.Join(src, peft.WeightsName))
 
 	root := t.TempDir()
 	reg, err := NewRegistry(root)
@@ -43,7 +45,7 @@ func TestWatcherDebounce(t *testing.T) {
 	}
 	dir := filepath.Join(root, "new")
 	os.MkdirAll(dir, 0o755)
-	copyPart(t, filepath.Join(src, ConfigName), filepath.Join(dir, ConfigName), 1<<20)
+	copyPart(t, filepath.Join(src, peft.ConfigName), filepath.Join(dir, peft.ConfigName), 1<<20)
 	scanAt(0)
 	scanAt(2 * time.Second)
 	if reg.Has("new") {
@@ -51,7 +53,7 @@ func TestWatcherDebounce(t *testing.T) {
 	}
 	// The weights arrive in thirds, 0.6 s apart: never settled.
 	for i := 1; i <= 3; i++ {
-		copyPart(t, filepath.Join(src, WeightsName), filepath.Join(dir, WeightsName), i*len(weights)/3)
+		copyPart(t, filepath.Join(src, peft.WeightsName), filepath.Join(dir, peft.WeightsName), i*len(weights)/3)
 		scanAt(600 * time.Millisecond)
 		if reg.Has("new") {
 			t.Fatalf("registered while being copied (%d/3)", i)
@@ -73,7 +75,7 @@ func TestWatcherDebounce(t *testing.T) {
 	// A change written in place is a new version, also after the debounce.
 	b := randomAdapter(tinyConfig(t), 4, 8, 2, 0.2, nil)
 	saveAdapter(t, src, b)
-	copyPart(t, filepath.Join(src, WeightsName), filepath.Join(dir, WeightsName), 1<<30)
+	copyPart(t, filepath.Join(src, peft.WeightsName), filepath.Join(dir, peft.WeightsName), 1<<30)
 	scanAt(100 * time.Millisecond)
 	if got, _ := reg.Get("new"); got.Version != in.Version {
 		t.Fatal("new version taken before it settled")
@@ -163,7 +165,7 @@ func TestWatcherWaitsForMatchingPair(t *testing.T) {
 	src := t.TempDir()
 	saveAdapter(t, filepath.Join(src, "r8"), randomAdapter(base, 8, 16, 1, 0.2, nil))
 	saveAdapter(t, filepath.Join(src, "r16"), randomAdapter(base, 16, 32, 2, 0.2, nil))
-	for _, order := range [][]string{{ConfigName, WeightsName}, {WeightsName, ConfigName}} {
+	for _, order := range [][]string{{peft.ConfigName, peft.WeightsName}, {peft.WeightsName, peft.ConfigName}} {
 		for _, explicit := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s first, explicit %v", order[0], explicit), func(t *testing.T) {
 				root := t.TempDir()
@@ -271,7 +273,7 @@ func TestWatcherScansDuringNotificationStorm(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-stopped }()
-	copyFile(t, filepath.Join(src, WeightsName), filepath.Join(dir, WeightsName))
+	copyFile(t, filepath.Join(src, peft.WeightsName), filepath.Join(dir, peft.WeightsName))
 	eventually(t, "the new version during the storm", func() bool {
 		got, _ := reg.Get("busy")
 		return got.Version != old.Version

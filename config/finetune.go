@@ -21,13 +21,7 @@ var LoRATargets = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", 
 // Finetune is the configuration of `parrot finetune`. Names follow TRL's
 // SFTConfig and PEFT's LoraConfig (max_seq_length → MaxSeqLength).
 type Finetune struct {
-	Model        string // local model directory or Hub id "org/name[@revision]"
-	Revision     string // Hub revision of Model
-	DownloadDir  string // Hub cache directory; "" = HF_HUB_CACHE / HF_HOME rules
-	ChatTemplate string // built-in name, Jinja file or Jinja source; "" = the checkpoint's
-	Quantize     string // "nf4" or "none"
-	Backend      string // "cpu" or "cuda"
-	Threads      int    // CPU threads; 0 = all cores
+	ModelConfig
 
 	Dataset          string // .jsonl/.json/.parquet file or directory, or Hub dataset id
 	DatasetSplit     string
@@ -72,14 +66,9 @@ type Finetune struct {
 func finetuneFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("finetune", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.String("config", "", "YAML file of settings, keys named as the flags (e.g. learning-rate: 2e-4)")
-	fs.String("model", "", "base model: a local Hugging Face model directory, or a Hub id org/name[@revision]")
-	fs.String("revision", "", "Hub revision (branch, tag or commit) of --model; default main")
-	fs.String("download-dir", "", "Hub cache directory; default $HF_HUB_CACHE, else $HF_HOME/hub")
-	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1), a file of Jinja source, or Jinja source itself; default the model's own")
-	fs.String("quantize", "nf4", "base weights of the projections: nf4 (QLoRA) or none (float32)")
-	fs.String("backend", "cpu", "compute backend: cpu or cuda (cuda needs a binary built with -tags cuda)")
-	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")
+	commonFlags(fs, "learning-rate: 2e-4",
+		"base model: a local Hugging Face model directory, or a Hub id org/name[@revision]",
+		"base weights of the projections: nf4 (QLoRA) or none (float32)")
 
 	fs.String("dataset", "", "training data: a .jsonl, .json or .parquet file, a directory of them, or a Hub dataset id org/name[@revision]")
 	fs.String("dataset-split", "train", "split of the dataset to train on")
@@ -114,9 +103,7 @@ func finetuneFlags() *pflag.FlagSet {
 	fs.String("instruction-part", "", `token text that opens a user turn (\n allowed); default the Llama 3 user header`)
 	fs.String("response-part", "", `token text that opens an assistant reply (\n allowed); default the Llama 3 assistant header`)
 	fs.Int("show-masking", -1, "print sample N decoded as input and as labels (masked tokens as spaces) before training")
-	fs.VisitAll(func(f *pflag.Flag) {
-		f.Usage += fmt.Sprintf(" [$%s]", envName(f.Name))
-	})
+	envFlags(fs)
 	return fs
 }
 
@@ -139,14 +126,8 @@ func ParseFinetune(args []string, out io.Writer) (Finetune, error) {
 		return Finetune{}, err
 	}
 	c := Finetune{
-		ConfigFile:   g.str("config"),
-		Model:        g.str("model"),
-		Revision:     g.str("revision"),
-		DownloadDir:  g.str("download-dir"),
-		ChatTemplate: g.str("chat-template"),
-		Quantize:     strings.ToLower(g.str("quantize")),
-		Backend:      strings.ToLower(g.str("backend")),
-		Threads:      g.int("threads"),
+		ConfigFile:  g.str("config"),
+		ModelConfig: g.modelConfig(),
 
 		Dataset:          g.str("dataset"),
 		DatasetSplit:     g.str("dataset-split"),
@@ -239,12 +220,7 @@ func unescape(s string) string {
 func (c *Finetune) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Model == "" {
-		bad("--model is required: a local model directory or a Hub id such as org/name")
-	}
-	if strings.Contains(c.Model, "@") && c.Revision != "" {
-		bad("--model %q already names a revision: drop --revision %q", c.Model, c.Revision)
-	}
+	c.ModelConfig.validate(bad)
 	if c.Dataset == "" {
 		bad("--dataset is required: a .jsonl, .json or .parquet file, a directory, or a Hub dataset id such as org/name")
 	}
@@ -256,15 +232,6 @@ func (c *Finetune) Validate() error {
 	}
 	if c.DatasetTextField == "" {
 		bad("--dataset-text-field must not be empty")
-	}
-	if !slices.Contains([]string{"nf4", "none"}, c.Quantize) {
-		bad("--quantize %q: must be nf4 or none", c.Quantize)
-	}
-	if !slices.Contains([]string{"cpu", "cuda"}, c.Backend) {
-		bad("--backend %q: must be cpu or cuda", c.Backend)
-	}
-	if c.Threads < 0 {
-		bad("--threads %d: must be 0 (all cores) or positive", c.Threads)
 	}
 	if c.R < 1 {
 		bad("--r %d: the LoRA rank must be at least 1", c.R)

@@ -17,7 +17,7 @@ func TestFinetuneDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Finetune{
-		Model: "org/base", Dataset: "org/data", OutputDir: "out", Quantize: "nf4", Backend: "cpu",
+		ModelConfig: ModelConfig{Model: "org/base", Quantize: "nf4", Backend: "cpu"}, Dataset: "org/data", OutputDir: "out",
 		DatasetSplit: "train", DatasetTextField: "text", SystemPrompt: "You are an assistant",
 		R: 16, LoraAlpha: 16, LoraDropout: 0, UseRSLoRA: false,
 		TargetModules: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},

@@ -30,18 +30,12 @@ var ErrHelp = pflag.ErrHelp
 
 // Serve is the configuration of `parrot serve`.
 type Serve struct {
-	Model            string   // local model directory or Hub id "org/name[@revision]"
-	Revision         string   // Hub revision (branch, tag or commit); "" = from Model or "main"
-	DownloadDir      string   // Hub cache directory; "" = HF_HUB_CACHE / HF_HOME rules
+	ModelConfig
 	ServedModelNames []string // names clients use; default [Model]
 	Host             string   // "" = all interfaces
 	Port             int
-	Quantize         string // "nf4" or "none"
-	ChatTemplate     string // built-in name, Jinja file or Jinja source; "" = the checkpoint's
-	LMHead8Bit       bool   // keep an 8-bit copy of the lm_head for faster decoding
-	MaxModelLen      int    // 0 = the model's max_position_embeddings
-	Threads          int    // CPU threads; 0 = all cores
-	Backend          string // "cpu" or "cuda"
+	LMHead8Bit       bool // keep an 8-bit copy of the lm_head for faster decoding
+	MaxModelLen      int  // 0 = the model's max_position_embeddings
 	APIKeys          []string
 	AdaptersDir      string
 	LoRAs            []string // explicit adapters, "name=path"
@@ -55,6 +49,9 @@ type Serve struct {
 	MaxNumSeqs          int   // sequences decoded together
 	MaxNumSeqsPerReq    int   // sequences of one request decoded together; 0 = MaxNumSeqs/4
 	MaxNumBatchedTokens int   // tokens per forward pass
+	LongPrefillTokens   int   // prompt tokens one sequence runs per step; 0 = half of MaxNumBatchedTokens
+	KVCacheBytes        int64 // KV pool budget in bytes; 0 = KVCacheFraction of the memory available
+	KVCacheFraction     float64
 	MaxWaitingRequests  int   // queued requests before 429
 	MaxRequestBodyBytes int64 // request body limit
 	ShutdownTimeout     time.Duration
@@ -74,19 +71,14 @@ type Serve struct {
 func serveFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.String("config", "", "YAML file of settings, keys named as the flags (e.g. max-model-len: 2048)")
-	fs.String("model", "", "model to serve: a local Hugging Face model directory, or a Hub id org/name[@revision] (downloaded into the Hugging Face cache)")
-	fs.String("revision", "", "Hub revision (branch, tag or commit) of --model; default main")
-	fs.String("download-dir", "", "Hub cache directory; default $HF_HUB_CACHE, else $HF_HOME/hub")
+	commonFlags(fs, "max-model-len: 2048",
+		"model to serve: a local Hugging Face model directory, or a Hub id org/name[@revision] (downloaded into the Hugging Face cache)",
+		"weights of the projections: nf4 (4-bit, quantized on load if needed) or none (float32, for reference checks)")
 	fs.StringSlice("served-model-name", nil, "name(s) clients use for the model; repeat or comma-separate for aliases; default the --model Hub id, or the name of a local model directory (its path is never shown to clients)")
 	fs.String("host", "", "address to listen on; empty = all interfaces")
 	fs.Int("port", 8000, "port to listen on")
-	fs.String("quantize", "nf4", "weights of the projections: nf4 (4-bit, quantized on load if needed) or none (float32, for reference checks)")
 	fs.Bool("lm-head-8bit", false, "store the lm_head in 8 bits (blocks of 32): a quarter of float32's decode bandwidth, slightly different logits")
-	fs.String("chat-template", "", "chat template: a built-in name (e.g. llama-3.1), a file of Jinja source, or Jinja source itself; default the model's own")
 	fs.Int("max-model-len", 0, "context length in tokens; 0 = the model's max_position_embeddings")
-	fs.Int("threads", 0, "CPU threads for the cpu backend; 0 = all cores")
-	fs.String("backend", "cpu", "compute backend: cpu or cuda (cuda needs a binary built with -tags cuda)")
 	fs.StringSlice("api-key", nil, "API key clients must send as 'Authorization: Bearer KEY'; repeat (or comma-separate) for several; none = no auth")
 	fs.String("adapters-dir", "", "directory of LoRA adapters to serve (one PEFT adapter per subdirectory, named by it; watched: new or changed adapters are served without a restart)")
 	fs.StringSlice("lora", nil, "a LoRA adapter to serve, as name=path; repeat for several")
@@ -96,12 +88,15 @@ func serveFlags() *pflag.FlagSet {
 	fs.Bool("enable-lora-admin", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (behind the API key)")
 	fs.Bool("playground", true, "serve the chat playground at / (static files; its API calls need the API key like any client's); --playground=false to turn it off")
 	fs.String("metrics-compat", "vllm", "also export, on /metrics, the series a Gateway API Inference Extension endpoint picker (or llm-d, AIBrix) scrapes to choose a replica, "+
-		"under vLLM's names and labels: vllm:num_requests_running, vllm:num_requests_waiting and vllm:lora_requests_info, from the same sources as their parrot: twins "+
-		"(vllm), or not (none). The default is vllm: the duplicates are a few gauge series and no vLLM runs in this process, so nothing is counted twice; "+
-		"vllm:kv_cache_usage_perc is absent until the engine has a paged KV block pool to report")
+		"under vLLM's names and labels: vllm:num_requests_running, vllm:num_requests_waiting, vllm:kv_cache_usage_perc, vllm:lora_requests_info, "+
+		"vllm:num_preemptions_total and vllm:prefix_cache_queries_total/hits_total, from the same sources as their parrot: twins "+
+		"(vllm), or not (none). The default is vllm: the duplicates are a few series and no vLLM runs in this process, so nothing is counted twice")
 	fs.Int("max-num-seqs", 16, "most sequences decoded together in one step")
 	fs.Int("max-num-seqs-per-request", 0, "most sequences of one request (its n choices and prompts) decoded together, so a large n does not hold back the requests queued behind it; 0 = a quarter of --max-num-seqs")
 	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
+	fs.Int("long-prefill-token-threshold", 0, "most prompt tokens one sequence runs in one forward pass, so that one long prompt does not take the whole --max-num-batched-tokens; 0 = half of it")
+	fs.String("kv-cache-memory", "0.5", "memory for the KV cache pool, allocated at start: bytes with a unit (512MiB, 1GiB, 2GB) or a fraction of the memory available after the weights are loaded (0.5); "+
+		"--max-model-len is lowered to what the pool holds, and requests wait (or running ones are preempted and recomputed later) when it is full")
 	fs.Int("max-waiting-requests", 256, "most queued requests; more are refused with 429 and Retry-After")
 	fs.Int64("max-request-body-bytes", 4<<20, "largest accepted request body, in bytes")
 	fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may run before they are cut (new requests get 503 meanwhile)")
@@ -111,9 +106,7 @@ func serveFlags() *pflag.FlagSet {
 	fs.Duration("idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open; 0 = no limit")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.String("log-format", "text", "log format: text or json")
-	fs.VisitAll(func(f *pflag.Flag) {
-		f.Usage += fmt.Sprintf(" [$%s]", envName(f.Name))
-	})
+	envFlags(fs)
 	return fs
 }
 
@@ -140,18 +133,12 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 	}
 	c := Serve{
 		ConfigFile:          g.str("config"),
-		Model:               g.str("model"),
-		Revision:            g.str("revision"),
-		DownloadDir:         g.str("download-dir"),
+		ModelConfig:         g.modelConfig(),
 		ServedModelNames:    g.list("served-model-name"),
 		Host:                g.str("host"),
 		Port:                g.int("port"),
-		Quantize:            strings.ToLower(g.str("quantize")),
-		ChatTemplate:        g.str("chat-template"),
 		LMHead8Bit:          g.bool("lm-head-8bit"),
 		MaxModelLen:         g.int("max-model-len"),
-		Threads:             g.int("threads"),
-		Backend:             strings.ToLower(g.str("backend")),
 		APIKeys:             g.list("api-key"),
 		AdaptersDir:         g.str("adapters-dir"),
 		LoRAs:               g.list("lora"),
@@ -164,6 +151,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		MaxNumSeqs:          g.int("max-num-seqs"),
 		MaxNumSeqsPerReq:    g.int("max-num-seqs-per-request"),
 		MaxNumBatchedTokens: g.int("max-num-batched-tokens"),
+		LongPrefillTokens:   g.int("long-prefill-token-threshold"),
 		MaxWaitingRequests:  g.int("max-waiting-requests"),
 		MaxRequestBodyBytes: g.int64("max-request-body-bytes"),
 		ShutdownTimeout:     g.duration("shutdown-timeout"),
@@ -173,6 +161,12 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		IdleTimeout:         g.duration("idle-timeout"),
 		LogLevel:            strings.ToLower(g.str("log-level")),
 		LogFormat:           strings.ToLower(g.str("log-format")),
+	}
+	if g.err == nil {
+		c.KVCacheBytes, c.KVCacheFraction, g.err = ParseMemory(g.str("kv-cache-memory"))
+		if g.err != nil {
+			g.err = fmt.Errorf("--kv-cache-memory (or $%s or the config file): %w", envName("kv-cache-memory"), g.err)
+		}
 	}
 	if g.err != nil {
 		return Serve{}, g.err
@@ -374,26 +368,12 @@ func (g *getter) list(key string) []string {
 func (c *Serve) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Model == "" {
-		bad("--model is required: a local model directory or a Hub id such as org/name")
-	}
-	if strings.Contains(c.Model, "@") && c.Revision != "" {
-		bad("--model %q already names a revision: drop --revision %q", c.Model, c.Revision)
-	}
+	c.ModelConfig.validate(bad)
 	if c.Port < 1 || c.Port > 65535 {
 		bad("--port %d: must be in 1..65535", c.Port)
 	}
-	if !slices.Contains([]string{"nf4", "none"}, c.Quantize) {
-		bad("--quantize %q: must be nf4 or none", c.Quantize)
-	}
-	if !slices.Contains([]string{"cpu", "cuda"}, c.Backend) {
-		bad("--backend %q: must be cpu or cuda", c.Backend)
-	}
 	if c.MaxModelLen < 0 {
 		bad("--max-model-len %d: must be 0 (the model's) or positive", c.MaxModelLen)
-	}
-	if c.Threads < 0 {
-		bad("--threads %d: must be 0 (all cores) or positive", c.Threads)
 	}
 	if c.MaxNumSeqs < 1 {
 		bad("--max-num-seqs %d: must be at least 1", c.MaxNumSeqs)
@@ -403,6 +383,9 @@ func (c *Serve) Validate() error {
 	}
 	if c.MaxNumBatchedTokens < 1 {
 		bad("--max-num-batched-tokens %d: must be at least 1", c.MaxNumBatchedTokens)
+	}
+	if c.LongPrefillTokens < 0 {
+		bad("--long-prefill-token-threshold %d: must be 0 (half of --max-num-batched-tokens) or positive", c.LongPrefillTokens)
 	}
 	if c.MaxWaitingRequests < 1 {
 		bad("--max-waiting-requests %d: must be at least 1", c.MaxWaitingRequests)

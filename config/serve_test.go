@@ -47,8 +47,8 @@ func TestServeDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Serve{
-		Model: "org/name", ServedModelNames: []string{"org/name"}, Port: 8000, Quantize: "nf4", Backend: "cpu",
-		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
+		ModelConfig: ModelConfig{Model: "org/name", Quantize: "nf4", Backend: "cpu"}, ServedModelNames: []string{"org/name"}, Port: 8000,
+		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, KVCacheFraction: 0.5, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text",
 		MaxLoRAs: 4, MaxLoRARank: 16, Playground: true, MetricsCompat: "vllm",
 		ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
@@ -150,6 +150,8 @@ func TestServeInvalid(t *testing.T) {
 		{"metrics compat", []string{"--model", "m", "--metrics-compat", "sglang"}, nil, "", "--metrics-compat \"sglang\": must be vllm or none"},
 		{"metrics compat env", []string{"--model", "m"}, map[string]string{"PARROT_METRICS_COMPAT": "tgi"}, "", "--metrics-compat \"tgi\""},
 		{"negative len", []string{"--model", "m", "--max-model-len", "-1"}, nil, "", "--max-model-len -1"},
+		{"kv memory", []string{"--model", "m", "--kv-cache-memory", "lots"}, nil, "", "--kv-cache-memory"},
+		{"long prefill", []string{"--model", "m", "--long-prefill-token-threshold", "-2"}, nil, "", "--long-prefill-token-threshold -2"},
 		{"seqs", []string{"--model", "m", "--max-num-seqs", "0"}, nil, "", "--max-num-seqs 0"},
 		{"body", []string{"--model", "m", "--max-request-body-bytes", "10"}, nil, "", "--max-request-body-bytes 10"},
 		{"duration", []string{"--model", "m"}, map[string]string{"PARROT_SHUTDOWN_TIMEOUT": "5"}, "", "duration"},
@@ -276,7 +278,7 @@ func TestServeMetricsCompat(t *testing.T) {
 	if _, err := ParseServe([]string{"--help"}, &out); !errors.Is(err, ErrHelp) {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:lora_requests_info", "vllm:kv_cache_usage_perc is absent", `(default "vllm")`} {
+	for _, s := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:lora_requests_info", "vllm:kv_cache_usage_perc", "vllm:num_preemptions_total", `(default "vllm")`} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("--metrics-compat help lacks %q", s)
 		}

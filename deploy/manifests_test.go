@@ -592,7 +592,7 @@ func TestMetricNamesAreServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	om.Observer(cfg.ServedModelNames[0]).Queue(0, 0)
+	om.Observer(cfg.ServedModelNames[0]).Queue(0, 0, 0)
 	if err := adapters.NewMetrics(adapters.MetricsOptions{VLLMCompat: compat}).Register(reg); err != nil {
 		t.Fatal(err)
 	}
@@ -631,7 +631,7 @@ func TestMetricNamesAreServed(t *testing.T) {
 		return true
 	}
 	for _, name := range []string{openai.MetricRequestsWaiting, openai.MetricRequestsRunning,
-		openai.VLLMRequestsWaiting, openai.VLLMRequestsRunning} {
+		openai.VLLMRequestsWaiting, openai.VLLMRequestsRunning, openai.MetricKVCacheUsage, openai.VLLMKVCacheUsage} {
 		if families[name] == nil {
 			t.Errorf("%s is not served with --metrics-compat %s", name, cfg.MetricsCompat)
 		}
@@ -643,10 +643,6 @@ func TestMetricNamesAreServed(t *testing.T) {
 	// openai's TestVLLMLoRAInfoOnScrape); here its name must be kept.
 	if !kept(adapters.VLLMLoRARequestsInfo) {
 		t.Errorf("the PodMonitor drops %s", adapters.VLLMLoRARequestsInfo)
-	}
-	// No KV usage series yet: the engine has no paged KV pool to measure.
-	if families[openai.VLLMKVCacheUsage] != nil {
-		t.Errorf("%s is served: update the guide and the pool's comment", openai.VLLMKVCacheUsage)
 	}
 
 	// prometheus-adapter turns the served series into the HPA's pods metric.

@@ -1,9 +1,10 @@
 // Package kernels is the backend seam: a small, eager set of tensor ops that
 // the model code calls without knowing which backend runs them.
 //
-// Activations are plain row-major float32 slices. Weights are frozen matrices
+// Activations, KV blocks and LoRA slots live in backend-owned memory (Buf,
+// IntBuf; see Memory), row-major float32. Weights are frozen matrices
 // in PyTorch nn.Linear layout W[Rows=out, Cols=in]: float32, bitsandbytes-
-// compatible NF4 (SPEC.md §1), bfloat16 (embeddings as checkpoints store
+// compatible NF4 (bitsandbytes functional.py quantize_4bit), bfloat16 (embeddings as checkpoints store
 // them) or 8-bit Q8 (an optional lm_head).
 //
 // kernels/ref is the naive specification of every op; kernels/cpu is the fast
@@ -65,62 +66,107 @@ var NF4Code = [16]float32{
 	0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 }
 
-// KVRef is the key/value cache one query token attends to, in one layer:
-// the first Len positions of its sequence.
-type KVRef struct {
-	K, V []float32 // [>=Len, nKVHeads*headDim]
-	Len  int       // number of positions attended (causal: position of the token + 1)
+// KVLayer is one layer's paged key/value storage (vLLM's kv_cache[layer],
+// ggml's k_l/v_l): NumBlocks blocks of BlockSize positions, each position a
+// row of nKVHeads*headDim floats. Position p of a sequence lives in row
+// blockTable[p/BlockSize]*BlockSize + p%BlockSize.
+type KVLayer struct {
+	K, V Buf // [NumBlocks*BlockSize, nKVHeads*headDim]
 }
 
-// Backend is the set of ops the model needs. Every op overwrites its output
-// argument (no accumulation) unless its comment says otherwise, and never
-// retains slices after it returns.
+// AttnMeta is a step's attention metadata (vLLM's attn_metadata), written
+// once per step and shared by every layer. Token t belongs to the sequence
+// in row Seq[t] of BlockTables and attends positions [0, Pos[t]] of it.
+type AttnMeta struct {
+	Seq         IntBuf // [T]
+	Pos         IntBuf // [T] (the positions RoPE used)
+	BlockTables IntBuf // [nSeqs, MaxBlocks] block ids
+	MaxBlocks   int    // row length of BlockTables
+	BlockSize   int    // positions per block
+	MaxLen      int    // max over t of Pos[t]+1 (a host-side hint for sizing work)
+}
+
+// Backend is the set of ops the model needs, plus the memory they work on.
+// Every op overwrites its output argument (no accumulation) unless its
+// comment says otherwise, and never retains handles after it returns.
+// Ops may run asynchronously on a device backend: results are visible to
+// later ops at once and to the host through Memory.Read.
 type Backend interface {
 	Name() string
+	Memory
 
 	// MatMul: y[t,:] = W · x[t,:] for t in [0,T).
-	// x [T, Cols], y [T, Rows].
-	MatMul(y, x []float32, w Matrix, T int)
+	// x [T, Cols], y [T, Rows]. w is the result of Upload.
+	MatMul(y, x Buf, w Matrix, T int)
 
-	// Embed: out[t,:] = row ids[t] of table. table [vocab, dim], out [len(ids), dim].
-	Embed(out []float32, table Matrix, ids []int32)
+	// Embed: out[t,:] = row ids[t] of table. table [vocab, dim], out [ids.Len(), dim].
+	Embed(out Buf, table Matrix, ids IntBuf)
 
 	// RMSNorm: out[t,:] = x[t,:] / sqrt(mean(x[t,:]²) + eps) * weight.
-	// x, out [T, len(weight)]; out may alias x.
-	RMSNorm(out, x, weight []float32, eps float32)
+	// x, out [T, weight.Len()]; out may alias x.
+	RMSNorm(out, x, weight Buf, eps float32)
 
 	// RoPE rotates, in place, each head of each token by its position
 	// (rotate-half / NeoX pairing: (x[i], x[i+headDim/2])).
-	// x [len(pos), nHeads*headDim], invFreq [headDim/2].
-	RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []float32)
+	// x [pos.Len(), nHeads*headDim], invFreq [headDim/2].
+	RoPE(x Buf, pos IntBuf, nHeads, headDim int, invFreq Buf)
 
-	// Attention: for each token t and head h,
-	// out[t,h,:] = softmax(q[t,h,:]·K[:Len, g,:]ᵀ / sqrt(headDim)) · V[:Len, g,:]
-	// with g = h / (nHeads/nKVHeads) (grouped-query attention).
-	// q, out [len(kv), nHeads*headDim].
-	Attention(out, q []float32, kv []KVRef, nHeads, nKVHeads, headDim int)
+	// WriteKV stores each token's key and value at its slot (vLLM's
+	// reshape_and_cache, ggml's cpy_k/cpy_v): for t < slots.Len(),
+	// kv.K[slots[t], :] = k[t, :] and kv.V[slots[t], :] = v[t, :].
+	// k, v [T, kvDim].
+	WriteKV(kv KVLayer, k, v Buf, slots IntBuf, kvDim int)
+
+	// PagedAttention: for each token t and head h, with g = h/(nHeads/nKVHeads)
+	// (grouped-query attention) and K_p, V_p the rows of position p of token
+	// t's sequence (see KVLayer and AttnMeta):
+	//   out[t,h,:] = Σ_{p<=Pos[t]} softmax_p(q[t,h,:]·K_p[g,:]/sqrt(headDim)) · V_p[g,:]
+	// A token with Pos -1 attends nothing and gets zeros.
+	// q, out [m.Pos.Len(), nHeads*headDim].
+	PagedAttention(out, q Buf, kv KVLayer, m AttnMeta, nHeads, nKVHeads, headDim int)
+
+	// GatherRows: dst[i,:] = src[rows[i],:] for rows of width floats (the
+	// rows that need logits). dst [rows.Len(), width].
+	GatherRows(dst, src Buf, rows IntBuf, width int)
 
 	// SiLUMul: out[i] = silu(gate[i]) * up[i]; out may alias gate.
-	SiLUMul(out, gate, up []float32)
+	SiLUMul(out, gate, up Buf)
 
 	// Add: dst[i] += src[i].
-	Add(dst, src []float32)
+	Add(dst, src Buf)
 }
 
 // LoRAStack holds the resident adapters' weights for one linear layer, one
-// slot per adapter (vLLM's lora_a_stacked / lora_b_stacked). Ranks below
-// MaxRank are zero-padded, which leaves the product unchanged.
+// slot per adapter (vLLM's lora_a_stacked / lora_b_stacked), in backend
+// memory. Ranks below MaxRank are zero-padded, which leaves the product
+// unchanged.
 type LoRAStack struct {
 	Slots, MaxRank int
 	In, Out        int
-	A              []float32 // [Slots, MaxRank, In]
-	B              []float32 // [Slots, Out, MaxRank], already multiplied by the adapter's scale
+	A              Buf // [Slots, MaxRank, In]
+	B              Buf // [Slots, Out, MaxRank], already multiplied by the adapter's scale
 }
 
-// NewLoRAStack allocates zeroed slots.
-func NewLoRAStack(slots, maxRank, in, out int) *LoRAStack {
-	return &LoRAStack{Slots: slots, MaxRank: maxRank, In: in, Out: out,
-		A: make([]float32, slots*maxRank*in), B: make([]float32, slots*out*maxRank)}
+// NewLoRAStack allocates zeroed slots in mem.
+func NewLoRAStack(mem Memory, slots, maxRank, in, out int) (*LoRAStack, error) {
+	a, err := mem.Alloc(slots * maxRank * in)
+	if err != nil {
+		return nil, err
+	}
+	b, err := mem.Alloc(slots * out * maxRank)
+	if err != nil {
+		mem.Free(a)
+		return nil, err
+	}
+	return &LoRAStack{Slots: slots, MaxRank: maxRank, In: in, Out: out, A: a, B: b}, nil
+}
+
+// SlotA and SlotB view one slot's matrices: A [MaxRank, In], B [Out, MaxRank].
+func (s *LoRAStack) SlotA(slot int) Buf {
+	return s.A.Slice(slot*s.MaxRank*s.In, (slot+1)*s.MaxRank*s.In)
+}
+func (s *LoRAStack) SlotB(slot int) Buf {
+	return s.B.Slice(slot*s.Out*s.MaxRank, (slot+1)*s.Out*s.MaxRank)
 }
 
 // LoRABackend is implemented by backends that apply per-token LoRA adapters
@@ -128,9 +174,10 @@ func NewLoRAStack(slots, maxRank, in, out int) *LoRAStack {
 // the base model (slot -1).
 type LoRABackend interface {
 	// LoRAShrink: z[t,:] = A[slots[t]] · x[t,:] for tokens with slots[t] >= 0
-	// (rows of other tokens are left untouched). x [T, In], z [T, MaxRank].
-	LoRAShrink(z, x []float32, s *LoRAStack, slots []int32)
+	// (rows of other tokens are left untouched). x [T, In], z [T, MaxRank],
+	// T = slots.Len().
+	LoRAShrink(z, x Buf, s *LoRAStack, slots IntBuf)
 	// LoRAExpand: y[t,:] += B[slots[t]] · z[t,:] for tokens with slots[t] >= 0.
 	// z [T, MaxRank], y [T, Out].
-	LoRAExpand(y, z []float32, s *LoRAStack, slots []int32)
+	LoRAExpand(y, z Buf, s *LoRAStack, slots IntBuf)
 }

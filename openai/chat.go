@@ -150,7 +150,9 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	}
 	resp.Choices = make([]chatChoice, len(outs))
 	resp.Usage.PromptTokens = len(job.prompt)
+	var cached promptCache
 	for i, o := range outs {
+		cached.add(i, len(outs), o.cachedTokens)
 		choice := chatChoice{Index: i, Message: chatMessage{Role: "assistant"}, FinishReason: o.finish, Logprobs: o.logprobs}
 		if o.calls != nil {
 			choice.Message.ToolCalls = o.calls
@@ -162,6 +164,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		resp.SystemFingerprint = cmp.Or(resp.SystemFingerprint, o.adapterVersion)
 	}
 	resp.Usage.TotalTokens = resp.Usage.PromptTokens + resp.Usage.CompletionTokens
+	resp.Usage.PromptTokensDetails = cached.details()
 	setAdapterVersion(c, resp.SystemFingerprint)
 	return c.JSON(http.StatusOK, resp)
 }
@@ -181,6 +184,7 @@ type choiceOutput struct {
 	finish           string
 	logprobs         *chatLogprobs
 	completionTokens int
+	cachedTokens     int
 	adapterVersion   string
 }
 
@@ -213,6 +217,7 @@ func (s *Server) collect(c echo.Context, job *chatJob, tok tokenText, chans []<-
 			}
 			o.finish = ev.FinishReason
 			o.completionTokens = ev.Usage.CompletionTokens
+			o.cachedTokens = ev.Usage.CachedTokens
 		}
 		o.text = text.String()
 		if job.tools.offered() && o.finish == runtime.FinishStop {
@@ -291,6 +296,7 @@ func (s *Server) streamChat(ctx context.Context, c echo.Context, resp *chatCompl
 		_ = w.send(chunk(chatChunkChoice{Index: i, Delta: chatDelta{Role: "assistant", Content: &empty}}))
 	}
 	u := usage{}
+	var cached promptCache
 	for ce := range merge(ctx, chans) {
 		ev, hold := ce.ev, &holds[ce.index]
 		resp.SystemFingerprint = cmp.Or(ev.AdapterVersion, resp.SystemFingerprint)
@@ -335,12 +341,14 @@ func (s *Server) streamChat(ctx context.Context, c echo.Context, resp *chatCompl
 		_ = w.send(chunk(chatChunkChoice{Index: ce.index, FinishReason: &reason}))
 		u.PromptTokens = ev.Usage.PromptTokens
 		u.CompletionTokens += ev.Usage.CompletionTokens
+		cached.add(ce.index, len(chans), ev.Usage.CachedTokens)
 	}
 	if w.err != nil {
 		return
 	}
 	if g.includeUsage {
 		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		u.PromptTokensDetails = cached.details()
 		final := chunk()
 		final.Choices = []chatChunkChoice{}
 		final.Usage = usageJSON(&u)

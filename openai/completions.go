@@ -160,6 +160,7 @@ func (s *Server) completions(c echo.Context) error {
 	}
 
 	u := usage{PromptTokens: promptTokens}
+	var cached promptCache
 	for i, ch := range chans {
 		st := &states[i]
 		for ev := range ch {
@@ -181,6 +182,7 @@ func (s *Server) completions(c echo.Context) error {
 			}
 			st.reason = ev.FinishReason
 			u.CompletionTokens += ev.Usage.CompletionTokens
+			cached.add(i, g.n, ev.Usage.CachedTokens)
 		}
 	}
 	resp.Choices = make([]completionChoice, len(states))
@@ -189,6 +191,7 @@ func (s *Server) completions(c echo.Context) error {
 		resp.Choices[i] = completionChoice{Index: i, Text: states[i].text.String(), Logprobs: states[i].logprobs, FinishReason: &reason}
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	u.PromptTokensDetails = cached.details()
 	resp.Usage = usageJSON(&u)
 	setAdapterVersion(c, resp.SystemFingerprint)
 	return c.JSON(http.StatusOK, resp)
@@ -214,6 +217,7 @@ func (s *Server) streamCompletion(ctx context.Context, c echo.Context, resp *com
 		}
 	}
 	u := usage{PromptTokens: promptTokens}
+	var cached promptCache
 	for ce := range merge(ctx, chans) {
 		ev, st := ce.ev, &states[ce.index]
 		resp.SystemFingerprint = cmp.Or(ev.AdapterVersion, resp.SystemFingerprint)
@@ -240,6 +244,7 @@ func (s *Server) streamCompletion(ctx context.Context, c echo.Context, resp *com
 			reason := ev.FinishReason
 			_ = w.send(chunk(completionChoice{Index: ce.index, FinishReason: &reason}))
 			u.CompletionTokens += ev.Usage.CompletionTokens
+			cached.add(ce.index, g.n, ev.Usage.CachedTokens)
 		}
 	}
 	if w.err != nil {
@@ -247,6 +252,7 @@ func (s *Server) streamCompletion(ctx context.Context, c echo.Context, resp *com
 	}
 	if g.includeUsage {
 		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		u.PromptTokensDetails = cached.details()
 		final := chunk()
 		final.Choices = []completionChoice{}
 		final.Usage = usageJSON(&u)

@@ -73,7 +73,10 @@ func newTestServer(t testing.TB, cfg serverConfig) *testServer {
 		t.Fatal(err)
 	}
 	cfg.engine.Observer = metrics.Observer(cfg.names[0])
-	engine := runtime.NewEngine(loaded, cfg.engine)
+	engine, err := runtime.NewEngine(loaded, cfg.engine)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &syncWriter{}
 	srv := New(Options{APIKeys: cfg.keys, MaxBodyBytes: cfg.maxBody, Gatherer: reg,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), ReadBodyTimeout: cfg.readBody, WriteTimeout: cfg.write})

@@ -104,11 +104,19 @@ func (s *Server) loraPool() (*adapters.Pool, *APIError) {
 	return lr.pool, nil
 }
 
-// adminReply answers as vLLM does: plain text on success, its error object otherwise.
+// adminReply answers as vLLM does: plain text on success, its error object
+// otherwise, with the status and error type vLLM gives that kind of error.
 func adminReply(c echo.Context, msg string, err error) error {
 	var ae *adapters.AdminError
 	if errors.As(err, &ae) {
-		return c.JSON(ae.Status, map[string]any{"object": "error", "message": ae.Message, "type": ae.Type, "code": ae.Status})
+		status, typ := http.StatusBadRequest, "BadRequestError"
+		switch {
+		case errors.Is(ae, adapters.ErrInvalidInput):
+			typ = "InvalidUserInput"
+		case errors.Is(ae, adapters.ErrNotFound):
+			status, typ = http.StatusNotFound, "NotFoundError"
+		}
+		return c.JSON(status, map[string]any{"object": "error", "message": ae.Message, "type": typ, "code": status})
 	}
 	if err != nil {
 		return err

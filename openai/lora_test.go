@@ -18,6 +18,7 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters"
 	"github.com/parrot-llm/parrot/adapters/adaptertest"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/sampler"
@@ -26,7 +27,7 @@ import (
 // saveRandomAdapter writes adaptertest.Random(m, seed) to dir.
 func saveRandomAdapter(t *testing.T, m *runtime.Model, dir string, seed uint64) {
 	t.Helper()
-	if err := adapters.Save(dir, adaptertest.Random(m, seed)); err != nil {
+	if err := peft.Save(dir, adaptertest.Random(m, seed)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -47,7 +48,10 @@ func newLoRAServer(t *testing.T, adaptersDir string, prompt string) *loraServer 
 		}
 		return l
 	}
-	plain := runtime.NewEngine(load(), runtime.EngineOptions{})
+	plain, err := runtime.NewEngine(load(), runtime.EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer plain.Close(context.Background())
 	ls := &loraServer{}
 	ch, err := plain.Submit(context.Background(), runtime.Request{Prompt: prompt, MaxTokens: 24, Sampling: greedyParams()})
@@ -70,7 +74,10 @@ func newLoRAServer(t *testing.T, adaptersDir string, prompt string) *loraServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	engine, err := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { engine.Close(context.Background()) })
 	base, err := NewStaticResolver(engine, "stories")
 	if err != nil {

@@ -18,6 +18,10 @@ const metricPrefix = "parrot:"
 const (
 	MetricRequestsRunning = metricPrefix + "num_requests_running"
 	MetricRequestsWaiting = metricPrefix + "num_requests_waiting"
+	MetricKVCacheUsage    = metricPrefix + "kv_cache_usage_perc"
+	MetricPreemptions     = metricPrefix + "num_preemptions_total"
+	MetricPrefixQueries   = metricPrefix + "prefix_cache_queries_total"
+	MetricPrefixHits      = metricPrefix + "prefix_cache_hits_total"
 )
 
 // vLLM's names of the same gauges, exported as well under
@@ -29,13 +33,15 @@ const (
 const (
 	VLLMRequestsRunning = "vllm:num_requests_running"
 	VLLMRequestsWaiting = "vllm:num_requests_waiting"
-	// VLLMKVCacheUsage (vllm:kv_cache_usage_perc, the fraction of KV blocks
-	// in use, 0..1) is NOT exported: each sequence's KV cache grows on its
-	// own (runtime.KVCache) and there is no pool of blocks under a budget
-	// whose use it could honestly report. It comes with the paged KV pool;
-	// until then the endpoint picker sees no KV signal from parrot and
-	// ranks replicas by their queues.
+	// VLLMKVCacheUsage is the fraction of the KV pool's blocks held by
+	// sequences, 0..1 (cached blocks no sequence holds count as free, as
+	// vLLM's BlockPool.get_usage counts them).
 	VLLMKVCacheUsage = "vllm:kv_cache_usage_perc"
+	// Counters, in tokens for the prefix cache (vLLM's
+	// prefix_cache_queries/hits), in sequences for preemptions.
+	VLLMPreemptions   = "vllm:num_preemptions_total"
+	VLLMPrefixQueries = "vllm:prefix_cache_queries_total"
+	VLLMPrefixHits    = "vllm:prefix_cache_hits_total"
 )
 
 // vllmEngine is the engine label of the vLLM-named series: one engine.
@@ -43,14 +49,18 @@ const vllmEngine = "0"
 
 // MetricsOptions choose the series exported besides the parrot: ones.
 type MetricsOptions struct {
-	// VLLMCompat also exports vllm:num_requests_running and
-	// vllm:num_requests_waiting, from the same scheduler events.
+	// VLLMCompat also exports the queue, KV cache and prefix-cache series
+	// under vLLM's names (vllm:num_requests_running, ...), from the same
+	// scheduler events.
 	VLLMCompat bool
 }
 
 // Metrics are the Prometheus collectors of the engines' scheduler events.
 type Metrics struct {
-	queue            *queueCollector // running and waiting, per model
+	queue            *queueCollector          // running, waiting and KV usage, per model
+	preemptions      []*prometheus.CounterVec // ours, and vLLM's twin with VLLMCompat
+	prefixQueries    []*prometheus.CounterVec
+	prefixHits       []*prometheus.CounterVec
 	promptTokens     *prometheus.CounterVec
 	generationTokens *prometheus.CounterVec
 	requestSuccess   *prometheus.CounterVec // by finished_reason
@@ -92,8 +102,23 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 		promptLen:     hist("request_prompt_tokens", "Prompt length of finished requests.", lengthBuckets),
 		generationLen: hist("request_generation_tokens", "Generated tokens of finished requests.", lengthBuckets),
 	}
-	for _, c := range []prometheus.Collector{m.queue, m.promptTokens, m.generationTokens,
-		m.requestSuccess, m.ttft, m.interToken, m.e2e, m.queueTime, m.promptLen, m.generationLen} {
+	collectors := []prometheus.Collector{m.queue, m.promptTokens, m.generationTokens,
+		m.requestSuccess, m.ttft, m.interToken, m.e2e, m.queueTime, m.promptLen, m.generationLen}
+	counter := func(ours, vllm, help string) []*prometheus.CounterVec {
+		cs := []*prometheus.CounterVec{prometheus.NewCounterVec(prometheus.CounterOpts{Name: ours, Help: help}, model)}
+		if opts.VLLMCompat {
+			cs = append(cs, prometheus.NewCounterVec(prometheus.CounterOpts{Name: vllm,
+				Help: help + " (vLLM's name; the same value as " + ours + ")"}, []string{"model_name", "engine"}))
+		}
+		for _, c := range cs {
+			collectors = append(collectors, c)
+		}
+		return cs
+	}
+	m.preemptions = counter(MetricPreemptions, VLLMPreemptions, "Running sequences preempted for lack of KV cache blocks (recomputed when resumed).")
+	m.prefixQueries = counter(MetricPrefixQueries, VLLMPrefixQueries, "Prompt tokens looked up in the prefix cache.")
+	m.prefixHits = counter(MetricPrefixHits, VLLMPrefixHits, "Prompt tokens found in the prefix cache (their KV not recomputed).")
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -101,10 +126,22 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	return m, nil
 }
 
+// twins resolves a counter and its vLLM-named twin for one model.
+func twins(cs []*prometheus.CounterVec, model string) []prometheus.Counter {
+	out := []prometheus.Counter{cs[0].WithLabelValues(model)}
+	if len(cs) > 1 {
+		out = append(out, cs[1].WithLabelValues(model, vllmEngine))
+	}
+	return out
+}
+
 // Observer returns the runtime.Observer for the engine serving model.
 func (m *Metrics) Observer(model string) runtime.Observer {
 	return &modelObserver{
 		queue:            m.queue.add(model),
+		preemptions:      twins(m.preemptions, model),
+		prefixQueries:    twins(m.prefixQueries, model),
+		prefixHits:       twins(m.prefixHits, model),
 		promptTokens:     m.promptTokens.WithLabelValues(model),
 		generationTokens: m.generationTokens.WithLabelValues(model),
 		success:          m.requestSuccess.MustCurryWith(prometheus.Labels{"model_name": model}),
@@ -120,6 +157,8 @@ func (m *Metrics) Observer(model string) runtime.Observer {
 // modelObserver holds one model's series, resolved once.
 type modelObserver struct {
 	queue                          *queueCounts
+	preemptions                    []prometheus.Counter
+	prefixQueries, prefixHits      []prometheus.Counter
 	promptTokens, generationTokens prometheus.Counter
 	success                        *prometheus.CounterVec
 	ttft, interToken, e2e          prometheus.Observer
@@ -127,10 +166,23 @@ type modelObserver struct {
 	promptLen, generationLen       prometheus.Observer
 }
 
-func (o *modelObserver) Queue(running, waiting int) {
+func (o *modelObserver) Queue(running, waiting int, kvUsage float64) {
 	o.queue.mu.Lock()
-	o.queue.running, o.queue.waiting = running, waiting
+	o.queue.running, o.queue.waiting, o.queue.kvUsage = running, waiting, kvUsage
 	o.queue.mu.Unlock()
+}
+
+func (o *modelObserver) Preempted() {
+	for _, c := range o.preemptions {
+		c.Inc()
+	}
+}
+
+func (o *modelObserver) PrefixCache(queried, hit int) {
+	for i := range o.prefixQueries {
+		o.prefixQueries[i].Add(float64(queried))
+		o.prefixHits[i].Add(float64(hit))
+	}
 }
 
 func (o *modelObserver) Token(first bool, sinceLast time.Duration) {
@@ -162,8 +214,8 @@ func (o *modelObserver) Finished(promptTokens, completionTokens int, t runtime.T
 // the twins never disagree within a scrape, as two gauges set one after the
 // other could.
 type queueCollector struct {
-	running, waiting         *prometheus.Desc // model_name
-	vllmRunning, vllmWaiting *prometheus.Desc // model_name, engine; nil without VLLMCompat
+	running, waiting, kvUsage             *prometheus.Desc // model_name
+	vllmRunning, vllmWaiting, vllmKVUsage *prometheus.Desc // model_name, engine; nil without VLLMCompat
 
 	mu     sync.Mutex
 	models map[string]*queueCounts
@@ -173,6 +225,7 @@ type queueCollector struct {
 type queueCounts struct {
 	mu               sync.Mutex
 	running, waiting int
+	kvUsage          float64
 }
 
 func newQueueCollector(vllm bool) *queueCollector {
@@ -180,6 +233,7 @@ func newQueueCollector(vllm bool) *queueCollector {
 	c := &queueCollector{
 		running: prometheus.NewDesc(MetricRequestsRunning, "Number of requests being decoded (holding a KV cache).", model, nil),
 		waiting: prometheus.NewDesc(MetricRequestsWaiting, "Number of requests queued for a decode slot.", model, nil),
+		kvUsage: prometheus.NewDesc(MetricKVCacheUsage, "Fraction of the KV cache pool's blocks held by sequences (0 to 1).", model, nil),
 		models:  map[string]*queueCounts{},
 	}
 	if vllm {
@@ -188,6 +242,8 @@ func newQueueCollector(vllm bool) *queueCollector {
 			"Number of requests in model execution batches (vLLM's name; the same value as "+MetricRequestsRunning+").", labels, nil)
 		c.vllmWaiting = prometheus.NewDesc(VLLMRequestsWaiting,
 			"Number of requests waiting to be processed (vLLM's name; the same value as "+MetricRequestsWaiting+").", labels, nil)
+		c.vllmKVUsage = prometheus.NewDesc(VLLMKVCacheUsage,
+			"KV-cache usage, 1 means 100 percent usage (vLLM's name; the same value as "+MetricKVCacheUsage+").", labels, nil)
 	}
 	return c
 }
@@ -205,7 +261,7 @@ func (c *queueCollector) add(model string) *queueCounts {
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.running, c.waiting, c.vllmRunning, c.vllmWaiting} {
+	for _, d := range []*prometheus.Desc{c.running, c.waiting, c.kvUsage, c.vllmRunning, c.vllmWaiting, c.vllmKVUsage} {
 		if d != nil {
 			ch <- d
 		}
@@ -217,13 +273,15 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	for model, q := range c.models {
 		q.mu.Lock()
-		running, waiting := float64(q.running), float64(q.waiting)
+		running, waiting, usage := float64(q.running), float64(q.waiting), q.kvUsage
 		q.mu.Unlock()
 		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, running, model)
 		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, waiting, model)
+		ch <- prometheus.MustNewConstMetric(c.kvUsage, prometheus.GaugeValue, usage, model)
 		if c.vllmRunning != nil {
 			ch <- prometheus.MustNewConstMetric(c.vllmRunning, prometheus.GaugeValue, running, model, vllmEngine)
 			ch <- prometheus.MustNewConstMetric(c.vllmWaiting, prometheus.GaugeValue, waiting, model, vllmEngine)
+			ch <- prometheus.MustNewConstMetric(c.vllmKVUsage, prometheus.GaugeValue, usage, model, vllmEngine)
 		}
 	}
 }

@@ -114,17 +114,38 @@ func queueGauges(t *testing.T, families map[string]*dto.MetricFamily, served str
 	return vals[0], vals[1]
 }
 
-// noKVCacheUsage asserts that vllm:kv_cache_usage_perc is absent: the engine
-// has no paged KV block pool, so there is no honest fraction to report (it
-// comes with the pool; when it does, replace this with a 0..1 range check).
-func noKVCacheUsage(t *testing.T, families map[string]*dto.MetricFamily) {
+// kvCacheUsage checks vllm:kv_cache_usage_perc against its parrot: twin:
+// one series each with vLLM's labels, the same value in [0, 1]; and that
+// the preemption and prefix-cache counters are served under both names.
+// It returns the usage.
+func kvCacheUsage(t *testing.T, families map[string]*dto.MetricFamily, served string) float64 {
 	t.Helper()
-	for name := range families {
-		if name == VLLMKVCacheUsage || strings.Contains(name, "kv_cache_usage") {
-			t.Errorf("%s is exported, but the engine has no KV block pool to measure: "+
-				"it must stay absent until the paged KV pool lands", name)
+	vllm, ours := gaugeSeries(t, families, VLLMKVCacheUsage), gaugeSeries(t, families, MetricKVCacheUsage)
+	if len(vllm) != 1 || len(ours) != 1 {
+		t.Fatalf("%s has %d series and %s %d, want one each", VLLMKVCacheUsage, len(vllm), MetricKVCacheUsage, len(ours))
+	}
+	if got, want := labelsOf(vllm[0]), map[string]string{"model_name": served, "engine": "0"}; !sameLabels(got, want) {
+		t.Errorf("%s labels %v, want %v (vLLM's)", VLLMKVCacheUsage, got, want)
+	}
+	v := vllm[0].GetGauge().GetValue()
+	if !(v >= 0 && v <= 1) {
+		t.Errorf("%s = %v, want a fraction in [0, 1]", VLLMKVCacheUsage, v)
+	}
+	if w := ours[0].GetGauge().GetValue(); w != v {
+		t.Errorf("%s = %v but %s = %v: the twins must agree", VLLMKVCacheUsage, v, MetricKVCacheUsage, w)
+	}
+	for _, pair := range [][2]string{{VLLMPreemptions, MetricPreemptions}, {VLLMPrefixQueries, MetricPrefixQueries}, {VLLMPrefixHits, MetricPrefixHits}} {
+		for _, name := range pair {
+			f := families[name]
+			if f == nil || f.GetType() != dto.MetricType_COUNTER || len(f.GetMetric()) != 1 {
+				t.Fatalf("%s: want one counter series, got %v", name, f)
+			}
+		}
+		if a, b := families[pair[0]].GetMetric()[0].GetCounter().GetValue(), families[pair[1]].GetMetric()[0].GetCounter().GetValue(); a != b || a < 0 {
+			t.Errorf("%s = %v, %s = %v", pair[0], a, pair[1], b)
 		}
 	}
+	return v
 }
 
 // stalledStream sends a streaming completion on its own connection and
@@ -155,8 +176,8 @@ func stalledStream(t *testing.T, addr, model string) net.Conn {
 // The vLLM-named queue gauges a gateway scrapes are served next to ours,
 // with vLLM's labels, and move with the scheduler: idle 0/0, one running and
 // one queued behind it with a single decode slot, 1/0 when the queued client
-// leaves, 0/0 when the running one does.
-// vllm:kv_cache_usage_perc stays absent.
+// leaves, 0/0 when the running one does. vllm:kv_cache_usage_perc is 0
+// when idle, above 0 while a stream holds KV blocks, 0 again when it ends.
 func TestVLLMQueueGaugesOnScrape(t *testing.T) {
 	s := newTestServer(t, serverConfig{sendBuffer: 4096, engine: runtime.EngineOptions{MaxRunning: 1}})
 	// The first name served is the model_name label, as in vLLM.
@@ -165,7 +186,9 @@ func TestVLLMQueueGaugesOnScrape(t *testing.T) {
 	if r, w := queueGauges(t, families, served); r != 0 || w != 0 {
 		t.Errorf("idle server: running %v, waiting %v", r, w)
 	}
-	noKVCacheUsage(t, families)
+	if u := kvCacheUsage(t, families, served); u != 0 {
+		t.Errorf("idle server: KV cache usage %v", u)
+	}
 
 	a := stalledStream(t, s.ts.Listener.Addr().String(), "stories")
 	waitFor(t, "the first stream to run", func() bool {
@@ -177,7 +200,9 @@ func TestVLLMQueueGaugesOnScrape(t *testing.T) {
 		r, w := queueGauges(t, scrape(t, s.ts.URL), served)
 		return r == 1 && w == 1
 	})
-	noKVCacheUsage(t, scrape(t, s.ts.URL))
+	if u := kvCacheUsage(t, scrape(t, s.ts.URL), served); u <= 0 {
+		t.Errorf("a running stream holds KV blocks, but the usage is %v", u)
+	}
 	// The queued client gives up first: it leaves the queue. (Closing the
 	// running one first would leave the queued request stranded on an idle
 	// engine until the next Submit, a scheduler bug reported separately.)
@@ -187,9 +212,10 @@ func TestVLLMQueueGaugesOnScrape(t *testing.T) {
 		return r == 1 && w == 0
 	})
 	a.Close()
-	waitFor(t, "both streams to end", func() bool {
-		r, w := queueGauges(t, scrape(t, s.ts.URL), served)
-		return r == 0 && w == 0
+	waitFor(t, "both streams to end and free their blocks", func() bool {
+		f := scrape(t, s.ts.URL)
+		r, w := queueGauges(t, f, served)
+		return r == 0 && w == 0 && kvCacheUsage(t, f, served) == 0
 	})
 }
 
@@ -200,7 +226,7 @@ func TestNoVLLMSeriesWithoutCompat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Observer("stories").Queue(0, 0)
+	m.Observer("stories").Queue(0, 0, 0)
 	srv := New(Options{Gatherer: reg, Logger: slog.New(slog.NewTextHandler(&syncWriter{}, nil))})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
@@ -250,7 +276,10 @@ func newLoRAMetricsServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := runtime.NewEngine(loaded, runtime.EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 4, Observer: om.Observer("stories")})
+	engine, err := runtime.NewEngine(loaded, runtime.EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 4, Observer: om.Observer("stories")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	base, err := NewStaticResolver(engine, "stories")
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +345,7 @@ func TestVLLMLoRAInfoOnScrape(t *testing.T) {
 	check := func(what, running, waiting string, minRunning float64) func() bool {
 		return func() bool {
 			families := scrape(t, ts.URL)
-			noKVCacheUsage(t, families)
+			kvCacheUsage(t, families, "stories")
 			got := scrapeLoRAInfo(t, families)
 			now := float64(time.Now().Add(time.Second).UnixNano()) / 1e9
 			if got.updated < start || got.updated > now || got.updated < last {

@@ -163,18 +163,18 @@ func (s *Server) responses(c echo.Context) error {
 	}
 	o := outs[0]
 	resp.Output = outputItems(o.calls, o.text)
-	resp.finish(o.finish, len(job.prompt), o.completionTokens)
+	resp.finish(o.finish, len(job.prompt), o.cachedTokens, o.completionTokens)
 	setAdapterVersion(c, o.adapterVersion)
 	return c.JSON(http.StatusOK, resp)
 }
 
 // finish sets the final status and usage.
-func (r *responseObject) finish(reason string, promptTokens, outputTokens int) {
+func (r *responseObject) finish(reason string, promptTokens, cachedTokens, outputTokens int) {
 	r.Status = "completed"
 	if reason == runtime.FinishLength {
 		r.Status, r.IncompleteDetails = "incomplete", &incompleteReason{Reason: "max_output_tokens"}
 	}
-	r.Usage = &responseUsage{InputTokens: promptTokens, InputTokensDetails: map[string]int{"cached_tokens": 0},
+	r.Usage = &responseUsage{InputTokens: promptTokens, InputTokensDetails: map[string]int{"cached_tokens": cachedTokens},
 		OutputTokens: outputTokens, OutputTokensDetails: map[string]int{"reasoning_tokens": 0}, TotalTokens: promptTokens + outputTokens}
 }
 
@@ -283,7 +283,7 @@ func (s *Server) streamResponse(ctx context.Context, c echo.Context, resp *respo
 			emit("response.output_item.done", map[string]any{"output_index": i, "item": item})
 			resp.Output = append(resp.Output, item)
 		}
-		resp.finish(ev.FinishReason, ev.Usage.PromptTokens, ev.Usage.CompletionTokens)
+		resp.finish(ev.FinishReason, ev.Usage.PromptTokens, ev.Usage.CachedTokens, ev.Usage.CompletionTokens)
 		typ := "response.completed"
 		if resp.Status == "incomplete" {
 			typ = "response.incomplete"

@@ -69,9 +69,43 @@ type completionRequest struct {
 
 // usage is the token accounting of a response.
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int                  `json:"prompt_tokens"`
+	CompletionTokens    int                  `json:"completion_tokens"`
+	TotalTokens         int                  `json:"total_tokens"`
+	PromptTokensDetails *promptTokensDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// promptTokensDetails says how many prompt tokens came from the prefix
+// cache (their KV reused, not recomputed), as OpenAI reports it.
+type promptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
+}
+
+// promptCache collects the cached prompt tokens of a request's choices.
+// Each prompt counts once, with the fewest cached tokens among its choices:
+// its first choice computed the prompt, the others shared those blocks.
+type promptCache struct {
+	perPrompt map[int]int
+}
+
+// add records choice's cached tokens; choices of prompt p are p*n..p*n+n-1.
+func (pc *promptCache) add(choice, n, cached int) {
+	if pc.perPrompt == nil {
+		pc.perPrompt = map[int]int{}
+	}
+	p := choice / max(1, n)
+	if old, ok := pc.perPrompt[p]; !ok || cached < old {
+		pc.perPrompt[p] = cached
+	}
+}
+
+// details is the usage's prompt_tokens_details.
+func (pc *promptCache) details() *promptTokensDetails {
+	total := 0
+	for _, c := range pc.perPrompt {
+		total += c
+	}
+	return &promptTokensDetails{CachedTokens: total}
 }
 
 // chatCompletion is a non-streamed chat response (object "chat.completion").

@@ -48,7 +48,7 @@ func randomWeights(c *Config) *Weights {
 		}
 		return v
 	}
-	w := &Weights{Norm: ones(c.Hidden), Layers: make([]Layer, c.Layers)}
+	w := &Weights{Norm: kernels.HostBuf(ones(c.Hidden)), Layers: make([]Layer, c.Layers)}
 	// bf16, as a real checkpoint stores the (tied) embedding.
 	emb := make([]uint16, c.Vocab*c.Hidden)
 	for i := range emb {
@@ -59,7 +59,7 @@ func randomWeights(c *Config) *Weights {
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	lin := func(out, in int) *Linear { return &Linear{W: nf4(out, in), In: in, Out: out} }
 	for i := range w.Layers {
-		w.Layers[i] = Layer{AttnNorm: ones(c.Hidden), MLPNorm: ones(c.Hidden),
+		w.Layers[i] = Layer{AttnNorm: kernels.HostBuf(ones(c.Hidden)), MLPNorm: kernels.HostBuf(ones(c.Hidden)),
 			Q: lin(q, c.Hidden), K: lin(kv, c.Hidden), V: lin(kv, c.Hidden), O: lin(c.Hidden, q),
 			Gate: lin(c.Intermediate, c.Hidden), Up: lin(c.Intermediate, c.Hidden), Down: lin(c.Hidden, c.Intermediate)}
 	}
@@ -101,7 +101,7 @@ func BenchmarkDecodeStep1B(b *testing.B) {
 	w := randomWeights(c)
 	be := cpu.New(0)
 	defer be.Close()
-	m := NewModel(c, w, be)
+	m := mustModel(b, c, w, be)
 	bw := cpu.MeasureBandwidth(be, 256<<20, 3)
 	bf16Head := w.LMHead
 	if err := w.QuantizeLMHead(); err != nil {
@@ -116,9 +116,8 @@ func BenchmarkDecodeStep1B(b *testing.B) {
 		bytes := weightBytes(w)
 		for _, batch := range []int{1, 8} {
 			b.Run(fmt.Sprintf("lm_head=%s/batch=%d", head.name, batch), func(b *testing.B) {
-				caches := make([]*KVCache, batch)
+				caches := sharedCaches(b, m, batch, 512)
 				for s := range caches {
-					caches[s] = m.NewKVCache(512)
 					var pre Batch
 					for p := range 128 {
 						pre.Add(int32(p), int32(p), caches[s], false)
@@ -186,10 +185,10 @@ func BenchmarkConstrainedDecode1B(b *testing.B) {
 	}
 	be := cpu.New(0)
 	defer be.Close()
-	l := &Loaded{Dir: dir, Model: NewModel(c, randomWeights(c), be), Tokenizer: tok}
+	l := &Loaded{Dir: dir, Model: mustModel(b, c, randomWeights(c), be), Tokenizer: tok}
 	const streams, tokens = 8, 48
 	run := func(constrained bool) float64 {
-		e := NewEngine(l, EngineOptions{MaxRunning: streams, MaxModelLen: 512})
+		e := mustEngine(b, l, EngineOptions{MaxRunning: streams, MaxModelLen: 512})
 		defer e.Close(context.Background())
 		seed := uint64(1)
 		var chans []<-chan Event

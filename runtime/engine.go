@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/kvpool"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 	"github.com/parrot-llm/parrot/runtime/tokenizer"
 )
@@ -22,10 +23,12 @@ type Request struct {
 	MaxTokens    int      // 0 = up to the context length
 	Stop         []string // stop strings (not included in the output)
 	IgnoreEOS    bool
-	// Adapter pins the LoRA adapter to apply (nil = base model). The engine
-	// owns it from Submit on and releases it when the request ends, also
-	// when Submit fails.
-	Adapter AdapterLease
+	// Adapter is the LoRA adapter to apply (nil = base model): a claim on
+	// one version, whose slot the scheduler acquires when it admits the
+	// request and gives back when the request ends or is preempted. The
+	// engine owns it from Submit on and releases it when the request ends,
+	// also when Submit fails.
+	Adapter AdapterClaim
 	// Constraint, if set, restricts the tokens this sequence may sample
 	// (structured outputs: a JSON schema, a regular expression...). It is
 	// the sequence's own: give each of n choices a copy.
@@ -51,18 +54,19 @@ type Constraint interface {
 // token at all (a dead end the matcher should have ruled out).
 var ErrNoAllowedToken = errors.New("the output constraint allows no next token")
 
-// AdapterLease is a resident adapter held for one request.
-type AdapterLease interface {
-	Slot() int32     // the adapter's slot in the model's LoRASlots
-	Version() string // the adapter version the slot holds
+// AdapterClaim is a request's claim on one version of a LoRA adapter
+// (adapters.Claim implements it).
+type AdapterClaim interface {
+	Name() string
+	Version() string // the adapter version claimed
+	// Acquire holds a slot of the model's LoRASlots with the adapter in it,
+	// installing it if needed, without waiting: ok is false while every
+	// slot is held by other running requests (the request stays queued).
+	Acquire() (slot int32, ok bool, err error)
+	// Drop gives the slot back and keeps the claim (preemption).
+	Drop()
+	// Release gives up the slot and the claim.
 	Release()
-}
-
-func (r *Request) slot() int32 {
-	if r.Adapter == nil {
-		return -1
-	}
-	return r.Adapter.Slot()
 }
 
 // Finish reasons, as OpenAI names them.
@@ -90,6 +94,9 @@ type Event struct {
 type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
+	// CachedTokens are prompt tokens whose KV came from the prefix cache
+	// (OpenAI's usage.prompt_tokens_details.cached_tokens).
+	CachedTokens int
 }
 
 // Timing of a finished request, for metrics.
@@ -114,14 +121,30 @@ type EngineOptions struct {
 	MaxRunningPerGroup int
 	MaxWaiting         int // queued requests before ErrOverloaded (default 256)
 	MaxBatchToken      int // tokens per forward pass, prefill chunks included (default 512)
-	MaxModelLen        int // context length (default: the model's max_position_embeddings)
+	// MaxPrefillPerSeq caps the prompt tokens one sequence runs per step,
+	// so that one long prompt does not take the whole budget (default
+	// MaxBatchToken/2).
+	MaxPrefillPerSeq int
+	MaxModelLen      int // context length (default: the model's max_position_embeddings)
+	// KVCacheBytes is the KV pool's budget, allocated at start (default:
+	// MaxRunning sequences of MaxModelLen positions, at most 2 GiB).
+	// MaxModelLen is lowered to what the pool holds.
+	KVCacheBytes int64
+	KVBlockSize  int // positions per KV block (default 16)
 	// Observer, if set, is told about each step; it must not block.
 	Observer Observer
 }
 
 // Observer receives scheduler events for metrics.
 type Observer interface {
-	Queue(running, waiting int)
+	// Queue reports the queue after each scheduling step, with the KV
+	// pool's usage (0 to 1).
+	Queue(running, waiting int, kvUsage float64)
+	// Preempted counts a running sequence preempted for lack of KV blocks.
+	Preempted()
+	// PrefixCache counts a prefix-cache lookup: queried prompt tokens, of
+	// which hit were cached.
+	PrefixCache(queried, hit int)
 	Finished(promptTokens, completionTokens int, t Timing, reason string)
 	Token(first bool, sinceLast time.Duration)
 }
@@ -135,38 +158,49 @@ type Engine struct {
 	tok    tokenizer.Tokenizer
 	opts   EngineOptions
 	eos    []int32
+	pool   *kvpool.Pool
 
 	mu      sync.Mutex
 	waiting []*sequence
 	closed  bool
+	order   uint64 // admissions so far, for preemption order
 	wake    chan struct{}
 	done    chan struct{}
 }
 
 // sequence is the scheduler's state for one request.
 type sequence struct {
-	ctx      context.Context
-	req      Request
-	events   *eventQueue
-	prompt   []int32
-	cache    *KVCache
-	fed      int     // prompt tokens already run through the model
-	last     int32   // last sampled token, fed at the next step
-	tokens   []int32 // generated tokens
-	sampler  *sampler.Sampler
-	decoder  *tokenizer.StreamDecoder
-	stops    *sampler.StopMatcher
-	mask     []uint64 // [ceil(vocab/64)] allowed next tokens, when constrained
-	maskErr  error    // the constraint failed to compute the mask
-	stopHit  bool     // a stop string ended the text
-	finished bool     // the final event was sent
-	maxNew   int
-	timing   Timing
-	lastTime time.Time
+	ctx    context.Context
+	req    Request
+	events *eventQueue
+	prompt []int32 // all[:len(prompt)]
+	all    []int32 // prompt and generated tokens; the KV holds all[:cache.Len()]
+	tokens []int32 // all[len(prompt):], the generated tokens
+	cache  *KVCache
+	seed   kvpool.Hash   // prefix-cache chain root: the adapter and its version
+	hashes []kvpool.Hash // chain hashes of all's full blocks, as far as computed
+	// promptKey identifies the prompt (with seed) to tell n > 1 choices of
+	// one prompt apart from other requests.
+	promptKey   kvpool.Hash
+	cached      int   // prompt tokens served from the prefix cache at first admission
+	admitted    bool  // admitted once (cached is set)
+	slot        int32 // the adapter's LoRA slot while admitted, -1 = none
+	preemptions int
+	sampler     *sampler.Sampler
+	decoder     *tokenizer.StreamDecoder
+	stops       *sampler.StopMatcher
+	mask        []uint64 // [ceil(vocab/64)] allowed next tokens, when constrained
+	maskErr     error    // the constraint failed to compute the mask
+	stopHit     bool     // a stop string ended the text
+	finished    bool     // the final event was sent
+	maxNew      int
+	timing      Timing
+	lastTime    time.Time
 }
 
-// NewEngine starts the scheduler for a loaded model.
-func NewEngine(l *Loaded, opts EngineOptions) *Engine {
+// NewEngine allocates the KV pool and starts the scheduler for a loaded
+// model.
+func NewEngine(l *Loaded, opts EngineOptions) (*Engine, error) {
 	if opts.MaxRunning <= 0 {
 		opts.MaxRunning = 16
 	}
@@ -179,13 +213,49 @@ func NewEngine(l *Loaded, opts EngineOptions) *Engine {
 	if opts.MaxBatchToken <= 0 {
 		opts.MaxBatchToken = 512
 	}
+	if opts.MaxPrefillPerSeq <= 0 {
+		opts.MaxPrefillPerSeq = max(1, opts.MaxBatchToken/2)
+	}
 	if opts.MaxModelLen <= 0 || opts.MaxModelLen > l.Model.Config.MaxPos {
 		opts.MaxModelLen = l.Model.Config.MaxPos
 	}
-	e := &Engine{loaded: l, model: l.Model, tok: l.Tokenizer, opts: opts, eos: l.Model.Config.EOS,
+	if opts.KVBlockSize <= 0 {
+		opts.KVBlockSize = kvpool.DefaultBlockSize
+	}
+	shape := l.Model.KVShape()
+	if opts.KVCacheBytes <= 0 {
+		opts.KVCacheBytes = min(2<<30, int64(opts.MaxRunning)*int64(opts.MaxModelLen)*shape.BytesPerPosition())
+	}
+	blocks := kvpool.BlocksFor(opts.KVCacheBytes, shape, opts.KVBlockSize)
+	if blocks < 1 {
+		return nil, fmt.Errorf("KV cache budget of %d bytes holds no block of %d positions (%d bytes each)",
+			opts.KVCacheBytes, opts.KVBlockSize, shape.BytesPerPosition()*int64(opts.KVBlockSize))
+	}
+	pool, err := kvpool.New(l.Model.Backend, shape, opts.KVBlockSize, blocks)
+	if err != nil {
+		return nil, err
+	}
+	// A sequence must fit the pool alone (then preempting the others always
+	// lets the oldest finish).
+	opts.MaxModelLen = min(opts.MaxModelLen, blocks*opts.KVBlockSize)
+	e := &Engine{loaded: l, model: l.Model, tok: l.Tokenizer, opts: opts, eos: l.Model.Config.EOS, pool: pool,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go e.loop()
-	return e
+	return e, nil
+}
+
+// KVCacheInfo describes the KV pool.
+type KVCacheInfo struct {
+	Blocks, BlockSize int
+	Bytes             int64 // the pool's storage
+	Positions         int   // Blocks × BlockSize
+}
+
+// KVCache describes the engine's KV pool.
+func (e *Engine) KVCache() KVCacheInfo {
+	bs := e.pool.BlockSize()
+	return KVCacheInfo{Blocks: e.pool.NumBlocks(), BlockSize: bs, Positions: e.pool.NumBlocks() * bs,
+		Bytes: int64(e.pool.NumBlocks()*bs) * e.pool.Shape().BytesPerPosition()}
 }
 
 // MaxModelLen is the context length requests are held to.
@@ -245,8 +315,15 @@ func (e *Engine) Submit(ctx context.Context, req Request) (_ <-chan Event, err e
 	if req.MaxTokens > 0 && req.MaxTokens < maxNew {
 		maxNew = req.MaxTokens
 	}
+	all := make([]int32, len(prompt), len(prompt)+min(maxNew, 4096))
+	copy(all, prompt)
+	seed := kvpool.Seed("", "")
+	if req.Adapter != nil {
+		seed = kvpool.Seed(req.Adapter.Name(), req.Adapter.Version())
+	}
 	s := &sequence{
-		ctx: ctx, req: req, prompt: prompt, maxNew: maxNew,
+		ctx: ctx, req: req, slot: -1, prompt: all[:len(prompt)], all: all, maxNew: maxNew,
+		seed: seed, promptKey: kvpool.ChainHashes(seed, prompt, len(prompt), nil)[0],
 		sampler: sampler.New(req.Sampling, e.model.Config.Vocab, prompt),
 		decoder: tokenizer.NewStreamDecoder(e.tok, true),
 		stops:   sampler.NewStopMatcher(req.Stop),
@@ -292,19 +369,22 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 }
 
-// loop is the scheduler: admit, batch, forward, sample, repeat.
+// loop is the scheduler: plan, batch, forward, sample, repeat.
 func (e *Engine) loop() {
 	defer close(e.done)
-	var running []*sequence
+	var running []*sequence // in admission order
 	var batch Batch
 	var rows []*sequence // sequences whose logits come back, in batch order
 	readerWait := time.NewTimer(readerPoll)
 	readerWait.Stop()
 	var masks sync.WaitGroup // the constrained rows' masks of a step
+	lim := schedLimits{maxRunning: e.opts.MaxRunning, perGroup: e.opts.MaxRunningPerGroup,
+		tokens: e.opts.MaxBatchToken, prefillCap: e.opts.MaxPrefillPerSeq, blockSize: e.pool.BlockSize()}
+	pool := enginePool{e.pool}
 	for {
 		// Drop cancelled sequences first: before spending compute on them,
-		// and before admission, so that their places go to waiting requests
-		// now (an idle engine would not look again until a new Submit).
+		// and before admission, so that their blocks and places go to
+		// waiting requests now.
 		running = slices.DeleteFunc(running, func(s *sequence) bool {
 			if s.ctx.Err() != nil {
 				e.finish(s, "", s.ctx.Err())
@@ -321,18 +401,13 @@ func (e *Engine) loop() {
 			}
 			return false
 		})
-		var admitted []*sequence
-		admitted, e.waiting = admit(running, e.waiting, e.opts.MaxRunning, e.opts.MaxRunningPerGroup)
-		for _, s := range admitted {
-			s.cache = e.model.NewKVCache(e.opts.MaxModelLen)
-			s.timing.Scheduled = time.Now()
-			running = append(running, s)
-		}
+		p := schedule(running, e.waiting, pool, lim)
+		e.waiting = e.apply(&p, &running, e.waiting)
 		nWaiting, closed := len(e.waiting), e.closed
 		e.mu.Unlock()
 
 		if e.opts.Observer != nil {
-			e.opts.Observer.Queue(len(running), nWaiting)
+			e.opts.Observer.Queue(len(running), nWaiting, e.pool.Usage())
 		}
 		if len(running) == 0 {
 			if closed && nWaiting == 0 {
@@ -341,36 +416,13 @@ func (e *Engine) loop() {
 			<-e.wake
 			continue
 		}
-
-		// Decode tokens first (one each), then prompt chunks in the budget
-		// left. A sequence whose reader lags behind waits for it.
 		batch.Reset()
 		rows = rows[:0]
-		budget := e.opts.MaxBatchToken
-		for _, s := range running {
-			if s.fed == len(s.prompt) && s.events.hasRoom() {
-				batch.AddWithAdapter(s.last, int32(len(s.prompt)+len(s.tokens)-1), s.cache, true, s.req.slot())
-				rows = append(rows, s)
-				budget--
+		for _, w := range p.work {
+			if addWork(&batch, w) {
+				rows = append(rows, w.s)
 			}
 		}
-		for _, s := range running {
-			if s.fed == len(s.prompt) || budget <= 0 || !s.events.hasRoom() {
-				continue
-			}
-			n := min(budget, len(s.prompt)-s.fed)
-			for i := range n {
-				p := s.fed + i
-				last := p == len(s.prompt)-1
-				batch.AddWithAdapter(s.prompt[p], int32(p), s.cache, last, s.req.slot())
-				if last {
-					rows = append(rows, s)
-				}
-			}
-			s.fed += n
-			budget -= n
-		}
-
 		if len(batch.Tokens) == 0 {
 			// Every running sequence waits for its reader: nothing tells the
 			// scheduler when a reader takes an event, so look again shortly.
@@ -385,56 +437,256 @@ func (e *Engine) loop() {
 		// Masks depend only on the tokens consumed so far, so they are
 		// computed while the forward pass runs.
 		e.startMasks(&masks, rows)
-		logits, err := e.model.Forward(&batch)
+		logits, failed := e.forward(&batch, p.work)
 		masks.Wait()
-		if err != nil {
-			for _, s := range running {
-				e.finish(s, "", fmt.Errorf("forward pass: %w", err))
-			}
-			running = running[:0]
-			continue
+		for s, err := range failed {
+			e.finish(s, "", err)
 		}
-		vocab := e.model.Config.Vocab
-		for i, s := range rows {
-			e.step(s, logits[i*vocab:(i+1)*vocab])
+		if logits != nil {
+			for _, w := range p.work {
+				if !w.s.finished {
+					e.commit(w.s)
+				}
+			}
+			// The logits are those of the rows that did not fail, in order.
+			rows = slices.DeleteFunc(rows, func(s *sequence) bool { return failed[s] != nil })
+			vocab := e.model.Config.Vocab
+			for i, s := range rows {
+				e.step(s, logits[i*vocab:(i+1)*vocab])
+			}
 		}
 		running = slices.DeleteFunc(running, func(s *sequence) bool { return s.finished })
 	}
+}
+
+// apply carries out a plan: preempted sequences free their blocks and go
+// back to the front of the queue, admitted ones get a cache (on the blocks
+// of their cached prefix), and every planned sequence gets the blocks its
+// tokens need. It returns the queue left.
+func (e *Engine) apply(p *plan, running *[]*sequence, waiting []*sequence) []*sequence {
+	if len(p.preempt) > 0 {
+		*running = slices.DeleteFunc(*running, func(s *sequence) bool { return slices.Contains(p.preempt, s) })
+		requeue := make([]*sequence, 0, len(p.preempt)+len(waiting))
+		for _, s := range slices.Backward(p.preempt) { // oldest first
+			s.cache.Release()
+			if s.req.Adapter != nil {
+				s.req.Adapter.Drop() // a queued request holds no adapter slot
+				s.slot = -1
+			}
+			s.preemptions++
+			if e.opts.Observer != nil {
+				e.opts.Observer.Preempted()
+			}
+			requeue = append(requeue, s)
+		}
+		waiting = append(requeue, waiting...)
+	}
+	if len(p.admit) > 0 {
+		var noSlot []*sequence // admitted by the plan, but their adapter found no slot
+		for _, s := range p.admit {
+			if err := e.acquireSlot(s); err != nil {
+				e.finish(s, "", err)
+				continue
+			}
+			if s.slot < 0 && s.req.Adapter != nil {
+				noSlot = append(noSlot, s)
+			}
+		}
+		waiting = slices.DeleteFunc(waiting, func(s *sequence) bool {
+			return slices.Contains(p.admit, s) && !slices.Contains(noSlot, s)
+		})
+		for _, s := range p.admit {
+			if s.finished || slices.Contains(noSlot, s) {
+				continue
+			}
+			if s.cache == nil {
+				s.cache = NewSeqCache(e.pool, e.opts.MaxModelLen)
+			}
+			hit := e.sharePrefix(s)
+			if !s.admitted {
+				s.admitted, s.cached = true, hit
+				s.timing.Scheduled = time.Now()
+			}
+			e.order++
+			*running = append(*running, s)
+		}
+	}
+	p.work = slices.DeleteFunc(p.work, func(w work) bool { return w.s.finished || w.s.cache == nil || !slices.Contains(*running, w.s) })
+	for _, w := range p.work {
+		// The plan counted these blocks: Grow cannot fail here, but a
+		// sequence it failed for would only be failed itself.
+		if err := w.s.cache.reserve(w.s.cache.Len() + w.n); err != nil {
+			e.finish(w.s, "", fmt.Errorf("KV cache: %w", err))
+		}
+	}
+	return waiting
+}
+
+// acquireSlot gives an admitted sequence its adapter's slot; s.slot stays
+// -1 when every slot is held (it waits in the queue).
+func (e *Engine) acquireSlot(s *sequence) error {
+	if s.req.Adapter == nil || s.slot >= 0 {
+		return nil
+	}
+	slot, ok, err := s.req.Adapter.Acquire()
+	if err != nil {
+		return fmt.Errorf("adapter %s: %w", s.req.Adapter.Name(), err)
+	}
+	if ok {
+		s.slot = slot
+	}
+	return nil
+}
+
+// sharePrefix maps the cached blocks of s's longest cached prefix into its
+// empty cache and returns the positions they hold.
+func (e *Engine) sharePrefix(s *sequence) int {
+	bs := e.pool.BlockSize()
+	s.hashes = kvpool.ChainHashes(s.seed, s.all[:e.maxHit(s)], bs, s.hashes[:0])
+	blocks, _ := e.pool.Match(s.hashes)
+	hit := len(blocks) * bs
+	e.pool.Count(len(s.all), hit)
+	if e.opts.Observer != nil {
+		e.opts.Observer.PrefixCache(len(s.all), hit)
+	}
+	s.cache.Share(blocks, hit)
+	s.hashes = s.hashes[:len(blocks)]
+	return hit
+}
+
+// maxHit is how many leading tokens of s may come from the prefix cache:
+// whole blocks, leaving at least the last token to run for its logits
+// (vLLM's get_computed_blocks does the same).
+func (e *Engine) maxHit(s *sequence) int {
+	bs := e.pool.BlockSize()
+	return (len(s.all) - 1) / bs * bs
+}
+
+// commit registers the full blocks s has computed in the prefix cache.
+func (e *Engine) commit(s *sequence) {
+	s.hashes = kvpool.ChainHashes(s.seed, s.all[:s.cache.Len()], e.pool.BlockSize(), s.hashes)
+	s.cache.Commit(s.hashes)
+}
+
+// forward runs a batch. On an error (or a panic in a kernel, recovered)
+// each sequence's tokens run again alone, so that only the sequences the
+// error concerns fail: it returns the batch's logits when the batch ran,
+// and the failed sequences with their errors.
+func (e *Engine) forward(b *Batch, work []work) ([]float32, map[*sequence]error) {
+	logits, err := e.safeForward(b)
+	if err == nil {
+		return logits, nil
+	}
+	if len(work) == 1 {
+		return nil, map[*sequence]error{work[0].s: fmt.Errorf("forward pass: %w", err)}
+	}
+	failed := map[*sequence]error{}
+	var solo Batch
+	for _, w := range work {
+		solo.Reset()
+		s := w.s
+		from := s.cache.Len()
+		for i := range w.n {
+			pos := from + i
+			solo.AddWithAdapter(s.all[pos], int32(pos), s.cache, i == w.n-1, s.slot)
+		}
+		if _, err := e.safeForward(&solo); err != nil {
+			failed[s] = fmt.Errorf("forward pass: %w", err)
+		}
+	}
+	if len(failed) == 0 { // the batch failed as a whole: fail it as a whole
+		for _, w := range work {
+			failed[w.s] = fmt.Errorf("forward pass: %w", err)
+		}
+		return nil, failed
+	}
+	// Run the others once more together for their logits.
+	b.Reset()
+	var rows []*sequence
+	for _, w := range work {
+		if failed[w.s] != nil {
+			continue
+		}
+		w.s.cache.len -= w.n // their tokens ran solo: run them again with logits in batch order
+		if addWork(b, w) {
+			rows = append(rows, w.s)
+		}
+	}
+	if len(b.Tokens) == 0 {
+		return nil, failed
+	}
+	logits, err = e.safeForward(b)
+	if err != nil {
+		for _, w := range work {
+			if failed[w.s] == nil {
+				failed[w.s] = fmt.Errorf("forward pass: %w", err)
+			}
+		}
+		return nil, failed
+	}
+	return logits, failed
+}
+
+// ErrKernel wraps a panic raised inside the model or a backend op.
+var ErrKernel = errors.New("internal error in the model's kernels")
+
+// safeForward runs the model, turning a panic into an error.
+func (e *Engine) safeForward(b *Batch) (logits []float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrKernel, r)
+		}
+	}()
+	return e.model.Forward(b)
+}
+
+// addWork appends w's tokens to b (the next ones of its sequence) and
+// reports whether they end with the sequence's last token, whose logits
+// are asked for: a row to sample.
+func addWork(b *Batch, w work) bool {
+	s := w.s
+	from := s.cache.Len()
+	for i := range w.n {
+		pos := from + i
+		b.AddWithAdapter(s.all[pos], int32(pos), s.cache, pos == len(s.all)-1, s.slot)
+	}
+	return from+w.n == len(s.all)
 }
 
 // readerPoll is how often the scheduler looks for room again when every
 // running sequence waits for its reader.
 const readerPoll = 5 * time.Millisecond
 
-// admit picks the waiting sequences to start, first come first served,
-// while fewer than maxRunning run and fewer than perGroup of their request
-// group do; a sequence whose group is full keeps its place in the queue and
-// later ones may pass it. It returns the admitted sequences and the queue
-// left.
-func admit(running, waiting []*sequence, maxRunning, perGroup int) (admitted, left []*sequence) {
-	if len(running) >= maxRunning || len(waiting) == 0 {
-		return nil, waiting
-	}
-	inGroup := map[string]int{}
-	for _, s := range running {
-		if s.req.Group != "" {
-			inGroup[s.req.Group]++
-		}
-	}
-	left = waiting[:0:0]
-	for _, s := range waiting {
-		g := s.req.Group
-		if len(running)+len(admitted) >= maxRunning || (g != "" && inGroup[g] >= perGroup) {
-			left = append(left, s)
-			continue
-		}
-		if g != "" {
-			inGroup[g]++
-		}
-		admitted = append(admitted, s)
-	}
-	return admitted, left
+// enginePool answers the scheduler's questions from the KV pool.
+type enginePool struct{ p *kvpool.Pool }
+
+func (ep enginePool) numFree() int { return ep.p.NumFree() }
+
+func (ep enginePool) prefixHit(s *sequence) (int, int) {
+	bs := ep.p.BlockSize()
+	maxHit := (len(s.all) - 1) / bs * bs
+	hashes := kvpool.ChainHashes(s.seed, s.all[:maxHit], bs, nil)
+	blocks, idle := ep.p.Match(hashes)
+	return len(blocks) * bs, idle
 }
+
+func (ep enginePool) exclusive(s *sequence) int { return ep.p.Exclusive(&s.cache.table) }
+
+// Sequence state, as the scheduler reads it.
+func (s *sequence) computed() int {
+	if s.cache == nil {
+		return 0
+	}
+	return s.cache.Len()
+}
+func (s *sequence) heldBlocks() int {
+	if s.cache == nil {
+		return 0
+	}
+	return len(s.cache.table.Blocks)
+}
+func (s *sequence) pending() int { return len(s.all) - s.computed() }
+func (s *sequence) ready() bool  { return s.events == nil || s.events.hasRoom() }
 
 // startMasks computes, in the background, the masks of the rows whose
 // sequences are constrained; wg.Wait waits for them.
@@ -480,8 +732,8 @@ func (e *Engine) step(s *sequence, logits []float32) {
 		e.opts.Observer.Token(first, now.Sub(s.lastTime))
 	}
 	s.lastTime = now
-	s.tokens = append(s.tokens, res.Token)
-	s.last = res.Token
+	s.all = append(s.all, res.Token)
+	s.prompt, s.tokens = s.all[:len(s.prompt)], s.all[len(s.prompt):]
 
 	if !s.req.IgnoreEOS && slices.Contains(e.eos, res.Token) {
 		e.emit(s, Event{Token: res.Token, Sample: sampleOf(s, res)})
@@ -513,7 +765,7 @@ func sampleOf(s *sequence, r sampler.Result) *sampler.Result {
 }
 
 func (e *Engine) emit(s *sequence, ev Event) {
-	ev.Usage = Usage{PromptTokens: len(s.prompt), CompletionTokens: len(s.tokens)}
+	ev.Usage = Usage{PromptTokens: len(s.prompt), CompletionTokens: len(s.tokens), CachedTokens: s.cached}
 	if s.req.Adapter != nil {
 		ev.AdapterVersion = s.req.Adapter.Version()
 	}
@@ -539,7 +791,9 @@ func (e *Engine) finish(s *sequence, reason string, err error) {
 	s.timing.Finished = time.Now()
 	ev := Event{Token: -1, Text: tail, Done: true, FinishReason: reason, Err: err}
 	e.emit(s, ev)
-	s.cache = nil
+	if s.cache != nil {
+		s.cache.Release() // its blocks go back to the pool at once
+	}
 	if s.req.Adapter != nil {
 		s.req.Adapter.Release()
 	}

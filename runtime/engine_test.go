@@ -11,55 +11,12 @@ import (
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
-func seqsOf(groups ...string) []*sequence {
-	out := make([]*sequence, len(groups))
-	for i, g := range groups {
-		out[i] = &sequence{req: Request{Group: g}, maxNew: i} // maxNew tells them apart
-	}
-	return out
-}
-
-func ids(seqs []*sequence) []int {
-	out := make([]int, len(seqs))
-	for i, s := range seqs {
-		out[i] = s.maxNew
-	}
-	return out
-}
-
-func TestAdmitCapsEachGroupAndKeepsQueueOrder(t *testing.T) {
-	// Queue: six choices of request A, then B, then an ungrouped request,
-	// then two of C.
-	waiting := seqsOf("A", "A", "A", "A", "A", "A", "B", "", "C", "C")
-	admitted, left := admit(nil, waiting, 5, 2)
-	if got, want := ids(admitted), []int{0, 1, 6, 7, 8}; !slices.Equal(got, want) {
-		t.Errorf("admitted %v, want %v", got, want)
-	}
-	if got, want := ids(left), []int{2, 3, 4, 5, 9}; !slices.Equal(got, want) {
-		t.Errorf("left %v, want %v (first come within the caps)", got, want)
-	}
-
-	// Running sequences count against their group and the total.
-	running := seqsOf("A", "B")
-	admitted, left = admit(running, seqsOf("A", "A", "B", "D"), 4, 2)
-	if got, want := ids(admitted), []int{0, 2}; !slices.Equal(got, want) {
-		t.Errorf("with A and B running: admitted %v, want %v", got, want)
-	}
-	if got, want := ids(left), []int{1, 3}; !slices.Equal(got, want) {
-		t.Errorf("with A and B running: left %v, want %v", got, want)
-	}
-
-	if admitted, left := admit(seqsOf("x", "y"), seqsOf("z"), 2, 2); len(admitted) != 0 || len(left) != 1 {
-		t.Errorf("full engine admitted %v", ids(admitted))
-	}
-}
-
 // A request with many choices does not hold back the one behind it: with
 // the first request's readers stalled (so its running choices stop at the
 // event buffer), the second request still runs to the end.
 func TestManyChoicesLeaveRoomForLaterRequests(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 2})
+	e := mustEngine(t, l, EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 2})
 	defer e.Close(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -109,7 +66,7 @@ func TestManyChoicesLeaveRoomForLaterRequests(t *testing.T) {
 // output, unchanged.
 func TestStalledReaderIsBoundedAndResumes(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	req := Request{PromptTokens: []int32{1}, MaxTokens: 4 * eventCapacity, IgnoreEOS: true, Sampling: greedy}
 	solo, _ := generate(t, e, req)
@@ -180,7 +137,7 @@ func (nothingAllowed) Consume(int32) error          { return nil }
 // sequences in the same batches are unaffected.
 func TestConstraintMasksSampling(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	free := Request{Prompt: "Once upon a time", MaxTokens: 30, Sampling: greedy}
 	solo, _ := generate(t, e, free)
@@ -234,7 +191,7 @@ func TestConstraintMasksSampling(t *testing.T) {
 // it starts at once, not when some later request wakes the engine.
 func TestCancelledRunningMakesRoomForWaiting(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{MaxRunning: 1})
+	e := mustEngine(t, l, EngineOptions{MaxRunning: 1})
 	defer e.Close(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	// Never read: the first request fills its event buffer and waits for

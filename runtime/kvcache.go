@@ -1,25 +1,46 @@
 package runtime
 
-import "fmt"
+import (
+	"fmt"
 
-// KVCache holds one sequence's keys and values for every layer.
-// It grows by doubling up to MaxLen positions.
+	"github.com/parrot-llm/parrot/runtime/kvpool"
+)
+
+// KVCache is one sequence's keys and values: its block table in a KV pool
+// and the number of positions written. The engine makes every sequence's
+// cache in one shared pool; NewKVCache gives a standalone sequence (tests,
+// benchmarks, one-off generation) a pool of its own.
 type KVCache struct {
-	kvDim  int
+	pool   *kvpool.Pool
+	table  kvpool.Table
+	len    int // positions written so far
 	maxLen int
-	len    int         // positions written so far
-	k, v   [][]float32 // [Layers][cap*kvDim]
+	own    bool // the pool is this cache's alone
 }
 
-// NewKVCache returns an empty cache for a sequence of at most maxLen positions.
-func (m *Model) NewKVCache(maxLen int) *KVCache {
+// KVShape is what the model stores per position, for sizing a pool.
+func (m *Model) KVShape() kvpool.Shape {
+	return kvpool.Shape{Layers: m.Config.Layers, KVHeads: m.Config.KVHeads, HeadDim: m.Config.HeadDim}
+}
+
+// NewKVCache returns an empty cache for one sequence of at most maxLen
+// positions (0 = the model's context length), with its own pool sized for
+// maxLen up front; Close frees it.
+func (m *Model) NewKVCache(maxLen int) (*KVCache, error) {
 	if maxLen <= 0 || maxLen > m.Config.MaxPos {
 		maxLen = m.Config.MaxPos
 	}
-	c := &KVCache{kvDim: m.Config.KVHeads * m.Config.HeadDim, maxLen: maxLen}
-	c.k = make([][]float32, m.Config.Layers)
-	c.v = make([][]float32, m.Config.Layers)
-	return c
+	bs := kvpool.DefaultBlockSize
+	p, err := kvpool.New(m.Backend, m.KVShape(), bs, (maxLen+bs-1)/bs)
+	if err != nil {
+		return nil, fmt.Errorf("KV cache of %d positions: %w", maxLen, err)
+	}
+	return &KVCache{pool: p, maxLen: maxLen, own: true}, nil
+}
+
+// NewSeqCache returns an empty cache for one sequence in a shared pool.
+func NewSeqCache(pool *kvpool.Pool, maxLen int) *KVCache {
+	return &KVCache{pool: pool, maxLen: maxLen}
 }
 
 // Len is the number of positions held.
@@ -28,20 +49,34 @@ func (c *KVCache) Len() int { return c.len }
 // MaxLen is the capacity limit in positions.
 func (c *KVCache) MaxLen() int { return c.maxLen }
 
-// Truncate forgets positions from n on (e.g. to reuse a shared prefix).
-func (c *KVCache) Truncate(n int) {
-	if n < c.len {
-		c.len = n
-	}
+// Blocks is the sequence's block table.
+func (c *KVCache) Blocks() []int32 { return c.table.Blocks }
+
+// Share starts an empty cache on cached blocks holding the first n
+// positions of the sequence (a prefix-cache hit: see kvpool.Pool.Match).
+func (c *KVCache) Share(blocks []int32, n int) {
+	c.pool.Share(&c.table, blocks)
+	c.len = n
 }
 
-// Bytes is the memory the cache holds.
-func (c *KVCache) Bytes() int {
-	n := 0
-	for i := range c.k {
-		n += 4 * (cap(c.k[i]) + cap(c.v[i]))
+// Commit registers the cache's full blocks in the prefix cache; hashes[i]
+// is the chain hash of block i's tokens (kvpool.ChainHashes).
+func (c *KVCache) Commit(hashes []kvpool.Hash) { c.pool.Commit(&c.table, hashes) }
+
+// Release frees every block (a finished or preempted sequence); the cache
+// is empty afterwards and may be refilled.
+func (c *KVCache) Release() {
+	c.pool.Release(&c.table)
+	c.len = 0
+}
+
+// Close releases the cache and, for a standalone one, frees its pool.
+func (c *KVCache) Close() {
+	c.Release()
+	if c.own {
+		c.pool.Close()
+		c.own = false
 	}
-	return n
 }
 
 // reserve makes room for positions [0, n).
@@ -49,20 +84,14 @@ func (c *KVCache) reserve(n int) error {
 	if n > c.maxLen {
 		return fmt.Errorf("sequence of %d positions exceeds the context length %d", n, c.maxLen)
 	}
-	if len(c.k) == 0 || n*c.kvDim <= len(c.k[0]) {
-		return nil
+	return c.pool.Grow(&c.table, n)
+}
+
+// Truncate forgets positions from n on, keeping the blocks (to rerun a
+// position, as benchmarks do). Blocks shared through the prefix cache must
+// not be rewritten: the engine never truncates.
+func (c *KVCache) Truncate(n int) {
+	if n < c.len {
+		c.len = n
 	}
-	newCap := max(16, len(c.k[0])/c.kvDim)
-	for newCap < n {
-		newCap *= 2
-	}
-	newCap = min(newCap, c.maxLen)
-	for i := range c.k {
-		k := make([]float32, newCap*c.kvDim)
-		v := make([]float32, newCap*c.kvDim)
-		copy(k, c.k[i][:c.len*c.kvDim])
-		copy(v, c.v[i][:c.len*c.kvDim])
-		c.k[i], c.v[i] = k, v
-	}
-	return nil
 }

@@ -65,9 +65,6 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
 	}
-	if err := w.check(opts.Backend); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, err
@@ -79,7 +76,11 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Loaded{Dir: dir, Model: NewModel(cfg, w, opts.Backend), Tokenizer: tok, Template: tmpl, GenConfig: gen}, nil
+	m, err := NewModel(cfg, w, opts.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return &Loaded{Dir: dir, Model: m, Tokenizer: tok, Template: tmpl, GenConfig: gen}, nil
 }
 
 func loadTemplate(dir, override string, tok tokenizer.Tokenizer) (*chat.Template, error) {

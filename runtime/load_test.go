@@ -60,8 +60,8 @@ func TestLoadBnbCheckpoint(t *testing.T) {
 	}
 	// Both generate the same greedy text: the float mode is the NF4 model's reference.
 	prompt := Request{Prompt: "hello world", MaxTokens: 8, IgnoreEOS: true, Sampling: greedy}
-	a, _ := generate(t, NewEngine(l, EngineOptions{}), prompt)
-	b, _ := generate(t, NewEngine(f, EngineOptions{}), prompt)
+	a, _ := generate(t, mustEngine(t, l, EngineOptions{}), prompt)
+	b, _ := generate(t, mustEngine(t, f, EngineOptions{}), prompt)
 	if a != b {
 		t.Fatalf("NF4 %q vs dequantized float %q", a, b)
 	}
@@ -73,7 +73,7 @@ func TestChatRequestUsesTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	msgs := []chat.Message{{Role: "user", Content: "Hi"}}
 	ids, err := e.Tokenize(&Request{Messages: msgs})
@@ -326,7 +326,7 @@ func TestLMHead8Bit(t *testing.T) {
 	if d := maxAbsDiff(a, b); d > 0.02*scale || d == 0 {
 		t.Fatalf("8-bit lm_head logits differ by %g (max |logit| %g)", d, scale)
 	}
-	text, _ := generate(t, NewEngine(q8, EngineOptions{}), Request{PromptTokens: []int32{1}, MaxTokens: 12, Sampling: greedy})
+	text, _ := generate(t, mustEngine(t, q8, EngineOptions{}), Request{PromptTokens: []int32{1}, MaxTokens: 12, Sampling: greedy})
 	if !strings.HasPrefix(publishedStory, text) {
 		t.Errorf("8-bit lm_head greedy start %q departs from the float story", text)
 	}

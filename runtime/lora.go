@@ -11,6 +11,7 @@ import (
 // what lives in which slot; tokens pick a slot per batch (Batch.Slots).
 type LoRASlots struct {
 	Slots, MaxRank int
+	mem            kernels.Memory
 	modules        map[string]*kernels.LoRAStack // by module name, e.g. "model.layers.0.self_attn.q_proj"
 }
 
@@ -26,11 +27,15 @@ func (m *Model) EnableLoRA(slots, maxRank int) (*LoRASlots, error) {
 	if m.lora != nil {
 		return nil, fmt.Errorf("LoRA slots are already enabled")
 	}
-	ls := &LoRASlots{Slots: slots, MaxRank: maxRank, modules: map[string]*kernels.LoRAStack{}}
+	ls := &LoRASlots{Slots: slots, MaxRank: maxRank, mem: m.Backend, modules: map[string]*kernels.LoRAStack{}}
 	for i := range m.Weights.Layers {
 		for _, l := range m.Weights.Layers[i].Projections() {
-			l.LoRA = kernels.NewLoRAStack(slots, maxRank, l.In, l.Out)
-			ls.modules[l.Name] = l.LoRA
+			stack, err := kernels.NewLoRAStack(m.Backend, slots, maxRank, l.In, l.Out)
+			if err != nil {
+				return nil, fmt.Errorf("LoRA slots for %s: %w", l.Name, err)
+			}
+			l.LoRA = stack
+			ls.modules[l.Name] = stack
 		}
 	}
 	m.lora = ls
@@ -61,16 +66,18 @@ func (ls *LoRASlots) Set(slot int, module string, a, b []float32, rank int, scal
 		return fmt.Errorf("%s: lora_A has %d values and lora_B %d, want %d ([%d,%d]) and %d ([%d,%d])",
 			module, len(a), len(b), rank*s.In, rank, s.In, s.Out*rank, s.Out, rank)
 	}
-	sa := s.A[slot*s.MaxRank*s.In:][:s.MaxRank*s.In]
-	sb := s.B[slot*s.Out*s.MaxRank:][:s.Out*s.MaxRank]
-	clear(sa)
-	clear(sb)
+	// Staged on the host, padded to MaxRank with zeros, and written through
+	// the backend in one copy per matrix.
+	sa := make([]float32, s.MaxRank*s.In)
+	sb := make([]float32, s.Out*s.MaxRank)
 	copy(sa, a) // rows beyond rank stay zero
 	for o := range s.Out {
 		for r := range rank {
 			sb[o*s.MaxRank+r] = scale * b[o*rank+r]
 		}
 	}
+	ls.mem.Write(s.SlotA(slot), sa)
+	ls.mem.Write(s.SlotB(slot), sb)
 	return nil
 }
 
@@ -78,7 +85,7 @@ func (ls *LoRASlots) Set(slot int, module string, a, b []float32, rank int, scal
 // modules must leave the others at zero).
 func (ls *LoRASlots) Clear(slot int) {
 	for _, s := range ls.modules {
-		clear(s.A[slot*s.MaxRank*s.In:][:s.MaxRank*s.In])
-		clear(s.B[slot*s.Out*s.MaxRank:][:s.Out*s.MaxRank])
+		ls.mem.Write(s.SlotA(slot), make([]float32, s.MaxRank*s.In))
+		ls.mem.Write(s.SlotB(slot), make([]float32, s.Out*s.MaxRank))
 	}
 }

@@ -48,7 +48,7 @@ func (ad *testAdapter) install(t *testing.T, ls *LoRASlots, slot int) {
 // prefillLogits runs one prompt alone and returns its last logits.
 func prefillLogits(t *testing.T, m *Model, prompt []int32, slot int32) []float32 {
 	t.Helper()
-	cache := m.NewKVCache(0)
+	cache := mustCache(t, m, 0)
 	var b Batch
 	for pos, tok := range prompt {
 		b.AddWithAdapter(tok, int32(pos), cache, pos == len(prompt)-1, slot)
@@ -94,7 +94,7 @@ func mergedModel(t *testing.T, m *Model, ad *testAdapter) *Model {
 		}
 		w.Layers[i] = nl
 	}
-	return NewModel(m.Config, &w, m.Backend)
+	return mustModel(t, m.Config, &w, m.Backend)
 }
 
 func TestLoRAZeroBGivesBaseLogitsExactly(t *testing.T) {
@@ -152,9 +152,8 @@ func TestLoRAMixedBatchEqualsSolo(t *testing.T) {
 	slots := []int32{-1, 0, 2, 0}
 	V := m.Config.Vocab
 	var b Batch
-	caches := make([]*KVCache, 4)
+	caches := sharedCaches(t, m, 4, 0)
 	for i, p := range prompts {
-		caches[i] = m.NewKVCache(0)
 		for pos, tok := range p {
 			b.AddWithAdapter(tok, int32(pos), caches[i], pos == len(p)-1, slots[i])
 		}
@@ -177,7 +176,7 @@ func TestLoRAMixedBatchEqualsSolo(t *testing.T) {
 	if _, err := m.Forward(&b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Forward(&Batch{Tokens: []int32{1}, Pos: []int32{0}, Caches: []*KVCache{m.NewKVCache(0)}, Slots: []int32{7}}); err == nil {
+	if _, err := m.Forward(&Batch{Tokens: []int32{1}, Pos: []int32{0}, Caches: []*KVCache{mustCache(t, m, 0)}, Slots: []int32{7}}); err == nil {
 		t.Error("unallocated slot accepted")
 	}
 }

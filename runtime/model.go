@@ -7,21 +7,33 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 )
 
-// Model is a Llama decoder bound to a backend. Forward is not safe for
-// concurrent use: one goroutine (the scheduler) drives it.
+// Model is a Llama decoder bound to a backend: its weights live in the
+// backend's memory, and every step's activations and metadata too. Forward
+// is not safe for concurrent use: one goroutine (the scheduler) drives it.
 type Model struct {
 	Config  *Config
 	Weights *Weights
 	Backend kernels.Backend
 
-	invFreq []float32 // [HeadDim/2]
+	invFreq kernels.Buf // [HeadDim/2]
 	lora    *LoRASlots
 	scratch scratch
 }
 
-// NewModel binds weights to a backend.
-func NewModel(cfg *Config, w *Weights, be kernels.Backend) *Model {
-	return &Model{Config: cfg, Weights: w, Backend: be, invFreq: cfg.InvFreq()}
+// NewModel binds weights to a backend, uploading them (a device backend
+// keeps its own copy; the weights then belong to that backend).
+func NewModel(cfg *Config, w *Weights, be kernels.Backend) (*Model, error) {
+	if err := w.upload(be); err != nil {
+		return nil, err
+	}
+	m := &Model{Config: cfg, Weights: w, Backend: be}
+	inv := cfg.InvFreq()
+	var err error
+	if m.invFreq, err = be.Alloc(len(inv)); err != nil {
+		return nil, err
+	}
+	be.Write(m.invFreq, inv)
+	return m, nil
 }
 
 // Batch is a set of tokens from one or more sequences, each at its own
@@ -56,31 +68,70 @@ func (b *Batch) Reset() {
 	b.Tokens, b.Pos, b.Caches, b.Logits, b.Slots = b.Tokens[:0], b.Pos[:0], b.Caches[:0], b.Logits[:0], b.Slots[:0]
 }
 
-// scratch holds activation buffers reused across Forward calls.
+// scratch holds the backend buffers reused across Forward calls, and the
+// host staging of each step's metadata.
 type scratch struct {
-	x, xn      []float32 // [T, Hidden]
-	q, att     []float32 // [T, Heads*HeadDim]
-	k, v       []float32 // [T, KVHeads*HeadDim]
-	gate, up   []float32 // [T, Intermediate]
-	proj       []float32 // [T, Hidden]
-	out        []float32 // [nOut, Hidden]
-	kv         []kernels.KVRef
-	outputRows []int
-	loraZ      []float32        // [T, MaxRank]
-	next       map[*KVCache]int // per sequence in the batch: the position after its tokens
+	x, xn    kernels.Buf // [T, Hidden]
+	q, att   kernels.Buf // [T, Heads*HeadDim]
+	k, v     kernels.Buf // [T, KVHeads*HeadDim]
+	gate, up kernels.Buf // [T, Intermediate]
+	proj     kernels.Buf // [T, Hidden]
+	out      kernels.Buf // [nOut, Hidden]
+	logits   kernels.Buf // [nOut, Vocab]
+	loraZ    kernels.Buf // [T, MaxRank]
+
+	// The step's metadata in backend memory (punica's update_metadata,
+	// vLLM's attention metadata): written once, read by every layer.
+	tokens, pos, slots kernels.IntBuf // [T]
+	seq, kvSlots       kernels.IntBuf // [T]
+	tables             kernels.IntBuf // [nSeqs, maxBlocks]
+	outRows            kernels.IntBuf // [nOut]
+	hSeq, hKVSlots     []int32
+	hTables, hOutRows  []int32
+	seqOf              map[*KVCache]int // row of each sequence in tables
+	seqs               []*KVCache
+	next               map[*KVCache]int // per sequence in the batch: the position after its tokens
 }
 
-func grow(buf []float32, n int) []float32 {
-	if cap(buf) < n {
-		return make([]float32, n)
+// buf returns a view of n floats of *b, reallocating it when too small.
+func (m *Model) buf(b *kernels.Buf, n int) (kernels.Buf, error) {
+	if b.Len() < n {
+		if b.Len() > 0 {
+			m.Backend.Free(*b)
+		}
+		nb, err := m.Backend.Alloc(n)
+		if err != nil {
+			*b = kernels.Buf{}
+			return kernels.Buf{}, err
+		}
+		*b = nb
 	}
-	return buf[:n]
+	return b.Slice(0, n), nil
+}
+
+// ints writes host values into *b (reallocated when too small) and returns
+// the view holding them.
+func (m *Model) ints(b *kernels.IntBuf, v []int32) (kernels.IntBuf, error) {
+	if b.Len() < len(v) {
+		if b.Len() > 0 {
+			m.Backend.FreeInt(*b)
+		}
+		nb, err := m.Backend.AllocInt(max(len(v), 2*b.Len()))
+		if err != nil {
+			*b = kernels.IntBuf{}
+			return kernels.IntBuf{}, err
+		}
+		*b = nb
+	}
+	view := b.Slice(0, len(v))
+	m.Backend.WriteInt(view, v)
+	return view, nil
 }
 
 // Forward runs the batch through the model, appending each token's key and
 // value to its cache, and returns logits [nOut, Vocab] for the tokens whose
 // Logits flag is set, in batch order. The returned slice is owned by the
-// caller.
+// caller. Every cache of a batch must belong to the same KV pool.
 func (m *Model) Forward(b *Batch) ([]float32, error) {
 	c, be, w := m.Config, m.Backend, m.Weights
 	T := len(b.Tokens)
@@ -97,6 +148,13 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 		if b.Caches[t] == nil {
 			return nil, errors.New("forward: token without a KV cache")
 		}
+		if b.Caches[t].pool != b.Caches[0].pool || b.Caches[t].pool == nil {
+			return nil, errors.New("forward: caches of one batch must share a KV pool")
+		}
+	}
+	pool := b.Caches[0].pool
+	if pool.Shape() != m.KVShape() {
+		return nil, fmt.Errorf("forward: KV pool shaped %+v for a model of %+v", pool.Shape(), m.KVShape())
 	}
 	if err := m.checkPositions(b); err != nil {
 		return nil, err
@@ -105,88 +163,176 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
+	meta, err := m.writeMetadata(b, pool.BlockSize())
+	if err != nil {
+		return nil, err
+	}
+	var slotBuf kernels.IntBuf
+	if slots != nil {
+		if slotBuf, err = m.ints(&m.scratch.slots, slots); err != nil {
+			return nil, err
+		}
+	}
 
 	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	s := &m.scratch
-	s.x = grow(s.x, T*c.Hidden)
-	s.xn = grow(s.xn, T*c.Hidden)
-	s.q = grow(s.q, T*qDim)
-	s.att = grow(s.att, T*qDim)
-	s.k = grow(s.k, T*kvDim)
-	s.v = grow(s.v, T*kvDim)
-	s.gate = grow(s.gate, T*c.Intermediate)
-	s.up = grow(s.up, T*c.Intermediate)
-	s.proj = grow(s.proj, T*c.Hidden)
-	if cap(s.kv) < T {
-		s.kv = make([]kernels.KVRef, T)
+	var x, xn, q, att, k, v, gate, up, proj kernels.Buf
+	for _, a := range []struct {
+		dst *kernels.Buf
+		buf *kernels.Buf
+		n   int
+	}{
+		{&x, &s.x, T * c.Hidden}, {&xn, &s.xn, T * c.Hidden}, {&q, &s.q, T * qDim}, {&att, &s.att, T * qDim},
+		{&k, &s.k, T * kvDim}, {&v, &s.v, T * kvDim}, {&gate, &s.gate, T * c.Intermediate},
+		{&up, &s.up, T * c.Intermediate}, {&proj, &s.proj, T * c.Hidden},
+	} {
+		if *a.dst, err = m.buf(a.buf, a.n); err != nil {
+			return nil, err
+		}
 	}
-	s.kv = s.kv[:T]
 
-	be.Embed(s.x, w.Embed, b.Tokens)
+	be.Embed(x, w.Embed, meta.tokens)
 	for li := range w.Layers {
 		l := &w.Layers[li]
+		kv := pool.Layer(li)
 		// Attention block.
-		be.RMSNorm(s.xn, s.x, l.AttnNorm, c.NormEps)
-		m.linear(l.Q, s.q, s.xn, T, slots)
-		m.linear(l.K, s.k, s.xn, T, slots)
-		m.linear(l.V, s.v, s.xn, T, slots)
-		be.RoPE(s.q, b.Pos, c.Heads, c.HeadDim, m.invFreq)
-		be.RoPE(s.k, b.Pos, c.KVHeads, c.HeadDim, m.invFreq)
-		for t, cache := range b.Caches {
-			p := int(b.Pos[t])
-			copy(cache.k[li][p*kvDim:(p+1)*kvDim], s.k[t*kvDim:(t+1)*kvDim])
-			copy(cache.v[li][p*kvDim:(p+1)*kvDim], s.v[t*kvDim:(t+1)*kvDim])
-			s.kv[t] = kernels.KVRef{K: cache.k[li], V: cache.v[li], Len: p + 1}
+		be.RMSNorm(xn, x, l.AttnNorm, c.NormEps)
+		if err := m.linear(l.Q, q, xn, T, slotBuf); err != nil {
+			return nil, err
 		}
-		be.Attention(s.att, s.q, s.kv, c.Heads, c.KVHeads, c.HeadDim)
-		m.linear(l.O, s.proj, s.att, T, slots)
-		be.Add(s.x, s.proj)
+		if err := m.linear(l.K, k, xn, T, slotBuf); err != nil {
+			return nil, err
+		}
+		if err := m.linear(l.V, v, xn, T, slotBuf); err != nil {
+			return nil, err
+		}
+		be.RoPE(q, meta.attn.Pos, c.Heads, c.HeadDim, m.invFreq)
+		be.RoPE(k, meta.attn.Pos, c.KVHeads, c.HeadDim, m.invFreq)
+		be.WriteKV(kv, k, v, meta.kvSlots, kvDim)
+		be.PagedAttention(att, q, kv, meta.attn, c.Heads, c.KVHeads, c.HeadDim)
+		if err := m.linear(l.O, proj, att, T, slotBuf); err != nil {
+			return nil, err
+		}
+		be.Add(x, proj)
 		// MLP block (SwiGLU).
-		be.RMSNorm(s.xn, s.x, l.MLPNorm, c.NormEps)
-		m.linear(l.Gate, s.gate, s.xn, T, slots)
-		m.linear(l.Up, s.up, s.xn, T, slots)
-		be.SiLUMul(s.gate, s.gate, s.up)
-		m.linear(l.Down, s.proj, s.gate, T, slots)
-		be.Add(s.x, s.proj)
+		be.RMSNorm(xn, x, l.MLPNorm, c.NormEps)
+		if err := m.linear(l.Gate, gate, xn, T, slotBuf); err != nil {
+			return nil, err
+		}
+		if err := m.linear(l.Up, up, xn, T, slotBuf); err != nil {
+			return nil, err
+		}
+		be.SiLUMul(gate, gate, up)
+		if err := m.linear(l.Down, proj, gate, T, slotBuf); err != nil {
+			return nil, err
+		}
+		be.Add(x, proj)
 	}
 	for t, cache := range b.Caches {
 		cache.len = max(cache.len, int(b.Pos[t])+1)
 	}
 
 	// Final norm and lm_head only for the rows that need logits.
-	s.outputRows = s.outputRows[:0]
-	for t := range T {
-		if b.Logits == nil && t == T-1 || b.Logits != nil && b.Logits[t] {
-			s.outputRows = append(s.outputRows, t)
-		}
-	}
-	nOut := len(s.outputRows)
+	nOut := meta.outRows.Len()
 	if nOut == 0 {
 		return nil, nil
 	}
-	s.out = grow(s.out, nOut*c.Hidden)
-	for i, t := range s.outputRows {
-		copy(s.out[i*c.Hidden:(i+1)*c.Hidden], s.x[t*c.Hidden:(t+1)*c.Hidden])
+	out, err := m.buf(&s.out, nOut*c.Hidden)
+	if err != nil {
+		return nil, err
 	}
-	be.RMSNorm(s.out, s.out, w.Norm, c.NormEps)
+	logitsBuf, err := m.buf(&s.logits, nOut*c.Vocab)
+	if err != nil {
+		return nil, err
+	}
+	be.GatherRows(out, x, meta.outRows, c.Hidden)
+	be.RMSNorm(out, out, w.Norm, c.NormEps)
+	be.MatMul(logitsBuf, out, w.LMHead, nOut)
 	logits := make([]float32, nOut*c.Vocab)
-	be.MatMul(logits, s.out, w.LMHead, nOut)
+	be.Read(logits, logitsBuf)
 	return logits, nil
 }
 
+// stepMeta is a step's metadata, in backend memory.
+type stepMeta struct {
+	tokens  kernels.IntBuf // [T]
+	kvSlots kernels.IntBuf // [T] row of the KV storage each token's key and value go to
+	outRows kernels.IntBuf // [nOut] tokens whose logits are returned
+	attn    kernels.AttnMeta
+}
+
+// writeMetadata lays out the batch's block tables and slot mapping (vLLM's
+// slot_mapping: block*blockSize + offset) and writes them to the backend.
+func (m *Model) writeMetadata(b *Batch, blockSize int) (stepMeta, error) {
+	s := &m.scratch
+	if s.seqOf == nil {
+		s.seqOf = map[*KVCache]int{}
+	}
+	defer clear(s.seqOf) // holds no cache alive between steps
+	s.seqs = s.seqs[:0]
+	maxBlocks, maxLen := 0, 0
+	s.hSeq, s.hKVSlots = s.hSeq[:0], s.hKVSlots[:0]
+	for t, cache := range b.Caches {
+		i, ok := s.seqOf[cache]
+		if !ok {
+			i = len(s.seqs)
+			s.seqOf[cache] = i
+			s.seqs = append(s.seqs, cache)
+			maxBlocks = max(maxBlocks, len(cache.table.Blocks))
+		}
+		p := int(b.Pos[t])
+		maxLen = max(maxLen, p+1)
+		s.hSeq = append(s.hSeq, int32(i))
+		s.hKVSlots = append(s.hKVSlots, cache.table.Blocks[p/blockSize]*int32(blockSize)+int32(p%blockSize))
+	}
+	s.hTables = s.hTables[:0]
+	for _, cache := range s.seqs {
+		s.hTables = append(s.hTables, cache.table.Blocks...)
+		for range maxBlocks - len(cache.table.Blocks) {
+			s.hTables = append(s.hTables, -1)
+		}
+	}
+	s.seqs = s.seqs[:0]
+	s.hOutRows = s.hOutRows[:0]
+	for t := range b.Tokens {
+		if b.Logits == nil && t == len(b.Tokens)-1 || b.Logits != nil && b.Logits[t] {
+			s.hOutRows = append(s.hOutRows, int32(t))
+		}
+	}
+	var meta stepMeta
+	var err error
+	write := func(dst *kernels.IntBuf, buf *kernels.IntBuf, v []int32) {
+		if err == nil {
+			*dst, err = m.ints(buf, v)
+		}
+	}
+	write(&meta.tokens, &s.tokens, b.Tokens)
+	write(&meta.attn.Pos, &s.pos, b.Pos)
+	write(&meta.attn.Seq, &s.seq, s.hSeq)
+	write(&meta.kvSlots, &s.kvSlots, s.hKVSlots)
+	write(&meta.attn.BlockTables, &s.tables, s.hTables)
+	write(&meta.outRows, &s.outRows, s.hOutRows)
+	meta.attn.MaxBlocks, meta.attn.BlockSize, meta.attn.MaxLen = maxBlocks, blockSize, maxLen
+	return meta, err
+}
+
 // linear computes y = W·x (+ scale·B·A·x for tokens with an adapter) for T
-// tokens: x [T, In], y [T, Out]. slots is nil when no token has an adapter.
-func (m *Model) linear(l *Linear, y, x []float32, T int, slots []int32) {
-	y, x = y[:T*l.Out], x[:T*l.In]
+// tokens: x [T, In], y [T, Out]. slots has no values when no token has an
+// adapter.
+func (m *Model) linear(l *Linear, y, x kernels.Buf, T int, slots kernels.IntBuf) error {
+	y, x = y.Slice(0, T*l.Out), x.Slice(0, T*l.In)
 	m.Backend.MatMul(y, x, l.W, T)
-	if slots == nil || l.LoRA == nil {
-		return
+	if slots.Len() == 0 || l.LoRA == nil {
+		return nil
 	}
 	lb := m.Backend.(kernels.LoRABackend) // checked by EnableLoRA
-	z := grow(m.scratch.loraZ, T*l.LoRA.MaxRank)
-	m.scratch.loraZ = z
+	z, err := m.buf(&m.scratch.loraZ, T*l.LoRA.MaxRank)
+	if err != nil {
+		return err
+	}
 	lb.LoRAShrink(z, x, l.LoRA, slots)
 	lb.LoRAExpand(y, z, l.LoRA, slots)
+	return nil
 }
 
 // batchSlots returns the batch's adapter slots, or nil if no token uses one.

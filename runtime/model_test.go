@@ -56,7 +56,7 @@ func generate(t testing.TB, e *Engine, req Request) (string, []Event) {
 
 func TestStoriesGreedyReproducesPublishedStory(t *testing.T) {
 	l := loadStories(t, QuantNone)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	// run.c -n 256 samples 256 tokens after BOS; the published text is exactly that.
 	text, evs := generate(t, e, Request{PromptTokens: []int32{l.Model.Config.BOS}, MaxTokens: 256, IgnoreEOS: true, Sampling: greedy})
@@ -75,7 +75,7 @@ func TestStoriesGreedyReproducesPublishedStory(t *testing.T) {
 
 func TestStoriesNF4TellsAStory(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	text, _ := generate(t, e, Request{PromptTokens: []int32{l.Model.Config.BOS}, MaxTokens: 120, IgnoreEOS: true, Sampling: greedy})
 	t.Logf("NF4 story: %s", text)
@@ -106,7 +106,7 @@ func TestBatchedForwardEqualsSolo(t *testing.T) {
 		prompts := [][]int32{{1, 100, 200, 300, 7}, {1, 45}, {1, 400, 401, 402, 403, 404, 405, 406}}
 		solo := make([][]float32, len(prompts))
 		for i, p := range prompts {
-			cache := m.NewKVCache(0)
+			cache := mustCache(t, m, 0)
 			var b Batch
 			for pos, tok := range p {
 				b.Add(tok, int32(pos), cache, pos == len(p)-1)
@@ -118,7 +118,7 @@ func TestBatchedForwardEqualsSolo(t *testing.T) {
 			solo[i] = logits
 		}
 		// Batched: sequence 0 prefilled in two chunks, others interleaved.
-		caches := []*KVCache{m.NewKVCache(0), m.NewKVCache(0), m.NewKVCache(0)}
+		caches := sharedCaches(t, m, 3, 0)
 		var b Batch
 		for pos := 0; pos < 3; pos++ {
 			b.Add(prompts[0][pos], int32(pos), caches[0], false)
@@ -147,8 +147,8 @@ func TestBatchedForwardEqualsSolo(t *testing.T) {
 		}
 
 		// Fast backend against the naive reference on the same batch.
-		refModel := NewModel(m.Config, m.Weights, ref.New())
-		cache := refModel.NewKVCache(0)
+		refModel := mustModel(t, m.Config, m.Weights, ref.New())
+		cache := mustCache(t, refModel, 0)
 		var rb Batch
 		for pos, tok := range prompts[2] {
 			rb.Add(tok, int32(pos), cache, pos == len(prompts[2])-1)
@@ -166,7 +166,7 @@ func TestBatchedForwardEqualsSolo(t *testing.T) {
 func TestForwardRejectsBadBatches(t *testing.T) {
 	l := loadStories(t, QuantNF4)
 	m := l.Model
-	cache := m.NewKVCache(0)
+	cache := mustCache(t, m, 0)
 	cases := map[string]Batch{
 		"token out of vocab": {Tokens: []int32{9999}, Pos: []int32{0}, Caches: []*KVCache{cache}},
 		"gap in positions":   {Tokens: []int32{1}, Pos: []int32{3}, Caches: []*KVCache{cache}},
@@ -178,7 +178,7 @@ func TestForwardRejectsBadBatches(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	small := m.NewKVCache(4)
+	small := mustCache(t, m, 4)
 	var b Batch
 	for pos := range 5 {
 		b.Add(1, int32(pos), small, false)
@@ -197,13 +197,13 @@ func TestEngineConcurrentRequestsMatchSolo(t *testing.T) {
 		{Prompt: "The cat", MaxTokens: 20, Stop: []string{"."}, Sampling: sampler.Params{Temperature: 0, TopP: 1}},
 	}
 	solo := make([]string, len(reqs))
-	e := NewEngine(l, EngineOptions{MaxRunning: 1})
+	e := mustEngine(t, l, EngineOptions{MaxRunning: 1})
 	for i, r := range reqs {
 		solo[i], _ = generate(t, e, r)
 	}
 	e.Close(context.Background())
 
-	e = NewEngine(l, EngineOptions{MaxRunning: 8, MaxBatchToken: 3}) // small budget: chunked prefill
+	e = mustEngine(t, l, EngineOptions{MaxRunning: 8, MaxBatchToken: 3}) // small budget: chunked prefill
 	defer e.Close(context.Background())
 	chans := make([]<-chan Event, len(reqs))
 	for i, r := range reqs {
@@ -229,7 +229,7 @@ func TestEngineConcurrentRequestsMatchSolo(t *testing.T) {
 
 func TestEngineCancellationFreesSequence(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	ch, err := e.Submit(ctx, Request{Prompt: "Once", MaxTokens: 400, IgnoreEOS: true, Sampling: greedy})
@@ -251,7 +251,7 @@ func TestEngineCancellationFreesSequence(t *testing.T) {
 
 func TestEngineRejectsLongPrompt(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{MaxModelLen: 8})
+	e := mustEngine(t, l, EngineOptions{MaxModelLen: 8})
 	defer e.Close(context.Background())
 	_, err := e.Submit(context.Background(), Request{Prompt: strings.Repeat("hello ", 20)})
 	if err == nil || !strings.Contains(err.Error(), "longer than the context") {
@@ -271,7 +271,7 @@ func maxAbsDiff(a, b []float32) float64 {
 // finish while its events wait, and it later receives all of them in order.
 func TestSlowReaderDoesNotBlockOthers(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	req := Request{PromptTokens: []int32{1}, MaxTokens: 200, IgnoreEOS: true, Sampling: greedy}
 	solo, _ := generate(t, e, req)
@@ -297,7 +297,7 @@ func TestSlowReaderDoesNotBlockOthers(t *testing.T) {
 // A cancelled request whose reader is gone leaves no goroutine behind.
 func TestAbandonedStreamDoesNotLeak(t *testing.T) {
 	l := loadStories(t, QuantNF4)
-	e := NewEngine(l, EngineOptions{})
+	e := mustEngine(t, l, EngineOptions{})
 	defer e.Close(context.Background())
 	before := goruntime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/parrot-llm/parrot/kernels"
@@ -27,13 +28,13 @@ type Linear struct {
 
 // Layer holds one decoder block's weights.
 type Layer struct {
-	AttnNorm []float32 // [Hidden]
-	MLPNorm  []float32 // [Hidden]
-	Q        *Linear   // [Heads*HeadDim, Hidden]
-	K, V     *Linear   // [KVHeads*HeadDim, Hidden]
-	O        *Linear   // [Hidden, Heads*HeadDim]
-	Gate, Up *Linear   // [Intermediate, Hidden]
-	Down     *Linear   // [Hidden, Intermediate]
+	AttnNorm kernels.Buf // [Hidden]
+	MLPNorm  kernels.Buf // [Hidden]
+	Q        *Linear     // [Heads*HeadDim, Hidden]
+	K, V     *Linear     // [KVHeads*HeadDim, Hidden]
+	O        *Linear     // [Hidden, Heads*HeadDim]
+	Gate, Up *Linear     // [Intermediate, Hidden]
+	Down     *Linear     // [Hidden, Intermediate]
 }
 
 // Projections lists the layer's linears in PEFT target-module order.
@@ -41,11 +42,12 @@ func (l *Layer) Projections() []*Linear {
 	return []*Linear{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down}
 }
 
-// Weights are a model's parameters.
+// Weights are a model's parameters: host memory as loaded, the backend's
+// memory once a Model binds them (NewModel uploads each one).
 type Weights struct {
 	Embed  kernels.Matrix // [Vocab, Hidden]: bf16 as the checkpoint stores it, else f32
 	Layers []Layer
-	Norm   []float32      // [Hidden]
+	Norm   kernels.Buf    // [Hidden]
 	LMHead kernels.Matrix // [Vocab, Hidden]; the embedding when tied
 }
 
@@ -65,7 +67,7 @@ func loadWeights(set *safetensors.Set, c *Config, quantize string) (*Weights, er
 	if w.Embed, err = tableTensor(set, "model.embed_tokens.weight", c.Vocab, c.Hidden); err != nil {
 		return nil, err
 	}
-	if w.Norm, err = floatTensor(set, "model.norm.weight", c.Hidden); err != nil {
+	if w.Norm, err = normTensor(set, "model.norm.weight", c.Hidden); err != nil {
 		return nil, err
 	}
 	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
@@ -78,10 +80,10 @@ func loadWeights(set *safetensors.Set, c *Config, quantize string) (*Weights, er
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		p := fmt.Sprintf("model.layers.%d.", i)
-		if l.AttnNorm, err = floatTensor(set, p+"input_layernorm.weight", c.Hidden); err != nil {
+		if l.AttnNorm, err = normTensor(set, p+"input_layernorm.weight", c.Hidden); err != nil {
 			return nil, err
 		}
-		if l.MLPNorm, err = floatTensor(set, p+"post_attention_layernorm.weight", c.Hidden); err != nil {
+		if l.MLPNorm, err = normTensor(set, p+"post_attention_layernorm.weight", c.Hidden); err != nil {
 			return nil, err
 		}
 		dst := []**Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
@@ -209,21 +211,66 @@ func floatTensor(set *safetensors.Set, name string, shape ...int) ([]float32, er
 	return data, nil
 }
 
-// check asks the backend to accept every weight once, at load, since ops
-// cannot return errors.
-func (w *Weights) check(be kernels.Backend) error {
-	if err := kernels.CheckMatrix(be, w.Embed); err != nil {
+// normTensor reads a norm weight into host memory.
+func normTensor(set *safetensors.Set, name string, n int) (kernels.Buf, error) {
+	v, err := floatTensor(set, name, n)
+	return kernels.HostBuf(v), err
+}
+
+// upload checks every weight against the backend once (ops cannot return
+// errors) and moves it into the backend's memory.
+func (w *Weights) upload(be kernels.Backend) error {
+	tied := w.LMHead == w.Embed
+	var err error
+	if w.Embed, err = uploadMatrix(be, w.Embed); err != nil {
 		return fmt.Errorf("embedding: %w", err)
 	}
-	if err := kernels.CheckMatrix(be, w.LMHead); err != nil {
+	if tied {
+		w.LMHead = w.Embed
+	} else if w.LMHead, err = uploadMatrix(be, w.LMHead); err != nil {
 		return fmt.Errorf("lm_head: %w", err)
 	}
+	if w.Norm, err = uploadVector(be, w.Norm); err != nil {
+		return fmt.Errorf("model.norm: %w", err)
+	}
 	for i := range w.Layers {
-		for _, l := range w.Layers[i].Projections() {
-			if err := kernels.CheckMatrix(be, l.W); err != nil {
-				return fmt.Errorf("%s: %w", l.Name, err)
+		l := &w.Layers[i]
+		if l.AttnNorm, err = uploadVector(be, l.AttnNorm); err != nil {
+			return fmt.Errorf("layer %d input_layernorm: %w", i, err)
+		}
+		if l.MLPNorm, err = uploadVector(be, l.MLPNorm); err != nil {
+			return fmt.Errorf("layer %d post_attention_layernorm: %w", i, err)
+		}
+		for _, lin := range l.Projections() {
+			if lin.W, err = uploadMatrix(be, lin.W); err != nil {
+				return fmt.Errorf("%s: %w", lin.Name, err)
 			}
 		}
 	}
 	return nil
+}
+
+func uploadMatrix(be kernels.Backend, m kernels.Matrix) (kernels.Matrix, error) {
+	if err := kernels.CheckMatrix(be, m); err != nil {
+		return nil, err
+	}
+	return be.Upload(m)
+}
+
+// uploadVector copies a host vector into backend memory; one already there
+// (no host data: a device buffer) stays as it is.
+func uploadVector(be kernels.Backend, v kernels.Buf) (kernels.Buf, error) {
+	host := v.Host()
+	if host == nil {
+		if v.Len() == 0 {
+			return v, errors.New("missing")
+		}
+		return v, nil
+	}
+	b, err := be.Alloc(len(host))
+	if err != nil {
+		return kernels.Buf{}, err
+	}
+	be.Write(b, host)
+	return b, nil
 }

@@ -89,6 +89,45 @@ func train(ctx context.Context, cfg config.Finetune, stdout, stderr io.Writer) e
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted while loading: %w", err)
 	}
-	_, err = finetune.Run(ctx, finetune.Job{Config: cfg, Model: loaded, Hub: client, Stdout: stdout, Stderr: stderr})
+	_, err = finetune.Run(ctx, finetune.Job{Options: options(cfg), Model: loaded, Hub: client, Stdout: stdout, Stderr: stderr})
 	return err
+}
+
+// options are the run's settings from the command's configuration.
+func options(c config.Finetune) finetune.Options {
+	return finetune.Options{
+		Model:            c.Model,
+		Dataset:          c.Dataset,
+		DatasetSplit:     c.DatasetSplit,
+		DatasetTextField: c.DatasetTextField,
+		SystemPrompt:     c.SystemPrompt,
+		OutputDir:        c.OutputDir,
+
+		R:             c.R,
+		LoraAlpha:     c.LoraAlpha,
+		LoraDropout:   c.LoraDropout,
+		TargetModules: c.TargetModules,
+		UseRSLoRA:     c.UseRSLoRA,
+
+		MaxSeqLength:              c.MaxSeqLength,
+		PerDeviceTrainBatchSize:   c.PerDeviceTrainBatchSize,
+		GradientAccumulationSteps: c.GradientAccumulationSteps,
+		WarmupSteps:               c.WarmupSteps,
+		MaxSteps:                  c.MaxSteps,
+		NumTrainEpochs:            c.NumTrainEpochs,
+		LearningRate:              c.LearningRate,
+		WeightDecay:               c.WeightDecay,
+		Optim:                     c.Optim,
+		MaxGradNorm:               c.MaxGradNorm,
+		Seed:                      c.Seed,
+		LoggingSteps:              c.LoggingSteps,
+		SaveSteps:                 c.SaveSteps,
+		ResumeFromCheckpoint:      c.ResumeFromCheckpoint,
+		GradientCheckpointing:     c.GradientCheckpointing,
+
+		TrainOnResponsesOnly: c.TrainOnResponsesOnly,
+		InstructionPart:      c.InstructionPart,
+		ResponsePart:         c.ResponsePart,
+		ShowMasking:          c.ShowMasking,
+	}
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
+	"github.com/parrot-llm/parrot/config"
 )
 
 const storiesDir = "../../testdata/stories260K"
@@ -41,6 +43,26 @@ func TestRunFlags(t *testing.T) {
 	}
 }
 
+// Every option of the run is the setting of the same name, none left at
+// its zero value.
+func TestOptionsFromConfig(t *testing.T) {
+	cfg, err := config.ParseFinetune([]string{"--model", "org/base", "--dataset", "d.jsonl", "--output-dir", "o",
+		"--system-prompt", "S", "--lora-dropout", "0.1", "--use-rslora", "--instruction-part", "U", "--response-part", "A",
+		"--resume-from-checkpoint", t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := reflect.ValueOf(options(cfg))
+	c := reflect.ValueOf(cfg)
+	for i := range opts.NumField() {
+		name := opts.Type().Field(i).Name
+		got, want := opts.Field(i), c.FieldByName(name)
+		if !want.IsValid() || !reflect.DeepEqual(got.Interface(), want.Interface()) || got.IsZero() {
+			t.Errorf("option %s = %v, want the setting's %v", name, got, want)
+		}
+	}
+}
+
 // A base model with conversation rows cannot train: the error says why.
 func TestRunChatRowsOnBaseModel(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "dolly.jsonl")
@@ -62,7 +84,7 @@ func TestRunTrainsAnAdapter(t *testing.T) {
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
 	}
-	a, err := adapters.Load(out)
+	a, err := peft.Load(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +118,8 @@ func TestRunResume(t *testing.T) {
 	if !strings.Contains(stdout.String(), "Resumed from "+ckpt+" at step 2") {
 		t.Errorf("no resume notice in:\n%s", stdout.String())
 	}
-	a, _ := os.ReadFile(filepath.Join(outA, adapters.WeightsName))
-	b, _ := os.ReadFile(filepath.Join(outB, adapters.WeightsName))
+	a, _ := os.ReadFile(filepath.Join(outA, peft.WeightsName))
+	b, _ := os.ReadFile(filepath.Join(outB, peft.WeightsName))
 	if len(a) == 0 || !bytes.Equal(a, b) {
 		t.Error("the resumed run's adapter differs from the uninterrupted run's")
 	}

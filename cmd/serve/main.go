@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -192,16 +194,29 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 		return nil, nil, nil, err
 	}
 	closeAll = func() { closeAdapters(); closeBackend() }
-	engine = runtime.NewEngine(loaded, runtime.EngineOptions{
+	kvBytes, kvFrom := kvCacheBudget(cfg)
+	engine, err = runtime.NewEngine(loaded, runtime.EngineOptions{
 		MaxRunning:         cfg.MaxNumSeqs,
 		MaxRunningPerGroup: cfg.MaxNumSeqsPerReq,
 		MaxWaiting:         cfg.MaxWaitingRequests,
 		MaxBatchToken:      cfg.MaxNumBatchedTokens,
+		MaxPrefillPerSeq:   cfg.LongPrefillTokens,
 		MaxModelLen:        cfg.MaxModelLen,
+		KVCacheBytes:       kvBytes,
 		Observer:           obs,
 	})
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("KV cache (--kv-cache-memory): %w", err)
+	}
+	kv := engine.KVCache()
+	log.Info("KV cache", "bytes", kv.Bytes, "budget", kvFrom, "blocks", kv.Blocks, "block_size", kv.BlockSize,
+		"positions", kv.Positions, "max_model_len", engine.MaxModelLen(),
+		"full_length_sequences", kv.Positions/max(1, engine.MaxModelLen()))
 	if cfg.MaxModelLen > engine.MaxModelLen() {
-		log.Warn("--max-model-len is above the model's max_position_embeddings: using the model's", "max_model_len", engine.MaxModelLen())
+		log.Warn("--max-model-len is above what the model or the KV cache holds: requests longer than max_model_len are refused",
+			"requested", cfg.MaxModelLen, "max_model_len", engine.MaxModelLen(), "model_max_position_embeddings", loaded.Model.Config.MaxPos,
+			"kv_cache_positions", kv.Positions)
 	}
 	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "chat_template", loaded.Template != nil)
 	return engine, pool, closeAll, nil
@@ -244,4 +259,38 @@ func setupAdapters(cfg config.Serve, model *runtime.Model, log *slog.Logger, reg
 	log.Info("LoRA adapters enabled", "dir", cfg.AdaptersDir, "slots", cfg.MaxLoRAs, "max_rank", cfg.MaxLoRARank,
 		"adapters", len(registry.List()), "admin", cfg.EnableLoRAAdmin)
 	return pool, closeWatcher, nil
+}
+
+// kvCacheBudget is the KV pool's size in bytes: --kv-cache-memory's bytes,
+// or its fraction of the memory available now (the weights are loaded).
+func kvCacheBudget(cfg config.Serve) (int64, string) {
+	if cfg.KVCacheBytes > 0 {
+		return cfg.KVCacheBytes, "--kv-cache-memory"
+	}
+	avail, err := memAvailable()
+	if err != nil {
+		// Not Linux, or no /proc: a modest pool rather than a guess at the machine.
+		return 1 << 30, "1 GiB (available memory unknown: " + err.Error() + ")"
+	}
+	return int64(cfg.KVCacheFraction * float64(avail)), fmt.Sprintf("%.2f of %d available bytes", cfg.KVCacheFraction, avail)
+}
+
+// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
+func memAvailable() (int64, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				if err == nil {
+					return kb << 10, nil
+				}
+			}
+		}
+	}
+	return 0, errors.New("no MemAvailable in /proc/meminfo")
 }

@@ -189,7 +189,7 @@ func TestModelFromHub(t *testing.T) {
 
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	cfg := config.Serve{Model: "tiny-org/stories260K"}
+	cfg := config.Serve{ModelConfig: config.ModelConfig{Model: "tiny-org/stories260K"}}
 	dir, err := modelDir(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)

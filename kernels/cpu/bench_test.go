@@ -67,8 +67,8 @@ func BenchmarkNF4MatVec(bb *testing.B) {
 				b := New(0)
 				defer b.Close()
 				rng := rand.New(rand.NewPCG(3, 4))
-				x := kerneltest.Vec(rng, T*s[1])
-				y := make([]float32, T*s[0])
+				x := kernels.HostBuf(kerneltest.Vec(rng, T*s[1]))
+				y := kernels.HostBuf(make([]float32, T*s[0]))
 				bb.SetBytes(int64(nf4Bytes(ws[0])))
 				i := 0
 				for bb.Loop() {
@@ -89,8 +89,8 @@ func BenchmarkNF4MatVec(bb *testing.B) {
 func BenchmarkF32MatMul(bb *testing.B) {
 	const T, rows, cols = 128, 2048, 2048
 	rng := rand.New(rand.NewPCG(5, 6))
-	x := kerneltest.Vec(rng, T*cols)
-	y := make([]float32, T*rows)
+	x := kernels.HostBuf(kerneltest.Vec(rng, T*cols))
+	y := kernels.HostBuf(make([]float32, T*rows))
 	for _, w := range []kernels.Matrix{kerneltest.F32(rng, rows, cols), kerneltest.NF4(rng, rows, cols, kernels.NF4Code)} {
 		bb.Run(fmt.Sprintf("%T/T=%d/%dx%d", w, T, rows, cols), func(bb *testing.B) {
 			b := New(0)
@@ -141,6 +141,60 @@ func BenchmarkNF4Kernel(bb *testing.B) {
 				} else {
 					dequantNF4(dst, m, &j.lut, 0, cols, v == "avx2")
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkAttention is PagedAttention on Llama-3.2-1B's heads (32 query,
+// 8 KV, dim 64): decode steps of many sequences, one token each, and a
+// prefill of one sequence, in blocks of 16. Each sequence's blocks are in
+// order in the cache (as the unpaged cache laid a sequence out), or, with
+// "shuffled", drawn at random from it (as a long-running paged cache ends
+// up), which costs the hardware prefetcher its long strides.
+func BenchmarkAttention(bb *testing.B) {
+	const nHeads, nKV, hd, bs = 32, 8, 64, 16
+	for _, c := range []struct {
+		name         string
+		seqs, ctx, T int // T new tokens at the end of each sequence of ctx positions
+		shuffled     bool
+	}{
+		{"decode/16x1024", 16, 1024, 1, false},
+		{"decode/64x512", 64, 512, 1, false},
+		{"prefill/1x512", 1, 512, 512, false},
+		{"decode/16x1024/shuffled", 16, 1024, 1, true},
+		{"decode/64x512/shuffled", 64, 512, 1, true},
+		{"prefill/1x512/shuffled", 1, 512, 512, true},
+	} {
+		bb.Run(c.name, func(bb *testing.B) {
+			b := New(0)
+			defer b.Close()
+			rng := rand.New(rand.NewPCG(11, 12))
+			kvDim := nKV * hd
+			maxBlocks := c.ctx / bs
+			numBlocks := c.seqs * maxBlocks
+			K, V := kerneltest.Vec(rng, numBlocks*bs*kvDim), kerneltest.Vec(rng, numBlocks*bs*kvDim)
+			tables := make([]int32, numBlocks)
+			for i := range tables {
+				tables[i] = int32(i)
+			}
+			if c.shuffled {
+				rng.Shuffle(numBlocks, func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
+			}
+			var seq, pos []int32
+			for s := 0; s < c.seqs; s++ {
+				for i := 0; i < c.T; i++ {
+					seq, pos = append(seq, int32(s)), append(pos, int32(c.ctx-c.T+i))
+				}
+			}
+			meta := kernels.AttnMeta{Seq: kernels.HostIntBuf(seq), Pos: kernels.HostIntBuf(pos), BlockTables: kernels.HostIntBuf(tables),
+				MaxBlocks: maxBlocks, BlockSize: bs, MaxLen: c.ctx}
+			n := len(pos)
+			q := kernels.HostBuf(kerneltest.Vec(rng, n*nHeads*hd))
+			out := kernels.HostBuf(make([]float32, n*nHeads*hd))
+			kv := kernels.KVLayer{K: kernels.HostBuf(K), V: kernels.HostBuf(V)}
+			for bb.Loop() {
+				b.PagedAttention(out, q, kv, meta, nHeads, nKV, hd)
 			}
 		})
 	}

@@ -118,8 +118,9 @@ func TestBF16Q8NoAllocs(t *testing.T) {
 	for _, b := range variants(t) {
 		bf := kerneltest.BF16(rng, 256, 300)
 		q := kerneltest.Q8(rng, 256, 320)
-		x := kerneltest.Vec(rng, 12*320)
-		y := make([]float32, 12*256)
+		x := kernels.HostBuf(kerneltest.Vec(rng, 12*320))
+		y := kernels.HostBuf(make([]float32, 12*256))
+		ids := kernels.HostIntBuf([]int32{5, 6, 7})
 		ops := map[string]func(){
 			"MatMulBF16 T=1":  func() { b.MatMul(y, x, bf, 1) },
 			"MatMulBF16 T=5":  func() { b.MatMul(y, x, bf, 5) },
@@ -127,8 +128,8 @@ func TestBF16Q8NoAllocs(t *testing.T) {
 			"MatMulQ8 T=1":    func() { b.MatMul(y, x, q, 1) },
 			"MatMulQ8 T=5":    func() { b.MatMul(y, x, q, 5) },
 			"MatMulQ8 T=12":   func() { b.MatMul(y, x, q, 12) },
-			"EmbedBF16":       func() { b.Embed(y[:3*300], bf, []int32{5, 6, 7}) },
-			"EmbedQ8":         func() { b.Embed(y[:3*320], q, []int32{5, 6, 7}) },
+			"EmbedBF16":       func() { b.Embed(y.Slice(0, 3*300), bf, ids) },
+			"EmbedQ8":         func() { b.Embed(y.Slice(0, 3*320), q, ids) },
 		}
 		for name, op := range ops {
 			op() // grows scratch space once
@@ -142,21 +143,22 @@ func TestBF16Q8NoAllocs(t *testing.T) {
 func TestBF16Q8BadShapesPanic(t *testing.T) {
 	b := newBackend(2, haveSIMD())
 	defer b.Close()
+	f := func(n int) kernels.Buf { return kernels.HostBuf(make([]float32, n)) }
 	cases := map[string]func(){
 		"short bf16": func() {
-			b.MatMul(make([]float32, 2), make([]float32, 3), &kernels.BF16Matrix{Rows: 2, Cols: 3, Data: make([]uint16, 5)}, 1)
+			b.MatMul(f(2), f(3), &kernels.BF16Matrix{Rows: 2, Cols: 3, Data: make([]uint16, 5)}, 1)
 		},
 		"short q": func() {
-			b.MatMul(make([]float32, 2), make([]float32, 32), &kernels.Q8Matrix{Rows: 2, Cols: 32, Q: make([]int8, 63), Scale: make([]float32, 2)}, 1)
+			b.MatMul(f(2), f(32), &kernels.Q8Matrix{Rows: 2, Cols: 32, Q: make([]int8, 63), Scale: make([]float32, 2)}, 1)
 		},
 		"short scale": func() {
-			b.Embed(make([]float32, 32), &kernels.Q8Matrix{Rows: 2, Cols: 32, Q: make([]int8, 64), Scale: make([]float32, 1)}, []int32{0})
+			b.Embed(f(32), &kernels.Q8Matrix{Rows: 2, Cols: 32, Q: make([]int8, 64), Scale: make([]float32, 1)}, kernels.HostIntBuf([]int32{0}))
 		},
 		"q8 cols": func() {
-			b.MatMul(make([]float32, 1), make([]float32, 48), &kernels.Q8Matrix{Rows: 1, Cols: 48, Q: make([]int8, 48), Scale: make([]float32, 2)}, 1)
+			b.MatMul(f(1), f(48), &kernels.Q8Matrix{Rows: 1, Cols: 48, Q: make([]int8, 48), Scale: make([]float32, 2)}, 1)
 		},
 		"bad id": func() {
-			b.Embed(make([]float32, 3), &kernels.BF16Matrix{Rows: 2, Cols: 3, Data: make([]uint16, 6)}, []int32{-1})
+			b.Embed(f(3), &kernels.BF16Matrix{Rows: 2, Cols: 3, Data: make([]uint16, 6)}, kernels.HostIntBuf([]int32{-1}))
 		},
 	}
 	for name, f := range cases {
@@ -220,8 +222,8 @@ func BenchmarkLMHead(bb *testing.B) {
 				defer b.Close()
 				bw := MeasureBandwidth(b, probeBytes, 3)
 				rng := rand.New(rand.NewPCG(3, 4))
-				x := kerneltest.Vec(rng, T*lmCols)
-				y := make([]float32, T*lmRows)
+				x := kernels.HostBuf(kerneltest.Vec(rng, T*lmCols))
+				y := kernels.HostBuf(make([]float32, T*lmRows))
 				n := weightBytes(w)
 				bb.SetBytes(int64(n))
 				for bb.Loop() {

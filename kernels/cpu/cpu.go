@@ -4,7 +4,11 @@
 // and the hot loops run in AVX2/FMA assembly where the CPU has it (pure Go
 // otherwise, or always with the purego build tag).
 //
-// Every op is tested against kernels/ref, the specification.
+// Every op is tested against kernels/ref, the specification, by the
+// acceptance suite kernels/kerneltest.
+//
+// Its memory is the host's (kernels.HostMemory): a Buf's Host slice is the
+// data, Write and Read are copies, and Upload returns the weight itself.
 //
 // Shapes are fixed at load time, so ops check them cheaply on the calling
 // goroutine and panic with a clear message on a mismatch (a programming
@@ -22,6 +26,8 @@ import (
 // Backend runs ops on a fixed pool of goroutines. Ops may be called from
 // several goroutines; they run one at a time.
 type Backend struct {
+	kernels.HostMemory // activations are Go slices: Alloc is make, Write/Read copy
+
 	mu      sync.Mutex
 	pool    *pool
 	threads int
@@ -69,6 +75,26 @@ func (b *Backend) Name() string {
 		return "cpu-avx2"
 	}
 	return "cpu"
+}
+
+// Upload returns w itself once it passes kernels.CheckMatrix: the CPU
+// computes on the host copy.
+func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) { return kernels.HostUpload(b, w) }
+
+// host and hostInts unwrap a handle at an op's entry; a Buf of device memory
+// (another backend's) panics, naming the op.
+func host(op string, v kernels.Buf) []float32 {
+	if h := v.Host(); h != nil || v.Len() == 0 {
+		return h
+	}
+	panic(fmt.Sprintf("kernels/cpu: %s: a Buf of device memory (%d floats) handed to the CPU backend", op, v.Len()))
+}
+
+func hostInts(op string, v kernels.IntBuf) []int32 {
+	if h := v.Host(); h != nil || v.Len() == 0 {
+		return h
+	}
+	panic(fmt.Sprintf("kernels/cpu: %s: an IntBuf of device memory (%d values) handed to the CPU backend", op, v.Len()))
 }
 
 // Threads returns the number of workers ops are split across.
@@ -119,7 +145,11 @@ func unsupported(op string, w kernels.Matrix) string {
 }
 
 // MatMul: y[t,:] = W·x[t,:] for t in [0,T). x [T, Cols], y [T, Rows].
-func (b *Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
+func (b *Backend) MatMul(y, x kernels.Buf, w kernels.Matrix, T int) {
+	b.matMul(host("MatMul", y), host("MatMul", x), w, T)
+}
+
+func (b *Backend) matMul(y, x []float32, w kernels.Matrix, T int) {
 	if T <= 0 {
 		return
 	}
@@ -150,8 +180,12 @@ func (b *Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
 	}
 }
 
-// Embed: out[t,:] = row ids[t] of table. out [len(ids), Cols].
-func (b *Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
+// Embed: out[t,:] = row ids[t] of table. out [ids.Len(), Cols].
+func (b *Backend) Embed(out kernels.Buf, table kernels.Matrix, ids kernels.IntBuf) {
+	b.embed(host("Embed", out), table, hostInts("Embed", ids))
+}
+
+func (b *Backend) embed(out []float32, table kernels.Matrix, ids []int32) {
 	rows, cols := table.Shape()
 	need("Embed", "out", len(out), len(ids)*cols)
 	for _, id := range ids {
@@ -190,7 +224,8 @@ func (b *Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
 }
 
 // RMSNorm: out[t,:] = x[t,:] / sqrt(mean(x[t,:]²) + eps) * weight.
-func (b *Backend) RMSNorm(out, x, weight []float32, eps float32) {
+func (b *Backend) RMSNorm(outb, xb, wb kernels.Buf, eps float32) {
+	out, x, weight := host("RMSNorm", outb), host("RMSNorm", xb), host("RMSNorm", wb)
 	n := len(weight)
 	if n == 0 {
 		return
@@ -205,8 +240,12 @@ func (b *Backend) RMSNorm(out, x, weight []float32, eps float32) {
 }
 
 // RoPE rotates each head of each token by its position, pairs (x[i], x[i+headDim/2]).
-// x [len(pos), nHeads*headDim], invFreq [headDim/2].
-func (b *Backend) RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
+// x [pos.Len(), nHeads*headDim], invFreq [headDim/2].
+func (b *Backend) RoPE(x kernels.Buf, pos kernels.IntBuf, nHeads, headDim int, invFreq kernels.Buf) {
+	b.applyRoPE(host("RoPE", x), hostInts("RoPE", pos), nHeads, headDim, host("RoPE", invFreq))
+}
+
+func (b *Backend) applyRoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
 	half := headDim / 2
 	need("RoPE", "x", len(x), len(pos)*nHeads*headDim)
 	need("RoPE", "invFreq", len(invFreq), half)
@@ -221,38 +260,20 @@ func (b *Backend) RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []
 	b.rope = ropeJob{}
 }
 
-// Attention: out[t,h,:] = softmax(q[t,h,:]·K[:Len,g,:]ᵀ/sqrt(headDim))·V[:Len,g,:]
-// with g = h/(nHeads/nKVHeads). q, out [len(kv), nHeads*headDim].
-func (b *Backend) Attention(out, q []float32, kv []kernels.KVRef, nHeads, nKVHeads, headDim int) {
-	if nHeads <= 0 || nKVHeads <= 0 || nHeads%nKVHeads != 0 {
-		panic(fmt.Sprintf("kernels/cpu: Attention: %d heads is not a multiple of %d KV heads", nHeads, nKVHeads))
-	}
-	T := len(kv)
-	need("Attention", "q", len(q), T*nHeads*headDim)
-	need("Attention", "out", len(out), T*nHeads*headDim)
-	maxLen := 0
-	for _, c := range kv {
-		need("Attention", "K", len(c.K), c.Len*nKVHeads*headDim)
-		need("Attention", "V", len(c.V), c.Len*nKVHeads*headDim)
-		maxLen = max(maxLen, c.Len)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reserve(maxLen)
-	b.attn = attnJob{out: out, q: q, kv: kv, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim, scratch: b.scratch, simd: b.simd}
-	b.pool.parallel(&b.attn, T*nHeads, max(1, eltGrain/max(1, maxLen*headDim)))
-	b.attn = attnJob{}
-}
-
 // SiLUMul: out[i] = silu(gate[i]) * up[i]; out may alias gate.
-func (b *Backend) SiLUMul(out, gate, up []float32) {
+func (b *Backend) SiLUMul(outb, gateb, upb kernels.Buf) {
+	out, gate, up := host("SiLUMul", outb), host("SiLUMul", gateb), host("SiLUMul", upb)
 	need("SiLUMul", "up", len(up), len(gate))
 	need("SiLUMul", "out", len(out), len(gate))
 	b.elementwise(opSiLUMul, out, gate, up)
 }
 
 // Add: dst[i] += src[i].
-func (b *Backend) Add(dst, src []float32) {
+func (b *Backend) Add(dst, src kernels.Buf) {
+	b.add(host("Add", dst), host("Add", src))
+}
+
+func (b *Backend) add(dst, src []float32) {
 	need("Add", "src", len(src), len(dst))
 	b.elementwise(opAdd, dst, dst, src)
 }

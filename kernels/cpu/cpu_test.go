@@ -82,26 +82,36 @@ func TestExpf(t *testing.T) {
 // per second.
 func TestNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
+	hb := kernels.HostBuf
 	for _, b := range variants(t) {
 		nf4 := kerneltest.NF4(rng, 256, 300, kernels.NF4Code)
 		f32 := kerneltest.F32(rng, 256, 300)
-		x := kerneltest.Vec(rng, 5*300)
-		y := make([]float32, 5*300)
-		q := kerneltest.Vec(rng, 5*8*16)
-		kv := kerneltest.Vec(rng, 40*2*16)
-		refs := []kernels.KVRef{{K: kv, V: kv, Len: 36}, {K: kv, V: kv, Len: 37}, {K: kv, V: kv, Len: 38}, {K: kv, V: kv, Len: 39}, {K: kv, V: kv, Len: 40}}
-		pos := []int32{1, 2, 3, 4, 5}
-		inv := kerneltest.Vec(rng, 8)
+		x := hb(kerneltest.Vec(rng, 5*300))
+		y := hb(make([]float32, 5*300))
+		q := hb(kerneltest.Vec(rng, 5*8*16))
+		// Five tokens of two sequences, positions 35..39, in blocks of 16.
+		kv := kernels.KVLayer{K: hb(kerneltest.Vec(rng, 48*2*16)), V: hb(kerneltest.Vec(rng, 48*2*16))}
+		meta := kernels.AttnMeta{
+			Seq: kernels.HostIntBuf([]int32{0, 1, 0, 1, 1}), Pos: kernels.HostIntBuf([]int32{35, 36, 37, 38, 39}),
+			BlockTables: kernels.HostIntBuf([]int32{2, 0, 1, 1, 2, 0}), MaxBlocks: 3, BlockSize: 16, MaxLen: 40,
+		}
+		pos := kernels.HostIntBuf([]int32{1, 2, 3, 4, 5})
+		slots := kernels.HostIntBuf([]int32{40, 7, 13})
+		ids := kernels.HostIntBuf([]int32{5, 6, 7})
+		rows := kernels.HostIntBuf([]int32{4, 0, 4})
+		inv := hb(kerneltest.Vec(rng, 8))
 		ops := map[string]func(){
-			"MatMulNF4 T=1": func() { b.MatMul(y, x, nf4, 1) },
-			"MatMulNF4 T=5": func() { b.MatMul(y, x, nf4, 5) },
-			"MatMulF32 T=5": func() { b.MatMul(y, x, f32, 5) },
-			"Attention":     func() { b.Attention(y[:len(q)], q, refs, 8, 2, 16) },
-			"RoPE":          func() { b.RoPE(q, pos, 8, 16, inv) },
-			"RMSNorm":       func() { b.RMSNorm(y[:len(x)], x, x[:300], 1e-5) },
-			"SiLUMul":       func() { b.SiLUMul(y[:len(x)], x, x) },
-			"Add":           func() { b.Add(y[:len(x)], x) },
-			"EmbedNF4":      func() { b.Embed(y[:3*300], nf4, []int32{5, 6, 7}) },
+			"MatMulNF4 T=1":  func() { b.MatMul(y, x, nf4, 1) },
+			"MatMulNF4 T=5":  func() { b.MatMul(y, x, nf4, 5) },
+			"MatMulF32 T=5":  func() { b.MatMul(y, x, f32, 5) },
+			"PagedAttention": func() { b.PagedAttention(y.Slice(0, q.Len()), q, kv, meta, 8, 2, 16) },
+			"WriteKV":        func() { b.WriteKV(kv, q, q, slots, 2*16) },
+			"GatherRows":     func() { b.GatherRows(y.Slice(0, 3*300), x, rows, 300) },
+			"RoPE":           func() { b.RoPE(q, pos, 8, 16, inv) },
+			"RMSNorm":        func() { b.RMSNorm(y, x, x.Slice(0, 300), 1e-5) },
+			"SiLUMul":        func() { b.SiLUMul(y, x, x) },
+			"Add":            func() { b.Add(y, x) },
+			"EmbedNF4":       func() { b.Embed(y.Slice(0, 3*300), nf4, ids) },
 		}
 		for name, op := range ops {
 			op() // grows scratch space once
@@ -133,15 +143,51 @@ func TestCloseAndCheck(t *testing.T) {
 func TestBadShapesPanic(t *testing.T) {
 	b := newBackend(2, false)
 	defer b.Close()
+	hb, hi := kernels.HostBuf, kernels.HostIntBuf
+	f := func(n int) kernels.Buf { return hb(make([]float32, n)) }
 	w := &kernels.F32Matrix{Rows: 2, Cols: 3, Data: make([]float32, 6)}
+	// One token at position 1 of a sequence in blocks of 2, K/V rows of 4.
+	meta := func(pos int32, tables []int32, maxLen int) kernels.AttnMeta {
+		return kernels.AttnMeta{Seq: hi([]int32{0}), Pos: hi([]int32{pos}), BlockTables: hi(tables), MaxBlocks: len(tables), BlockSize: 2, MaxLen: maxLen}
+	}
+	kv := kernels.KVLayer{K: f(2 * 2 * 4), V: f(2 * 2 * 4)} // 2 blocks
 	cases := map[string]func(){
-		"short x":      func() { b.MatMul(make([]float32, 2), make([]float32, 2), w, 1) },
-		"short y":      func() { b.MatMul(make([]float32, 1), make([]float32, 3), w, 1) },
-		"bad id":       func() { b.Embed(make([]float32, 3), w, []int32{2}) },
-		"heads":        func() { b.Attention(nil, nil, nil, 3, 2, 4) },
-		"short K":      func() { b.Attention(make([]float32, 4), make([]float32, 4), []kernels.KVRef{{Len: 1}}, 1, 1, 4) },
-		"unsupported":  func() { b.MatMul(make([]float32, 1), make([]float32, 1), other{}, 1) },
-		"short packed": func() { b.MatMul(make([]float32, 1), make([]float32, 64), &kernels.NF4Matrix{Rows: 1, Cols: 64}, 1) },
+		"short x":        func() { b.MatMul(f(2), f(2), w, 1) },
+		"short y":        func() { b.MatMul(f(1), f(3), w, 1) },
+		"bad id":         func() { b.Embed(f(3), w, hi([]int32{2})) },
+		"heads":          func() { b.PagedAttention(kernels.Buf{}, kernels.Buf{}, kernels.KVLayer{}, kernels.AttnMeta{}, 3, 2, 4) },
+		"short K":        func() { b.PagedAttention(f(4), f(4), kernels.KVLayer{}, meta(1, []int32{0}, 2), 1, 1, 4) },
+		"block id":       func() { b.PagedAttention(f(4), f(4), kv, meta(1, []int32{2}, 2), 1, 1, 4) },
+		"negative block": func() { b.PagedAttention(f(4), f(4), kv, meta(1, []int32{-1}, 2), 1, 1, 4) },
+		"past the table": func() { b.PagedAttention(f(4), f(4), kv, meta(2, []int32{0}, 3), 1, 1, 4) },
+		"past MaxLen":    func() { b.PagedAttention(f(4), f(4), kv, meta(1, []int32{0}, 1), 1, 1, 4) },
+		"position -2":    func() { b.PagedAttention(f(4), f(4), kv, meta(-2, []int32{0}, 1), 1, 1, 4) },
+		"bad sequence": func() {
+			m := meta(1, []int32{0}, 2)
+			m.Seq = hi([]int32{1})
+			b.PagedAttention(f(4), f(4), kv, m, 1, 1, 4)
+		},
+		"short out":      func() { b.PagedAttention(f(3), f(4), kv, meta(1, []int32{0}, 2), 1, 1, 4) },
+		"slot":           func() { b.WriteKV(kv, f(4), f(4), hi([]int32{4}), 4) },
+		"negative slot":  func() { b.WriteKV(kv, f(4), f(4), hi([]int32{-1}), 4) },
+		"short k":        func() { b.WriteKV(kv, f(3), f(4), hi([]int32{0}), 4) },
+		"gather row":     func() { b.GatherRows(f(4), f(8), hi([]int32{2}), 4) },
+		"short gather":   func() { b.GatherRows(f(3), f(8), hi([]int32{1}), 4) },
+		"lora slot":      func() { s, _ := kernels.NewLoRAStack(b, 1, 2, 3, 4); b.LoRAShrink(f(2), f(3), s, hi([]int32{1})) },
+		"unsupported":    func() { b.MatMul(f(1), f(1), other{}, 1) },
+		"short packed":   func() { b.MatMul(f(1), f(64), &kernels.NF4Matrix{Rows: 1, Cols: 64}, 1) },
+		"device buf":     func() { b.Add(kernels.DeviceBuf(4096, 2), f(2)) },
+		"device int buf": func() { b.Embed(f(3), w, kernels.DeviceIntBuf(4096, 1)) },
+		"device KV": func() {
+			b.WriteKV(kernels.KVLayer{K: kernels.DeviceBuf(4096, 16), V: f(16)}, f(4), f(4), hi([]int32{0}), 4)
+		},
+		"device LoRA": func() {
+			b.LoRAExpand(f(4), f(2), &kernels.LoRAStack{Slots: 1, MaxRank: 2, In: 3, Out: 4, A: f(6), B: kernels.DeviceBuf(4096, 8)}, hi([]int32{0}))
+		},
+		"short write":      func() { b.Write(f(2), make([]float32, 3)) },
+		"short read":       func() { b.Read(make([]float32, 3), f(2)) },
+		"short int write":  func() { b.WriteInt(hi(make([]int32, 1)), make([]int32, 2)) },
+		"device int write": func() { b.WriteInt(kernels.DeviceIntBuf(4096, 2), make([]int32, 2)) },
 	}
 	for name, f := range cases {
 		func() {

@@ -63,8 +63,8 @@ const tileFloats = 1 << 20
 // multiplied with MatMul, which splits its Cols rows across the pool; the
 // tiles' products are summed. Each weight is dequantized once per call
 // (O(Rows·Cols), against O(T·Rows·Cols) of arithmetic).
-func (b *Backend) MatMulT(dx, dy []float32, w kernels.Matrix, T int) {
-	b.matMulT(dx, dy, w, T, tileFloats)
+func (b *Backend) MatMulT(dx, dy kernels.Buf, w kernels.Matrix, T int) {
+	b.matMulT(host("MatMulT", dx), host("MatMulT", dy), w, T, tileFloats)
 }
 
 // matMulT is MatMulT with tiles of at most max(tile, Cols) floats.
@@ -98,28 +98,30 @@ func (b *Backend) matMulT(dx, dy []float32, w kernels.Matrix, T, tile int) {
 				ids[i] = int32(r0 + i)
 			}
 			src = wrows[:n*cols]
-			b.Embed(src, w, ids[:n])
+			b.embed(src, w, ids[:n])
 		}
 		b.transpose(wt[:cols*n], src, n, cols)
 		m := &kernels.F32Matrix{Rows: cols, Cols: n, Data: wt[:cols*n]}
 		if n == rows {
-			b.MatMul(dx[:T*cols], dy, m, T)
+			b.matMul(dx[:T*cols], dy, m, T)
 			return
 		}
 		for t := 0; t < T; t++ {
 			copy(dys[t*n:(t+1)*n], dy[t*rows+r0:t*rows+r0+n])
 		}
 		if r0 == 0 {
-			b.MatMul(dx[:T*cols], dys[:T*n], m, T)
+			b.matMul(dx[:T*cols], dys[:T*n], m, T)
 			continue
 		}
-		b.MatMul(tmp, dys[:T*n], m, T)
-		b.Add(dx[:T*cols], tmp)
+		b.matMul(tmp, dys[:T*n], m, T)
+		b.add(dx[:T*cols], tmp)
 	}
 }
 
 // RMSNormBackward: dx = s·w∘dy − s³/n·x·Σ(dy∘w∘x) per row.
-func (b *Backend) RMSNormBackward(dx, dy, x, weight []float32, eps float32) {
+func (b *Backend) RMSNormBackward(dxb, dyb, xb, wb kernels.Buf, eps float32) {
+	const op = "RMSNormBackward"
+	dx, dy, x, weight := host(op, dxb), host(op, dyb), host(op, xb), host(op, wb)
 	n := len(weight)
 	if n == 0 {
 		return
@@ -146,13 +148,15 @@ func (b *Backend) RMSNormBackward(dx, dy, x, weight []float32, eps float32) {
 
 // RoPEBackward is RoPE by the opposite angles: float32(p)·(−f) is exactly
 // −(float32(p)·f), and cos/sin of it are the transpose's entries.
-func (b *Backend) RoPEBackward(dx []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
-	need("RoPEBackward", "invFreq", len(invFreq), headDim/2)
+func (b *Backend) RoPEBackward(dxb kernels.Buf, posb kernels.IntBuf, nHeads, headDim int, invFreqb kernels.Buf) {
+	const op = "RoPEBackward"
+	dx, pos, invFreq := host(op, dxb), hostInts(op, posb), host(op, invFreqb)
+	need(op, "invFreq", len(invFreq), headDim/2)
 	neg := make([]float32, headDim/2)
 	for i := range neg {
 		neg[i] = -invFreq[i]
 	}
-	b.RoPE(dx, pos, nHeads, headDim, neg)
+	b.applyRoPE(dx, pos, nHeads, headDim, neg)
 }
 
 func checkAttention(op string, out, q, k, v []float32, B, T, nHeads, nKVHeads, headDim int) {
@@ -167,7 +171,9 @@ func checkAttention(op string, out, q, k, v []float32, B, T, nHeads, nKVHeads, h
 
 // AttentionForwardTrain: one work item per (sequence, head); each query row
 // computes its scores, their log-sum-exp, and the weighted sum of values.
-func (b *Backend) AttentionForwardTrain(out, lse, q, k, v []float32, B, T, nHeads, nKVHeads, headDim int) {
+func (b *Backend) AttentionForwardTrain(outb, lseb, qb, kb, vb kernels.Buf, B, T, nHeads, nKVHeads, headDim int) {
+	const op = "AttentionForwardTrain"
+	out, lse, q, k, v := host(op, outb), host(op, lseb), host(op, qb), host(op, kb), host(op, vb)
 	checkAttention("AttentionForwardTrain", out, q, k, v, B, T, nHeads, nKVHeads, headDim)
 	need("AttentionForwardTrain", "lse", len(lse), B*T*nHeads)
 	hd, group := headDim, nHeads/nKVHeads
@@ -209,7 +215,10 @@ func (b *Backend) AttentionForwardTrain(out, lse, q, k, v []float32, B, T, nHead
 // AttentionBackward: one work item per (sequence, KV head), so that the
 // item owns the dk, dv rows of its KV head and the dq rows of its query
 // heads. Probabilities are recomputed from q, k and the saved lse.
-func (b *Backend) AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []float32, B, T, nHeads, nKVHeads, headDim int) {
+func (b *Backend) AttentionBackward(dqb, dkb, dvb, doutb, outb, lseb, qb, kb, vb kernels.Buf, B, T, nHeads, nKVHeads, headDim int) {
+	const op = "AttentionBackward"
+	dq, dk, dv, dout, out := host(op, dqb), host(op, dkb), host(op, dvb), host(op, doutb), host(op, outb)
+	lse, q, k, v := host(op, lseb), host(op, qb), host(op, kb), host(op, vb)
 	checkAttention("AttentionBackward", out, q, k, v, B, T, nHeads, nKVHeads, headDim)
 	need("AttentionBackward", "lse", len(lse), B*T*nHeads)
 	need("AttentionBackward", "dout", len(dout), B*T*nHeads*headDim)
@@ -251,7 +260,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []float3
 }
 
 // SiLUMulBackward: dgate = dout·up·σ(g)·(1+g·(1−σ(g))), dup = dout·g·σ(g).
-func (b *Backend) SiLUMulBackward(dgate, dup, dout, gate, up []float32) {
+func (b *Backend) SiLUMulBackward(dgateb, dupb, doutb, gateb, upb kernels.Buf) {
+	const op = "SiLUMulBackward"
+	dgate, dup, dout, gate, up := host(op, dgateb), host(op, dupb), host(op, doutb), host(op, gateb), host(op, upb)
 	n := len(gate)
 	need("SiLUMulBackward", "up", len(up), n)
 	need("SiLUMulBackward", "dout", len(dout), n)
@@ -269,7 +280,9 @@ func (b *Backend) SiLUMulBackward(dgate, dup, dout, gate, up []float32) {
 }
 
 // CrossEntropy: rows in parallel; the log-sum-exp sums in float64.
-func (b *Backend) CrossEntropy(loss, dlogits, logits []float32, labels []int32, scale float32) {
+func (b *Backend) CrossEntropy(lossb, dlogitsb, logitsb kernels.Buf, labelsb kernels.IntBuf, scale float32) {
+	const op = "CrossEntropy"
+	loss, dlogits, logits, labels := host(op, lossb), host(op, dlogitsb), host(op, logitsb), hostInts(op, labelsb)
 	T := len(labels)
 	if T == 0 {
 		return
@@ -339,7 +352,9 @@ func checkLoRA(op string, x, z, a, bm []float32, T, in, out, rank int) {
 
 // LoRAForward: z[t,r] = A[r,:]·x[t,:] (dot products), then
 // y[t,:] += Σ_r scale·z[t,r]·Bᵀ[r,:] (row updates), tokens in parallel.
-func (b *Backend) LoRAForward(y, z, x, a, bm []float32, T, in, out, rank int, scale float32) {
+func (b *Backend) LoRAForward(yb, zb, xb, ab, bb kernels.Buf, T, in, out, rank int, scale float32) {
+	const op = "LoRAForward"
+	y, z, x, a, bm := host(op, yb), host(op, zb), host(op, xb), host(op, ab), host(op, bb)
 	if T <= 0 {
 		return
 	}
@@ -368,7 +383,10 @@ func (b *Backend) LoRAForward(y, z, x, a, bm []float32, T, in, out, rank int, sc
 //	dB[o,:] += scale·Σ_t dy[t,o]·z[t,:]  blocks of outputs in parallel
 //	dA[:,i] += Σ_t dz[t,:]·x[t,i]        blocks of inputs in parallel
 //	dx[t,:] += Σ_r dz[t,r]·A[r,:]        tokens in parallel
-func (b *Backend) LoRABackward(dA, dB, dx, x, z, dy, a, bm []float32, T, in, out, rank int, scale float32) {
+func (b *Backend) LoRABackward(dAb, dBb, dxb, xb, zb, dyb, ab, bb kernels.Buf, T, in, out, rank int, scale float32) {
+	const op = "LoRABackward"
+	dA, dB, dx, x, z := host(op, dAb), host(op, dBb), host(op, dxb), host(op, xb), host(op, zb)
+	dy, a, bm := host(op, dyb), host(op, ab), host(op, bb)
 	if T <= 0 {
 		return
 	}

@@ -104,6 +104,7 @@ func testMatMulBF16Q8(t *testing.T, b kernels.Backend, q8 bool) {
 // testEmbedBF16Q8: Embed must give ref's rows exactly.
 func testEmbedBF16Q8(t *testing.T, b kernels.Backend) {
 	rng := rand.New(rand.NewPCG(23, 24))
+	m := newMem(t, b)
 	for _, s := range [][2]int{{1, 32}, {5, 64}, {7, 96}, {11, 160}, {40, 2048}} {
 		vocab, dim := s[0], s[1]
 		ids := make([]int32, 9)
@@ -114,11 +115,13 @@ func testEmbedBF16Q8(t *testing.T, b kernels.Backend) {
 		for _, w := range ws {
 			supported(t, b, w)
 			_, cols := w.Shape()
-			got := out(len(ids) * cols)
-			b.Embed(got, w, ids)
+			what := fmt.Sprintf("embed %T [%d,%d]", w, vocab, cols)
+			got := m.out(len(ids) * cols)
+			b.Embed(got.buf(), m.upload(w), m.inInts(ids))
 			want := make([]float32, len(ids)*cols)
-			ref.New().Embed(want, w, ids)
-			exact(t, fmt.Sprintf("embed %T [%d,%d]", w, vocab, cols), got, want)
+			rb.Embed(hb(want), w, hi(ids))
+			exact(t, what, m.read(what, got), want)
+			m.reset()
 		}
 	}
 }

@@ -16,12 +16,12 @@ func TestBF16HandChecked(t *testing.T) {
 	}
 	x := []float32{1, 2, 4, 2, 0, -8} // [T=2, 3]
 	y := make([]float32, 4)
-	New().MatMul(y, x, m, 2)
+	New().MatMul(hb(y), hb(x), m, 2)
 	// t0: 1-4+2, 1.0078125+6-1; t1: 2-4, 2.015625+2.
 	near(t, "y", y, []float32{-1, 6.0078125, -2, 4.015625}, 0)
 
 	out := make([]float32, 3*3)
-	New().Embed(out, m, []int32{1, 0, 1})
+	New().Embed(hb(out), m, hi([]int32{1, 0, 1}))
 	near(t, "embed", out, []float32{1.0078125, 3, -0.25, 1, -2, 0.5, 1.0078125, 3, -0.25}, 0)
 }
 
@@ -49,14 +49,14 @@ func TestQ8HandChecked(t *testing.T) {
 		x[c], x[64+c] = 1, float32(c)
 	}
 	y := make([]float32, 4)
-	New().MatMul(y, x, m, 2)
+	New().MatMul(hb(y), hb(x), m, 2)
 	// Row 0: t0 2·Σ(i-16) + 32·127·0.125 = -32 + 508;
 	//        t1 2·Σ(i-16)·i + 15.875·Σ_{32..63} c = 4960 + 24130.
 	// Row 1: t0 -3·32 + 0; t1 -3·Σ_{0..31} c + 6.25·(32-33+34-...-63) = -1488 - 100.
 	near(t, "y", y, []float32{476, -96, 29090, -1588}, 0)
 
 	out := make([]float32, 64)
-	New().Embed(out, m, []int32{1})
+	New().Embed(hb(out), m, hi([]int32{1}))
 	for c := 0; c < 64; c++ {
 		want := float32(-3)
 		if c >= 32 {

@@ -9,18 +9,21 @@ import (
 
 // Hand-computed: A = [[1,2],[3,4]] (rank 2, in 2), B = [[1,0],[0,2],[1,1]] (out 3).
 func TestLoRAHandComputed(t *testing.T) {
-	s := kernels.NewLoRAStack(2, 2, 2, 3)
-	copy(s.A[4:], []float32{1, 2, 3, 4}) // slot 1; slot 0 stays zero
-	copy(s.B[6:], []float32{1, 0, 0, 2, 1, 1})
+	s, err := kernels.NewLoRAStack(Backend{}, 2, 2, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(s.SlotA(1).Host(), []float32{1, 2, 3, 4}) // slot 0 stays zero
+	copy(s.SlotB(1).Host(), []float32{1, 0, 0, 2, 1, 1})
 	x := []float32{1, 1, 2, -1} // two tokens
-	slots := []int32{1, -1}
+	slots := hi([]int32{1, -1})
 	z := []float32{0, 0, 9, 9}
-	Backend{}.LoRAShrink(z, x, s, slots)
+	Backend{}.LoRAShrink(hb(z), hb(x), s, slots)
 	if !slices.Equal(z, []float32{3, 7, 9, 9}) {
 		t.Fatalf("shrink z = %v", z)
 	}
 	y := []float32{10, 10, 10, 5, 5, 5}
-	Backend{}.LoRAExpand(y, z, s, slots)
+	Backend{}.LoRAExpand(hb(y), hb(z), s, slots)
 	if !slices.Equal(y, []float32{13, 24, 20, 5, 5, 5}) {
 		t.Fatalf("expand y = %v", y)
 	}

@@ -4,6 +4,7 @@
 //
 // Shapes are the caller's responsibility (they are fixed at load time); a
 // mismatch panics with an index error. Weights must pass kernels.CheckMatrix.
+// Memory is host memory (kernels.HostMemory).
 package ref
 
 import (
@@ -13,13 +14,23 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 )
 
-// Backend is the reference backend. It has no state.
-type Backend struct{}
+// Backend is the reference backend. It has no state; its memory is host
+// memory (kernels.HostMemory), so a handle's Host slice is the data.
+type Backend struct{ kernels.HostMemory }
+
+var _ kernels.Backend = Backend{}
 
 // New returns the reference backend.
 func New() kernels.Backend { return Backend{} }
 
 func (Backend) Name() string { return "ref" }
+
+// Upload returns w itself once it passes kernels.CheckMatrix.
+func (b Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) { return kernels.HostUpload(b, w) }
+
+// f and ints unwrap handles at an op's entry (host memory only).
+func f(op string, b kernels.Buf) []float32     { return kernels.HostFloats("ref "+op, b) }
+func ints(op string, b kernels.IntBuf) []int32 { return kernels.HostInts("ref "+op, b) }
 
 // SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix,
 // *NF4Matrix, *BF16Matrix and *Q8Matrix.
@@ -70,7 +81,8 @@ func Dequantize(m *kernels.NF4Matrix) *kernels.F32Matrix {
 }
 
 // MatMul: y[t,r] = Σ_c W[r,c]·x[t,c]. x [T, Cols], y [T, Rows].
-func (Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
+func (Backend) MatMul(yb, xb kernels.Buf, w kernels.Matrix, T int) {
+	y, x := f("MatMul", yb), f("MatMul", xb)
 	rows, cols := w.Shape()
 	for t := 0; t < T; t++ {
 		for r := 0; r < rows; r++ {
@@ -83,8 +95,9 @@ func (Backend) MatMul(y, x []float32, w kernels.Matrix, T int) {
 	}
 }
 
-// Embed: out[t,:] = table[ids[t],:]. out [len(ids), Cols].
-func (Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
+// Embed: out[t,:] = table[ids[t],:]. out [ids.Len(), Cols].
+func (Backend) Embed(outb kernels.Buf, table kernels.Matrix, idsb kernels.IntBuf) {
+	out, ids := f("Embed", outb), ints("Embed", idsb)
 	rows, cols := table.Shape()
 	for t, id := range ids {
 		if id < 0 || int(id) >= rows {
@@ -97,7 +110,8 @@ func (Backend) Embed(out []float32, table kernels.Matrix, ids []int32) {
 }
 
 // RMSNorm: out[t,i] = weight[i] * (x[t,i] / sqrt(mean_i(x[t,i]²) + eps)).
-func (Backend) RMSNorm(out, x, weight []float32, eps float32) {
+func (Backend) RMSNorm(outb, xb, wb kernels.Buf, eps float32) {
+	out, x, weight := f("RMSNorm", outb), f("RMSNorm", xb), f("RMSNorm", wb)
 	n := len(weight)
 	for t := 0; t < len(x)/n; t++ {
 		row := x[t*n : (t+1)*n]
@@ -114,7 +128,8 @@ func (Backend) RMSNorm(out, x, weight []float32, eps float32) {
 
 // RoPE rotates the pairs (x[i], x[i+headDim/2]) of every head of token t by
 // the angle pos[t]*invFreq[i], computed in float32 as transformers does.
-func (Backend) RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
+func (Backend) RoPE(xb kernels.Buf, posb kernels.IntBuf, nHeads, headDim int, invFreqb kernels.Buf) {
+	x, pos, invFreq := f("RoPE", xb), ints("RoPE", posb), f("RoPE", invFreqb)
 	half := headDim / 2
 	for t, p := range pos {
 		for i := 0; i < half; i++ {
@@ -131,21 +146,52 @@ func (Backend) RoPE(x []float32, pos []int32, nHeads, headDim int, invFreq []flo
 	}
 }
 
-// Attention: softmax(q·Kᵀ/sqrt(headDim))·V per token and head, with the
-// max subtracted before exponentiating. A token with Len 0 gets zeros.
-func (Backend) Attention(out, q []float32, kv []kernels.KVRef, nHeads, nKVHeads, headDim int) {
+// WriteKV: kv.K[slots[t],:] = k[t,:] and kv.V[slots[t],:] = v[t,:].
+func (Backend) WriteKV(kv kernels.KVLayer, kb, vb kernels.Buf, slotsb kernels.IntBuf, kvDim int) {
+	K, V, k, v, slots := f("WriteKV", kv.K), f("WriteKV", kv.V), f("WriteKV", kb), f("WriteKV", vb), ints("WriteKV", slotsb)
+	for t, slot := range slots {
+		if slot < 0 || (int(slot)+1)*kvDim > len(K) || (int(slot)+1)*kvDim > len(V) {
+			panic(fmt.Sprintf("ref: WriteKV: slot %d outside the cache of %d rows", slot, min(len(K), len(V))/kvDim))
+		}
+		copy(K[int(slot)*kvDim:(int(slot)+1)*kvDim], k[t*kvDim:(t+1)*kvDim])
+		copy(V[int(slot)*kvDim:(int(slot)+1)*kvDim], v[t*kvDim:(t+1)*kvDim])
+	}
+}
+
+// KVRow is the row of kv.K/kv.V that holds position p of sequence seq
+// (vLLM's block table addressing).
+func KVRow(m kernels.AttnMeta, blockTables []int32, seq, p int) int {
+	return int(blockTables[seq*m.MaxBlocks+p/m.BlockSize])*m.BlockSize + p%m.BlockSize
+}
+
+// PagedAttention: softmax(q·Kᵀ/sqrt(headDim))·V per token and head over
+// positions 0..Pos[t] of the token's sequence, each position's row found
+// through the block table (KVRow), with the max subtracted before
+// exponentiating. A token with Pos -1 attends nothing and gets zeros.
+func (Backend) PagedAttention(outb, qb kernels.Buf, kv kernels.KVLayer, m kernels.AttnMeta, nHeads, nKVHeads, headDim int) {
+	out, q := f("PagedAttention", outb), f("PagedAttention", qb)
+	K, V := f("PagedAttention", kv.K), f("PagedAttention", kv.V)
+	seqs, pos, tables := ints("PagedAttention", m.Seq), ints("PagedAttention", m.Pos), ints("PagedAttention", m.BlockTables)
 	group := nHeads / nKVHeads
 	kvDim := nKVHeads * headDim
 	scale := 1 / math.Sqrt(float64(headDim))
-	for t, c := range kv {
+	for t, last := range pos {
+		if last < -1 {
+			panic(fmt.Sprintf("ref: PagedAttention: token %d at position %d", t, last))
+		}
+		n := int(last) + 1
+		rows := make([]int, n)
+		for j := range rows {
+			rows[j] = KVRow(m, tables, int(seqs[t]), j)
+		}
 		for h := 0; h < nHeads; h++ {
 			g := h / group
 			qh := q[(t*nHeads+h)*headDim : (t*nHeads+h+1)*headDim]
 			oh := out[(t*nHeads+h)*headDim : (t*nHeads+h+1)*headDim]
-			scores := make([]float64, c.Len)
+			scores := make([]float64, n)
 			maxScore := math.Inf(-1)
 			for j := range scores {
-				k := c.K[j*kvDim+g*headDim : j*kvDim+(g+1)*headDim]
+				k := K[rows[j]*kvDim+g*headDim : rows[j]*kvDim+(g+1)*headDim]
 				var s float64
 				for i := range qh {
 					s += float64(qh[i]) * float64(k[i])
@@ -161,9 +207,9 @@ func (Backend) Attention(out, q []float32, kv []kernels.KVRef, nHeads, nKVHeads,
 			for i := range oh {
 				var o float64
 				for j, p := range scores {
-					o += p * float64(c.V[j*kvDim+g*headDim+i])
+					o += p * float64(V[rows[j]*kvDim+g*headDim+i])
 				}
-				if c.Len > 0 {
+				if n > 0 {
 					o /= sum
 				}
 				oh[i] = float32(o)
@@ -172,8 +218,20 @@ func (Backend) Attention(out, q []float32, kv []kernels.KVRef, nHeads, nKVHeads,
 	}
 }
 
+// GatherRows: dst[i,:] = src[rows[i],:].
+func (Backend) GatherRows(dstb, srcb kernels.Buf, rowsb kernels.IntBuf, width int) {
+	dst, src, rows := f("GatherRows", dstb), f("GatherRows", srcb), ints("GatherRows", rowsb)
+	for i, r := range rows {
+		if r < 0 || (int(r)+1)*width > len(src) {
+			panic(fmt.Sprintf("ref: GatherRows: row %d outside the source of %d rows", r, len(src)/max(width, 1)))
+		}
+		copy(dst[i*width:(i+1)*width], src[int(r)*width:(int(r)+1)*width])
+	}
+}
+
 // SiLUMul: out[i] = gate[i]·sigmoid(gate[i])·up[i].
-func (Backend) SiLUMul(out, gate, up []float32) {
+func (Backend) SiLUMul(outb, gateb, upb kernels.Buf) {
+	out, gate, up := f("SiLUMul", outb), f("SiLUMul", gateb), f("SiLUMul", upb)
 	for i, g := range gate {
 		silu := float64(g) / (1 + math.Exp(-float64(g)))
 		out[i] = float32(silu) * up[i]
@@ -181,7 +239,8 @@ func (Backend) SiLUMul(out, gate, up []float32) {
 }
 
 // Add: dst[i] += src[i].
-func (Backend) Add(dst, src []float32) {
+func (Backend) Add(dstb, srcb kernels.Buf) {
+	dst, src := f("Add", dstb), f("Add", srcb)
 	for i := range dst {
 		dst[i] += src[i]
 	}

@@ -9,7 +9,8 @@ import (
 var _ kernels.TrainBackend = Backend{}
 
 // MatMulT: dx[t,c] = Σ_r W[r,c]·dy[t,r]. dy [T, Rows], dx [T, Cols].
-func (Backend) MatMulT(dx, dy []float32, w kernels.Matrix, T int) {
+func (Backend) MatMulT(dxb, dyb kernels.Buf, w kernels.Matrix, T int) {
+	dx, dy := f("MatMulT", dxb), f("MatMulT", dyb)
 	rows, cols := w.Shape()
 	for t := 0; t < T; t++ {
 		for c := 0; c < cols; c++ {
@@ -24,7 +25,8 @@ func (Backend) MatMulT(dx, dy []float32, w kernels.Matrix, T int) {
 
 // RMSNormBackward: with s = 1/sqrt(mean(x²)+eps),
 // dx[i] = s·w[i]·dy[i] − s³/n·x[i]·Σ_j dy[j]·w[j]·x[j].
-func (Backend) RMSNormBackward(dx, dy, x, weight []float32, eps float32) {
+func (Backend) RMSNormBackward(dxb, dyb, xb, wb kernels.Buf, eps float32) {
+	dx, dy, x, weight := f("RMSNormBackward", dxb), f("RMSNormBackward", dyb), f("RMSNormBackward", xb), f("RMSNormBackward", wb)
 	n := len(weight)
 	for t := 0; t < len(x)/n; t++ {
 		xr, dyr, dxr := x[t*n:(t+1)*n], dy[t*n:(t+1)*n], dx[t*n:(t+1)*n]
@@ -44,12 +46,13 @@ func (Backend) RMSNormBackward(dx, dy, x, weight []float32, eps float32) {
 // RoPEBackward is the transpose of RoPE: the rotation by −pos[t]·invFreq[i]
 // (float32(p)·(−f) is exactly −(float32(p)·f), so this is RoPE with negated
 // frequencies).
-func (b Backend) RoPEBackward(dx []float32, pos []int32, nHeads, headDim int, invFreq []float32) {
+func (b Backend) RoPEBackward(dx kernels.Buf, pos kernels.IntBuf, nHeads, headDim int, invFreqb kernels.Buf) {
+	invFreq := f("RoPEBackward", invFreqb)
 	neg := make([]float32, len(invFreq))
-	for i, f := range invFreq {
-		neg[i] = -f
+	for i, v := range invFreq {
+		neg[i] = -v
 	}
-	b.RoPE(dx, pos, nHeads, headDim, neg)
+	b.RoPE(dx, pos, nHeads, headDim, kernels.HostBuf(neg))
 }
 
 // attnScores returns the scaled scores of query row (b,t,h) against keys
@@ -78,7 +81,9 @@ func attnScores(q, k []float32, b, t, h, T, nHeads, nKVHeads, headDim int) ([]fl
 
 // AttentionForwardTrain: causal softmax attention within each sequence,
 // saving the log-sum-exp of every row of scaled scores.
-func (Backend) AttentionForwardTrain(out, lse, q, k, v []float32, B, T, nHeads, nKVHeads, headDim int) {
+func (Backend) AttentionForwardTrain(outb, lseb, qb, kb, vb kernels.Buf, B, T, nHeads, nKVHeads, headDim int) {
+	const op = "AttentionForwardTrain"
+	out, lse, q, k, v := f(op, outb), f(op, lseb), f(op, qb), f(op, kb), f(op, vb)
 	group := nHeads / nKVHeads
 	for b := 0; b < B; b++ {
 		for t := 0; t < T; t++ {
@@ -106,7 +111,10 @@ func (Backend) AttentionForwardTrain(out, lse, q, k, v []float32, B, T, nHeads, 
 //
 // The probabilities are recomputed from q and k (lse is not needed by this
 // naive version; it is the saved state fast backends use).
-func (Backend) AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []float32, B, T, nHeads, nKVHeads, headDim int) {
+func (Backend) AttentionBackward(dqb, dkb, dvb, doutb, outb, lseb, qb, kb, vb kernels.Buf, B, T, nHeads, nKVHeads, headDim int) {
+	const op = "AttentionBackward"
+	dq, dk, dv, dout, out, q, k, v := f(op, dqb), f(op, dkb), f(op, dvb), f(op, doutb), f(op, outb), f(op, qb), f(op, kb), f(op, vb)
+	_ = f(op, lseb)
 	group := nHeads / nKVHeads
 	scale := 1 / math.Sqrt(float64(headDim))
 	qd, kd := nHeads*headDim, nKVHeads*headDim
@@ -150,7 +158,9 @@ func (Backend) AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []float32, 
 }
 
 // SiLUMulBackward: dgate = dout·up·σ(g)·(1+g·(1−σ(g))), dup = dout·silu(g).
-func (Backend) SiLUMulBackward(dgate, dup, dout, gate, up []float32) {
+func (Backend) SiLUMulBackward(dgateb, dupb, doutb, gateb, upb kernels.Buf) {
+	const op = "SiLUMulBackward"
+	dgate, dup, dout, gate, up := f(op, dgateb), f(op, dupb), f(op, doutb), f(op, gateb), f(op, upb)
 	for i, g := range gate {
 		gf := float64(g)
 		sig := 1 / (1 + math.Exp(-gf))
@@ -162,7 +172,9 @@ func (Backend) SiLUMulBackward(dgate, dup, dout, gate, up []float32) {
 
 // CrossEntropy: loss[t] = logsumexp(logits[t]) − logits[t,label];
 // dlogits[t] = scale·(softmax(logits[t]) − onehot(label)); zero for ignored rows.
-func (Backend) CrossEntropy(loss, dlogits, logits []float32, labels []int32, scale float32) {
+func (Backend) CrossEntropy(lossb, dlogitsb, logitsb kernels.Buf, labelsb kernels.IntBuf, scale float32) {
+	const op = "CrossEntropy"
+	loss, dlogits, logits, labels := f(op, lossb), f(op, dlogitsb), f(op, logitsb), ints(op, labelsb)
 	T := len(labels)
 	if T == 0 {
 		return
@@ -196,7 +208,9 @@ func (Backend) CrossEntropy(loss, dlogits, logits []float32, labels []int32, sca
 }
 
 // LoRAForward: z[t] = A·x[t]; y[t] += scale·(B·z[t]).
-func (Backend) LoRAForward(y, z, x, a, b []float32, T, in, out, rank int, scale float32) {
+func (Backend) LoRAForward(yb, zb, xb, ab, bb kernels.Buf, T, in, out, rank int, scale float32) {
+	const op = "LoRAForward"
+	y, z, x, a, b := f(op, yb), f(op, zb), f(op, xb), f(op, ab), f(op, bb)
 	for t := 0; t < T; t++ {
 		for r := 0; r < rank; r++ {
 			var s float64
@@ -216,7 +230,9 @@ func (Backend) LoRAForward(y, z, x, a, b []float32, T, in, out, rank int, scale 
 }
 
 // LoRABackward: dz = scale·Bᵀ·dy; dB += scale·dy⊗z; dA += dz⊗x; dx += Aᵀ·dz.
-func (Backend) LoRABackward(dA, dB, dx, x, z, dy, a, b []float32, T, in, out, rank int, scale float32) {
+func (Backend) LoRABackward(dAb, dBb, dxb, xb, zb, dyb, ab, bb kernels.Buf, T, in, out, rank int, scale float32) {
+	const op = "LoRABackward"
+	dA, dB, dx, x, z, dy, a, b := f(op, dAb), f(op, dBb), f(op, dxb), f(op, xb), f(op, zb), f(op, dyb), f(op, ab), f(op, bb)
 	sc := float64(scale)
 	dz := make([]float64, T*rank) // [T, rank]
 	for t := 0; t < T; t++ {

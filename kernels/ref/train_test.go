@@ -251,10 +251,10 @@ func TestMatMulTFiniteDifferences(t *testing.T) {
 		rows, cols := w.Shape()
 		x, r := randVec(rng, T*cols), randVec(rng, T*rows)
 		y := make([]float32, T*rows)
-		Backend{}.MatMul(y, x, w, T)
+		Backend{}.MatMul(hb(y), hb(x), w, T)
 		near64(t, "MatMul", y, matmul64(to64(x), w, T), 1e-6)
 		dx := make([]float32, T*cols)
-		Backend{}.MatMulT(dx, r, w, T)
+		Backend{}.MatMulT(hb(dx), hb(r), w, T)
 		fdCheck(t, "MatMulT dx", x, func(x []float64) float64 { return dotR(r, matmul64(x, w, T)) }, dx)
 	}
 }
@@ -264,14 +264,14 @@ func TestRMSNormBackwardFiniteDifferences(t *testing.T) {
 	const T, n, eps = 3, 6, float32(1e-5)
 	x, w, r := randVec(rng, T*n), randVec(rng, n), randVec(rng, T*n)
 	y := make([]float32, T*n)
-	Backend{}.RMSNorm(y, x, w, eps)
+	Backend{}.RMSNorm(hb(y), hb(x), hb(w), eps)
 	near64(t, "RMSNorm", y, rmsnorm64(to64(x), w, eps), 1e-6)
 	dx := make([]float32, T*n)
-	Backend{}.RMSNormBackward(dx, r, x, w, eps)
+	Backend{}.RMSNormBackward(hb(dx), hb(r), hb(x), hb(w), eps)
 	fdCheck(t, "RMSNormBackward dx", x, func(x []float64) float64 { return dotR(r, rmsnorm64(x, w, eps)) }, dx)
 	// dx may alias dy.
 	alias := append([]float32(nil), r...)
-	Backend{}.RMSNormBackward(alias, alias, x, w, eps)
+	Backend{}.RMSNormBackward(hb(alias), hb(alias), hb(x), hb(w), eps)
 	near64(t, "RMSNormBackward aliased", alias, to64(dx), 0)
 }
 
@@ -283,10 +283,10 @@ func TestRoPEBackwardFiniteDifferences(t *testing.T) {
 	n := len(pos) * nHeads * headDim
 	x, r := randVec(rng, n), randVec(rng, n)
 	y := append([]float32(nil), x...)
-	Backend{}.RoPE(y, pos, nHeads, headDim, inv)
+	Backend{}.RoPE(hb(y), hi(pos), nHeads, headDim, hb(inv))
 	near64(t, "RoPE", y, rope64(to64(x), pos, nHeads, headDim, inv), 1e-6)
 	dx := append([]float32(nil), r...)
-	Backend{}.RoPEBackward(dx, pos, nHeads, headDim, inv)
+	Backend{}.RoPEBackward(hb(dx), hi(pos), nHeads, headDim, hb(inv))
 	fdCheck(t, "RoPEBackward dx", x, func(x []float64) float64 { return dotR(r, rope64(x, pos, nHeads, headDim, inv)) }, dx)
 }
 
@@ -301,24 +301,27 @@ func TestAttentionBackwardFiniteDifferences(t *testing.T) {
 		N := c.B * c.T
 		q, k, v, r := randVec(rng, N*qd), randVec(rng, N*kd), randVec(rng, N*kd), randVec(rng, N*qd)
 		out, lse := make([]float32, N*qd), make([]float32, N*c.nHeads)
-		Backend{}.AttentionForwardTrain(out, lse, q, k, v, c.B, c.T, c.nHeads, c.nKVHeads, c.headDim)
+		Backend{}.AttentionForwardTrain(hb(out), hb(lse), hb(q), hb(k), hb(v), c.B, c.T, c.nHeads, c.nKVHeads, c.headDim)
 		wantOut, wantLSE := attention64(to64(q), to64(k), to64(v), c.B, c.T, c.nHeads, c.nKVHeads, c.headDim)
 		near64(t, "AttentionForwardTrain out", out, wantOut, 1e-6)
 		near64(t, "AttentionForwardTrain lse", lse, wantLSE, 1e-6)
 
-		// The training forward agrees with the serving op on each sequence.
-		kv := make([]kernels.KVRef, N)
+		// The training forward agrees with the serving op on each sequence:
+		// sequence b's keys are rows b*T.. of k, one block of T positions.
+		seq, pos, tables := make([]int32, N), make([]int32, N), make([]int32, c.B)
 		for b := 0; b < c.B; b++ {
+			tables[b] = int32(b)
 			for tt := 0; tt < c.T; tt++ {
-				kv[b*c.T+tt] = kernels.KVRef{K: k[b*c.T*kd : (b+1)*c.T*kd], V: v[b*c.T*kd : (b+1)*c.T*kd], Len: tt + 1}
+				seq[b*c.T+tt], pos[b*c.T+tt] = int32(b), int32(tt)
 			}
 		}
+		meta := kernels.AttnMeta{Seq: hi(seq), Pos: hi(pos), BlockTables: hi(tables), MaxBlocks: 1, BlockSize: c.T, MaxLen: c.T}
 		serve := make([]float32, N*qd)
-		Backend{}.Attention(serve, q, kv, c.nHeads, c.nKVHeads, c.headDim)
+		Backend{}.PagedAttention(hb(serve), hb(q), kernels.KVLayer{K: hb(k), V: hb(v)}, meta, c.nHeads, c.nKVHeads, c.headDim)
 		near64(t, "Attention (serving) vs training forward", serve, to64(out), 1e-6)
 
 		dq, dk, dv := make([]float32, N*qd), make([]float32, N*kd), make([]float32, N*kd)
-		Backend{}.AttentionBackward(dq, dk, dv, r, out, lse, q, k, v, c.B, c.T, c.nHeads, c.nKVHeads, c.headDim)
+		Backend{}.AttentionBackward(hb(dq), hb(dk), hb(dv), hb(r), hb(out), hb(lse), hb(q), hb(k), hb(v), c.B, c.T, c.nHeads, c.nKVHeads, c.headDim)
 		f := func(q, k, v []float64) float64 {
 			o, _ := attention64(q, k, v, c.B, c.T, c.nHeads, c.nKVHeads, c.headDim)
 			return dotR(r, o)
@@ -335,10 +338,10 @@ func TestSiLUMulBackwardFiniteDifferences(t *testing.T) {
 	g, u, r := randVec(rng, n), randVec(rng, n), randVec(rng, n)
 	g[0], g[1] = 12, -12 // saturated sigmoid on both sides
 	y := make([]float32, n)
-	Backend{}.SiLUMul(y, g, u)
+	Backend{}.SiLUMul(hb(y), hb(g), hb(u))
 	near64(t, "SiLUMul", y, silumul64(to64(g), to64(u)), 1e-6)
 	dg, du := make([]float32, n), make([]float32, n)
-	Backend{}.SiLUMulBackward(dg, du, r, g, u)
+	Backend{}.SiLUMulBackward(hb(dg), hb(du), hb(r), hb(g), hb(u))
 	fdCheck(t, "SiLUMulBackward dgate", g, func(x []float64) float64 { return dotR(r, silumul64(x, to64(u))) }, dg)
 	fdCheck(t, "SiLUMulBackward dup", u, func(x []float64) float64 { return dotR(r, silumul64(to64(g), x)) }, du)
 }
@@ -351,7 +354,7 @@ func TestCrossEntropyFiniteDifferences(t *testing.T) {
 	labels := []int32{3, kernels.IgnoreIndex, 3, 8}
 	const scale = float32(1.0 / 3) // three label tokens in the step
 	loss, dl := make([]float32, T), make([]float32, T*V)
-	Backend{}.CrossEntropy(loss, dl, logits, labels, scale)
+	Backend{}.CrossEntropy(hb(loss), hb(dl), hb(logits), hi(labels), scale)
 	_, rows := ce64(to64(logits), labels, float64(scale))
 	near64(t, "CrossEntropy loss", loss, rows, 1e-6)
 	fdCheck(t, "CrossEntropy dlogits", logits, func(x []float64) float64 {
@@ -365,7 +368,7 @@ func TestCrossEntropyFiniteDifferences(t *testing.T) {
 	}
 	// dlogits may alias logits.
 	inPlace := append([]float32(nil), logits...)
-	Backend{}.CrossEntropy(loss, inPlace, inPlace, labels, scale)
+	Backend{}.CrossEntropy(hb(loss), hb(inPlace), hb(inPlace), hi(labels), scale)
 	near64(t, "CrossEntropy in place", inPlace, to64(dl), 0)
 }
 
@@ -376,7 +379,7 @@ func TestLoRABackwardFiniteDifferences(t *testing.T) {
 	x, a, b, r := randVec(rng, T*in), randVec(rng, rank*in), randVec(rng, out*rank), randVec(rng, T*out)
 	base := randVec(rng, T*out)
 	y, z := append([]float32(nil), base...), make([]float32, T*rank)
-	Backend{}.LoRAForward(y, z, x, a, b, T, in, out, rank, scale)
+	Backend{}.LoRAForward(hb(y), hb(z), hb(x), hb(a), hb(b), T, in, out, rank, scale)
 	want := lora64(to64(x), to64(a), to64(b), T, in, out, rank, float64(scale))
 	for i := range want {
 		want[i] += float64(base[i])
@@ -386,7 +389,7 @@ func TestLoRABackwardFiniteDifferences(t *testing.T) {
 	// Gradients accumulate onto what is already there.
 	prevA, prevB, prevX := randVec(rng, rank*in), randVec(rng, out*rank), randVec(rng, T*in)
 	dA, dB, dx := append([]float32(nil), prevA...), append([]float32(nil), prevB...), append([]float32(nil), prevX...)
-	Backend{}.LoRABackward(dA, dB, dx, x, z, r, a, b, T, in, out, rank, scale)
+	Backend{}.LoRABackward(hb(dA), hb(dB), hb(dx), hb(x), hb(z), hb(r), hb(a), hb(b), T, in, out, rank, scale)
 	for i := range dA {
 		dA[i] -= prevA[i]
 	}

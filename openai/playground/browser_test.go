@@ -31,6 +31,7 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters"
 	"github.com/parrot-llm/parrot/adapters/adaptertest"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/openai"
 	"github.com/parrot-llm/parrot/openai/playground"
@@ -54,7 +55,7 @@ type served struct {
 // saveRandomAdapter writes adaptertest.Random(m, seed) to dir.
 func saveRandomAdapter(t *testing.T, m *runtime.Model, dir string, seed uint64) {
 	t.Helper()
-	if err := adapters.Save(dir, adaptertest.Random(m, seed)); err != nil {
+	if err := peft.Save(dir, adaptertest.Random(m, seed)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -80,7 +81,10 @@ func newServed(t *testing.T) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	engine, err := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -1,8 +1,8 @@
-// Package chat renders Hugging Face chat templates (the Jinja
-// "chat_template" of tokenizer_config.json) the way transformers'
-// apply_chat_template does (SPEC.md §4.4): trim_blocks and lstrip_blocks,
-// loop controls, raise_exception, strftime_now, {% generation %}, and a
-// tojson filter that is Python's json.dumps.
+// Package chat renders Hugging Face chat templates (the Jinja "chat_template"
+// of tokenizer_config.json) the way transformers' apply_chat_template does
+// (utils/chat_template_utils.py): trim_blocks and lstrip_blocks, loop
+// controls, raise_exception, strftime_now, {% generation %}, and a tojson
+// filter that is Python's json.dumps.
 //
 // The Jinja engine is github.com/nikolalohinski/gonja/v2. This package
 // replaces the parts of it that differ from Python (tojson, str methods,

@@ -451,12 +451,12 @@ func TestBuiltin(t *testing.T) {
 	if !ok {
 		t.Fatal("llama-3.1 missing")
 	}
-	spec, err := os.ReadFile("testdata/llama31_official.jinja")
+	official, err := os.ReadFile("testdata/llama31_official.jinja")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src != string(spec) {
-		t.Fatal("built-in llama-3.1 differs from the spec template")
+	if src != string(official) {
+		t.Fatal("built-in llama-3.1 differs from the official template (testdata/llama31_official.jinja)")
 	}
 	if _, ok := Builtin("no-such-template"); ok {
 		t.Fatal("unknown name found")

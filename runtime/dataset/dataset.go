@@ -2,10 +2,10 @@
 // it reads rows from JSON Lines, JSON or Parquet files (local, or a Hugging
 // Face Hub dataset), converts each row into a conversation or a plain text
 // (Dolly, Alpaca, messages / ShareGPT conversations, or a text field),
-// renders conversations with the model's chat template, tokenizes, masks
-// the labels as unsloth's train_on_responses_only does (SPEC.md §6.1),
-// truncates, and batches by length with right padding (SPEC.md §6.2) in a
-// deterministic, resumable order.
+// renders conversations with the model's chat template, tokenizes, masks the
+// labels as unsloth's train_on_responses_only does (unsloth_zoo
+// dataset_utils.py), truncates, and batches by length with right padding
+// (transformers DataCollatorForSeq2Seq) in a deterministic, resumable order.
 package dataset
 
 import (

@@ -7,7 +7,8 @@ import (
 	"github.com/parrot-llm/parrot/runtime/tokenizer"
 )
 
-// Llama 3.x turn headers, the markers of the unsloth notebooks (SPEC.md §6.1).
+// Llama 3.x turn headers, the markers of the unsloth notebooks
+// (train_on_responses_only's instruction_part and response_part).
 const (
 	Llama3InstructionPart = "<|start_header_id|>user<|end_header_id|>\n\n"
 	Llama3ResponsePart    = "<|start_header_id|>assistant<|end_header_id|>\n\n"
@@ -48,11 +49,11 @@ func NewMarkers(tok tokenizer.Tokenizer, instructionPart, responsePart string) (
 }
 
 // MaskResponses returns the labels of ids as unsloth's
-// train_on_responses_only computes them (SPEC.md §6.1): IgnoreIndex
-// everywhere except from the token after each response marker up to the
-// next instruction marker, or to the end of the sequence if none follows.
-// So each assistant reply and its end-of-turn token are trained, along with
-// anything else before the next user turn (e.g. a tool turn).
+// train_on_responses_only computes them (unsloth_zoo dataset_utils.py):
+// IgnoreIndex everywhere except from the token after each response marker up
+// to the next instruction marker, or to the end of the sequence if none
+// follows. So each assistant reply and its end-of-turn token are trained,
+// along with anything else before the next user turn (e.g. a tool turn).
 func MaskResponses(ids []int32, m *Markers) []int32 {
 	n := len(ids)
 	labels := make([]int32, n)

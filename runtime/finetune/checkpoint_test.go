@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 )
 
@@ -202,7 +202,7 @@ func TestCleanStale(t *testing.T) {
 
 	out := t.TempDir()
 	copyDir(t, complete, filepath.Join(out, ".checkpoint-123456.tmp"))       // a staging directory
-	copyDir(t, complete, filepath.Join(out, "..checkpoint-7.tmp.staging-9")) // adapters.Save's staging beside one
+	copyDir(t, complete, filepath.Join(out, "..checkpoint-7.tmp.staging-9")) // peft.Save's staging beside one
 	copyDir(t, complete, filepath.Join(out, ".checkpoint-4"+asideSuffix))    // aside, checkpoint-4 gone: restore
 	copyDir(t, complete, filepath.Join(out, ".checkpoint-6"+asideSuffix))    // aside, checkpoint-6 incomplete: restore
 	os.MkdirAll(filepath.Join(out, "checkpoint-6"), 0o755)
@@ -254,8 +254,8 @@ func TestLatestCheckpointSkipsIncomplete(t *testing.T) {
 	for _, d := range []string{"checkpoint-2", "checkpoint-10", "checkpoint-20", "checkpoint-30", "checkpoint-x", "other-40"} {
 		copyDir(t, complete, filepath.Join(dir, d))
 	}
-	os.Remove(filepath.Join(dir, "checkpoint-30", ManifestName))               // killed before the manifest
-	os.Truncate(filepath.Join(dir, "checkpoint-20", adapters.WeightsName), 10) // a file cut short
+	os.Remove(filepath.Join(dir, "checkpoint-30", ManifestName))           // killed before the manifest
+	os.Truncate(filepath.Join(dir, "checkpoint-20", peft.WeightsName), 10) // a file cut short
 	var warn bytes.Buffer
 	if got, err := LatestCheckpoint(dir, &warn); err != nil || got != filepath.Join(dir, "checkpoint-10") {
 		t.Errorf("latest = %q, %v", got, err)

@@ -3,7 +3,7 @@
 // (runtime/train) through epochs or max_steps with gradient accumulation,
 // logs loss, learning rate and grad norm into trainer_state.json as
 // transformers keeps it, writes checkpoints it can resume from bit for bit,
-// and saves the final adapter in PEFT format (adapters.Save) into the output
+// and saves the final adapter in PEFT format (peft.Save) into the output
 // directory, where a watching server picks it up.
 package finetune
 
@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/parrot-llm/parrot/config"
 	"github.com/parrot-llm/parrot/internal/atomicfile"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
@@ -28,18 +27,18 @@ import (
 
 // Job is one fine-tuning run.
 type Job struct {
-	Config config.Finetune
-	Model  *runtime.Loaded // the base model, loaded on its backend
-	Hub    *hub.Client     // for a Hub dataset; nil = from the environment
-	Stdout io.Writer       // log lines and the summary (nil = discard)
-	Stderr io.Writer       // the progress bar (nil = none)
+	Options Options
+	Model   *runtime.Loaded // the base model, loaded on its backend
+	Hub     *hub.Client     // for a Hub dataset; nil = from the environment
+	Stdout  io.Writer       // log lines and the summary (nil = discard)
+	Stderr  io.Writer       // the progress bar (nil = none)
 }
 
 // stepperFactory builds the trainer for a model; totalSteps sizes the
 // learning-rate schedule.
-type stepperFactory func(m *runtime.Model, c config.Finetune, totalSteps int) (Stepper, error)
+type stepperFactory func(m *runtime.Model, o Options, totalSteps int) (Stepper, error)
 
-// Plan is the shape of a run, worked out from the data and the config.
+// Plan is the shape of a run, worked out from the data and the options.
 type Plan struct {
 	Examples        int
 	BatchesPerEpoch int // micro-batches
@@ -48,9 +47,9 @@ type Plan struct {
 	NumTrainEpochs  int
 }
 
-// NewPlan computes the steps: --max-steps if positive, else
-// ceil(--num-train-epochs × steps per epoch), as transformers does.
-func NewPlan(examples, batchesPerEpoch int, c config.Finetune) Plan {
+// NewPlan computes the steps: MaxSteps if positive, else
+// ceil(NumTrainEpochs × steps per epoch), as transformers does.
+func NewPlan(examples, batchesPerEpoch int, c Options) Plan {
 	p := Plan{Examples: examples, BatchesPerEpoch: batchesPerEpoch}
 	p.StepsPerEpoch = (batchesPerEpoch + c.GradientAccumulationSteps - 1) / c.GradientAccumulationSteps
 	if c.MaxSteps > 0 {
@@ -64,7 +63,7 @@ func NewPlan(examples, batchesPerEpoch int, c config.Finetune) Plan {
 }
 
 func run(ctx context.Context, j Job, newStepper stepperFactory) (*Result, error) {
-	c := j.Config
+	c := j.Options
 	out := j.Stdout
 	if out == nil {
 		out = io.Discard
@@ -137,7 +136,7 @@ func run(ctx context.Context, j Job, newStepper stepperFactory) (*Result, error)
 // prepareData loads, converts, tokenizes and masks the dataset, reporting
 // what it did, and prints the --show-masking sample.
 func prepareData(ctx context.Context, j Job, out io.Writer) ([]dataset.Example, error) {
-	c := j.Config
+	c := j.Options
 	rows, files, err := dataset.Load(ctx, c.Dataset, dataset.LoadOptions{Split: c.DatasetSplit, Hub: j.Hub})
 	if err != nil {
 		return nil, err
@@ -214,7 +213,7 @@ func specialIDs(l *runtime.Loaded) (pad, eos int32) {
 
 // writeTrainingArgs records the settings of the run beside its outputs
 // (transformers keeps training_args.bin).
-func writeTrainingArgs(c config.Finetune) error {
+func writeTrainingArgs(c Options) error {
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err

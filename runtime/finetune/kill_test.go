@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
 )
 
 // Environment of the child process of TestCheckpointSurvivesKill.
@@ -55,7 +55,7 @@ func TestCheckpointKillChild(t *testing.T) {
 	c := baseConfig(t, os.Getenv(killDataEnv), out)
 	c.ResumeFromCheckpoint = CheckpointDir(out, 4)
 	var f *fakeStepper
-	if _, err := run(context.Background(), Job{Config: c, Model: stories(t)}, fakeFactory(&f)); err != nil {
+	if _, err := run(context.Background(), Job{Options: c, Model: stories(t)}, fakeFactory(&f)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,10 +73,10 @@ func TestCheckpointSurvivesKill(t *testing.T) {
 	data := writeStories(t, 7)
 	ref := t.TempDir()
 	var f *fakeStepper
-	if _, err := run(context.Background(), Job{Config: baseConfig(t, data, ref), Model: model}, fakeFactory(&f)); err != nil {
+	if _, err := run(context.Background(), Job{Options: baseConfig(t, data, ref), Model: model}, fakeFactory(&f)); err != nil {
 		t.Fatal(err)
 	}
-	refAdapter, err := os.ReadFile(filepath.Join(ref, adapters.WeightsName))
+	refAdapter, err := os.ReadFile(filepath.Join(ref, peft.WeightsName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestCheckpointSurvivesKill(t *testing.T) {
 			c := baseConfig(t, data, out)
 			c.ResumeFromCheckpoint = "true"
 			var stdout bytes.Buffer
-			res, err := run(context.Background(), Job{Config: c, Model: model, Stdout: &stdout}, fakeFactory(&f))
+			res, err := run(context.Background(), Job{Options: c, Model: model, Stdout: &stdout}, fakeFactory(&f))
 			if err != nil {
 				t.Errorf("%s: resume: %v", name, err)
 				continue
@@ -126,7 +126,7 @@ func TestCheckpointSurvivesKill(t *testing.T) {
 			if res.StartStep != wantStart || res.GlobalStep != 10 {
 				fail("resumed from step %d to %d, want %d to 10", res.StartStep, res.GlobalStep, wantStart)
 			}
-			if got, _ := os.ReadFile(filepath.Join(out, adapters.WeightsName)); !bytes.Equal(got, refAdapter) {
+			if got, _ := os.ReadFile(filepath.Join(out, peft.WeightsName)); !bytes.Equal(got, refAdapter) {
 				fail("the final adapter differs from the uninterrupted run's")
 			}
 			var ts TrainerState

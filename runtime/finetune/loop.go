@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/internal/atomicfile"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 )
@@ -29,7 +29,7 @@ type Stepper interface {
 	// Step runs one optimizer step over gradient-accumulation micro-batches.
 	Step(micro [][]dataset.Example) (StepStats, error)
 	// Adapter returns the current LoRA weights as a PEFT adapter.
-	Adapter() (*adapters.Adapter, error)
+	Adapter() (*peft.Adapter, error)
 	// SaveState and LoadState write and restore everything a bit-identical
 	// continuation needs: LoRA weights, optimizer moments, step count, RNG.
 	SaveState(w io.Writer) error
@@ -229,7 +229,7 @@ func (r *runner) saveAdapter(dir string) error {
 	if err != nil {
 		return err
 	}
-	return adapters.Save(dir, a)
+	return peft.Save(dir, a)
 }
 
 // checkpointHook, when set (by the kill tests), is called after each step

@@ -15,8 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parrot-llm/parrot/adapters"
-	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/dataset"
@@ -55,10 +54,10 @@ func (f *fakeStepper) Step(micro [][]dataset.Example) (StepStats, error) {
 	return st, nil
 }
 
-func (f *fakeStepper) Adapter() (*adapters.Adapter, error) {
-	cfg := adapters.NewConfig(1, 2)
+func (f *fakeStepper) Adapter() (*peft.Adapter, error) {
+	cfg := peft.NewConfig(1, 2)
 	name := "model.layers.0.self_attn.q_proj"
-	return &adapters.Adapter{Config: cfg, Modules: map[string]*adapters.Module{
+	return &peft.Adapter{Config: cfg, Modules: map[string]*peft.Module{
 		name: {Name: name, Rank: 1, In: 4, Out: 4, A: append([]float32(nil), f.w[:4]...), B: append([]float32(nil), f.w[4:]...)},
 	}}, nil
 }
@@ -116,19 +115,30 @@ func writeStories(t *testing.T, n int) string {
 	return p
 }
 
-func baseConfig(t *testing.T, data, out string) config.Finetune {
-	t.Helper()
-	c, err := config.ParseFinetune([]string{"--model", "stories", "--dataset", data, "--output-dir", out,
-		"--max-steps", "10", "--save-steps", "4", "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "2",
-		"--max-seq-length", "64", "--seed", "7"}, nil)
-	if err != nil {
-		t.Fatal(err)
+// defaultOptions are the options cmd/finetune gives a run by default (its
+// flags' defaults, config/finetune.go), training on data into out.
+func defaultOptions(model, data, out string) Options {
+	return Options{
+		Model: model, Dataset: data, OutputDir: out,
+		DatasetSplit: "train", DatasetTextField: "text", SystemPrompt: "You are an assistant",
+		R: 16, LoraAlpha: 16, TargetModules: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+		MaxSeqLength: 2048, PerDeviceTrainBatchSize: 2, GradientAccumulationSteps: 4, WarmupSteps: 5,
+		MaxSteps: 1000, NumTrainEpochs: 3, LearningRate: 2e-4, WeightDecay: 0.01, Optim: "adamw_8bit", MaxGradNorm: 1,
+		Seed: 3407, LoggingSteps: 1, SaveSteps: 500, GradientCheckpointing: true,
+		TrainOnResponsesOnly: true, ShowMasking: -1,
 	}
+}
+
+func baseConfig(t *testing.T, data, out string) Options {
+	t.Helper()
+	c := defaultOptions("stories", data, out)
+	c.MaxSteps, c.SaveSteps, c.PerDeviceTrainBatchSize, c.GradientAccumulationSteps = 10, 4, 2, 2
+	c.MaxSeqLength, c.Seed = 64, 7
 	return c
 }
 
 func fakeFactory(f **fakeStepper) stepperFactory {
-	return func(_ *runtime.Model, c config.Finetune, _ int) (Stepper, error) {
+	return func(_ *runtime.Model, c Options, _ int) (Stepper, error) {
 		*f = newFake(c.Seed)
 		return *f, nil
 	}
@@ -140,7 +150,7 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 	outA := t.TempDir()
 	var fa *fakeStepper
 	var stdout bytes.Buffer
-	res, err := run(context.Background(), Job{Config: baseConfig(t, data, outA), Model: model, Stdout: &stdout}, fakeFactory(&fa))
+	res, err := run(context.Background(), Job{Options: baseConfig(t, data, outA), Model: model, Stdout: &stdout}, fakeFactory(&fa))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +190,7 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 		t.Errorf("stdout lacks the log lines or the summary:\n%s", stdout.String())
 	}
 	for _, step := range []int{4, 8, 10} {
-		for _, f := range []string{adapters.ConfigName, adapters.WeightsName, TrainerStateName, OptimizerName, RunStateName, ManifestName} {
+		for _, f := range []string{peft.ConfigName, peft.WeightsName, TrainerStateName, OptimizerName, RunStateName, ManifestName} {
 			if _, err := os.Stat(filepath.Join(CheckpointDir(outA, step), f)); err != nil {
 				t.Errorf("checkpoint %d: %v", step, err)
 			}
@@ -189,11 +199,11 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 	if latest, err := LatestCheckpoint(outA, nil); err != nil || latest != CheckpointDir(outA, 10) {
 		t.Errorf("latest checkpoint %q %v", latest, err)
 	}
-	finalA, err := os.ReadFile(filepath.Join(outA, adapters.WeightsName))
+	finalA, err := os.ReadFile(filepath.Join(outA, peft.WeightsName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := adapters.Load(outA); err != nil || got.Modules["model.layers.0.self_attn.q_proj"].A[0] != fa.w[0] {
+	if got, err := peft.Load(outA); err != nil || got.Modules["model.layers.0.self_attn.q_proj"].A[0] != fa.w[0] {
 		t.Fatalf("final adapter: %v", err)
 	}
 
@@ -203,22 +213,22 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 	cB := baseConfig(t, data, outB)
 	ctx, cancel := context.WithCancel(context.Background())
 	var fb *fakeStepper
-	stopAfter5 := func(m *runtime.Model, c config.Finetune, n int) (Stepper, error) {
+	stopAfter5 := func(m *runtime.Model, c Options, n int) (Stepper, error) {
 		s, _ := fakeFactory(&fb)(m, c, n)
 		return &cancelAt{Stepper: s, at: 5, cancel: cancel}, nil
 	}
-	if _, err := run(ctx, Job{Config: cB, Model: model}, stopAfter5); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped at step 5") {
+	if _, err := run(ctx, Job{Options: cB, Model: model}, stopAfter5); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped at step 5") {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	cB.ResumeFromCheckpoint = "true"
-	res, err = run(context.Background(), Job{Config: cB, Model: model}, fakeFactory(&fb))
+	res, err = run(context.Background(), Job{Options: cB, Model: model}, fakeFactory(&fb))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.StartStep != 4 || res.GlobalStep != 10 || fb.step != 10 {
 		t.Fatalf("resumed run: start %d end %d trainer %d", res.StartStep, res.GlobalStep, fb.step)
 	}
-	finalB, _ := os.ReadFile(filepath.Join(outB, adapters.WeightsName))
+	finalB, _ := os.ReadFile(filepath.Join(outB, peft.WeightsName))
 	if !bytes.Equal(finalA, finalB) {
 		t.Error("resumed adapter differs from the uninterrupted run's")
 	}
@@ -235,10 +245,10 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 	cC := baseConfig(t, data, outC)
 	cC.ResumeFromCheckpoint = CheckpointDir(outA, 8)
 	var fc *fakeStepper
-	if _, err := run(context.Background(), Job{Config: cC, Model: model}, fakeFactory(&fc)); err != nil {
+	if _, err := run(context.Background(), Job{Options: cC, Model: model}, fakeFactory(&fc)); err != nil {
 		t.Fatal(err)
 	}
-	if finalC, _ := os.ReadFile(filepath.Join(outC, adapters.WeightsName)); !bytes.Equal(finalA, finalC) || len(fc.steps) != 2 {
+	if finalC, _ := os.ReadFile(filepath.Join(outC, peft.WeightsName)); !bytes.Equal(finalA, finalC) || len(fc.steps) != 2 {
 		t.Errorf("resume from checkpoint-8: same adapter %v, steps run %d", bytes.Equal(finalA, finalC), len(fc.steps))
 	}
 }
@@ -260,7 +270,7 @@ func (c *cancelAt) Step(micro [][]dataset.Example) (StepStats, error) {
 }
 
 func TestPlanAndEpochRemainder(t *testing.T) {
-	c := config.Finetune{GradientAccumulationSteps: 4, MaxSteps: -1, NumTrainEpochs: 1.5}
+	c := Options{GradientAccumulationSteps: 4, MaxSteps: -1, NumTrainEpochs: 1.5}
 	p := NewPlan(19, 10, c) // 10 micro-batches per epoch → 3 steps (4+4+2)
 	if p.StepsPerEpoch != 3 || p.MaxSteps != 5 || p.NumTrainEpochs != 2 {
 		t.Errorf("epochs plan %+v", p)
@@ -276,7 +286,7 @@ func TestPlanAndEpochRemainder(t *testing.T) {
 	cfg := baseConfig(t, data, t.TempDir())
 	cfg.GradientAccumulationSteps, cfg.MaxSteps, cfg.SaveSteps = 4, 5, 0
 	var f *fakeStepper
-	if _, err := run(context.Background(), Job{Config: cfg, Model: model}, fakeFactory(&f)); err != nil {
+	if _, err := run(context.Background(), Job{Options: cfg, Model: model}, fakeFactory(&f)); err != nil {
 		t.Fatal(err)
 	}
 	if want := []int{4, 1, 4, 1, 4}; !reflect.DeepEqual(f.steps, want) {

@@ -7,12 +7,12 @@ import (
 	"flag"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
 
-	"github.com/parrot-llm/parrot/adapters"
-	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/sampler"
@@ -122,7 +122,10 @@ func generate(t testing.TB, e *runtime.Engine, req runtime.Request) string {
 func TestPirateData(t *testing.T) {
 	if *update {
 		l := stories(t)
-		e := runtime.NewEngine(l, runtime.EngineOptions{})
+		e, err := runtime.NewEngine(l, runtime.EngineOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer e.Close(context.Background())
 		f, err := os.Create(pirateData)
 		if err != nil {
@@ -175,13 +178,14 @@ func TestPirate(t *testing.T) {
 	}
 }
 
-// lease pins slot 0 for a request.
+// lease claims slot 0 for a request.
 type lease struct{}
 
-func (lease) Slot() int32 { return 0 }
-
-func (lease) Version() string { return "test" }
-func (lease) Release()        {}
+func (lease) Name() string                  { return "pirate" }
+func (lease) Version() string               { return "test" }
+func (lease) Acquire() (int32, bool, error) { return 0, true, nil }
+func (lease) Drop()                         {}
+func (lease) Release()                      {}
 
 // loadStories loads stories260K with the projections in NF4 (QLoRA's base).
 func loadStories(t testing.TB) *runtime.Loaded {
@@ -204,13 +208,11 @@ var evalPrompts = []string{"Once upon a time", "One day, a little girl named Lil
 func pirateVoice(t *testing.T, dir string) (base, tuned int, sample string) {
 	t.Helper()
 	l := loadStories(t)
-	a, err := adapters.Load(dir)
+	a, err := peft.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Validate(l.Model.Config); err != nil {
-		t.Fatal(err)
-	}
+	// Set refuses a module the model does not have, or of another shape.
 	slots, err := l.Model.EnableLoRA(1, a.MaxRank())
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +223,10 @@ func pirateVoice(t *testing.T, dir string) (base, tuned int, sample string) {
 			t.Fatal(err)
 		}
 	}
-	e := runtime.NewEngine(l, runtime.EngineOptions{})
+	e, err := runtime.NewEngine(l, runtime.EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer e.Close(context.Background())
 	greedy := sampler.Params{Temperature: 0, TopP: 1}
 	for i, p := range evalPrompts {
@@ -244,24 +249,24 @@ func pirateVoice(t *testing.T, dir string) (base, tuned int, sample string) {
 // continuations toward the pirate voice. PARROT_PIRATE_STEPS=300,
 // PARROT_PIRATE_SEQ=512 (and PARROT_PIRATE_LR) run the long version.
 func TestPirateFinetune(t *testing.T) {
-	steps, lr, seqLen, ga := "30", "3e-3", "128", "2"
+	cfg := defaultOptions("stories260K", pirateData, t.TempDir())
+	cfg.MaxSteps, cfg.LearningRate, cfg.MaxSeqLength, cfg.GradientAccumulationSteps, cfg.SaveSteps = 30, 3e-3, 128, 2, 0
+	var err error
 	if v := os.Getenv("PARROT_PIRATE_STEPS"); v != "" {
-		steps = v
+		cfg.MaxSteps, err = strconv.Atoi(v)
 	}
-	if v := os.Getenv("PARROT_PIRATE_LR"); v != "" {
-		lr = v
+	if v := os.Getenv("PARROT_PIRATE_LR"); v != "" && err == nil {
+		cfg.LearningRate, err = strconv.ParseFloat(v, 64)
 	}
-	if v := os.Getenv("PARROT_PIRATE_SEQ"); v != "" {
-		seqLen, ga = v, "4" // the long run: the lab's accumulation
+	if v := os.Getenv("PARROT_PIRATE_SEQ"); v != "" && err == nil {
+		cfg.MaxSeqLength, err = strconv.Atoi(v)
+		cfg.GradientAccumulationSteps = 4 // the long run: the lab's accumulation
 	}
-	out := t.TempDir()
-	cfg, err := config.ParseFinetune([]string{"--model", "stories260K", "--dataset", pirateData, "--output-dir", out,
-		"--max-steps", steps, "--learning-rate", lr, "--max-seq-length", seqLen, "--gradient-accumulation-steps", ga, "--save-steps", "0"}, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("PARROT_PIRATE_*: %v", err)
 	}
 	var log strings.Builder
-	res, err := Run(context.Background(), Job{Config: cfg, Model: loadStories(t), Stdout: &log})
+	res, err := Run(context.Background(), Job{Options: cfg, Model: loadStories(t), Stdout: &log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +283,7 @@ func TestPirateFinetune(t *testing.T) {
 	if !(last < first-0.25) {
 		t.Errorf("the loss did not drop clearly: %.4f → %.4f", first, last)
 	}
-	base, tuned, sample := pirateVoice(t, out)
+	base, tuned, sample := pirateVoice(t, cfg.OutputDir)
 	t.Logf("pirate words in greedy continuations of %d prompts: %d without the adapter, %d with it", len(evalPrompts), base, tuned)
 	if tuned < base+5 {
 		t.Errorf("the adapter did not shift the voice: %d pirate words with it, %d without\n%s", tuned, base, sample)

@@ -11,8 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parrot-llm/parrot/adapters"
-	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/runtime"
 )
 
@@ -21,29 +20,25 @@ import (
 // and logged losses. Dropout and the 8-bit optimizer are on, so the RNG and
 // the quantized moments must survive the checkpoint too.
 func TestResumeIsBitIdentical(t *testing.T) {
-	args := func(out string) config.Finetune {
-		c, err := config.ParseFinetune([]string{"--model", "stories260K", "--dataset", pirateData, "--output-dir", out,
-			"--max-steps", "6", "--save-steps", "3", "--max-seq-length", "64", "--per-device-train-batch-size", "2",
-			"--gradient-accumulation-steps", "2", "--lora-dropout", "0.1", "--learning-rate", "1e-3", "--optim", "adamw_8bit",
-			"--warmup-steps", "2", "--r", "8"}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+	args := func(out string) Options {
+		c := defaultOptions("stories260K", pirateData, out)
+		c.MaxSteps, c.SaveSteps, c.MaxSeqLength, c.PerDeviceTrainBatchSize, c.GradientAccumulationSteps = 6, 3, 64, 2, 2
+		c.LoraDropout, c.LearningRate, c.Optim, c.WarmupSteps, c.R = 0.1, 1e-3, "adamw_8bit", 2, 8
 		return c
 	}
 	ctx := context.Background()
 	outA := t.TempDir()
-	if _, err := Run(ctx, Job{Config: args(outA), Model: loadStories(t)}); err != nil {
+	if _, err := Run(ctx, Job{Options: args(outA), Model: loadStories(t)}); err != nil {
 		t.Fatal(err)
 	}
 
 	outB := t.TempDir()
 	killCtx, kill := context.WithCancel(ctx)
-	stopAfter4 := func(m *runtime.Model, c config.Finetune, n int) (Stepper, error) {
+	stopAfter4 := func(m *runtime.Model, c Options, n int) (Stepper, error) {
 		s, err := newTrainStepper(m, c, n)
 		return &cancelAt{Stepper: s, at: 4, cancel: kill}, err
 	}
-	if _, err := run(killCtx, Job{Config: args(outB), Model: loadStories(t)}, stopAfter4); !errors.Is(err, context.Canceled) {
+	if _, err := run(killCtx, Job{Options: args(outB), Model: loadStories(t)}, stopAfter4); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	// What a kill in the middle of writing checkpoint-6 would leave behind.
@@ -52,7 +47,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	}
 	cB := args(outB)
 	cB.ResumeFromCheckpoint = "true"
-	res, err := Run(ctx, Job{Config: cB, Model: loadStories(t)})
+	res, err := Run(ctx, Job{Options: cB, Model: loadStories(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +57,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(outB, ".checkpoint-6.tmp")); !os.IsNotExist(err) {
 		t.Errorf("the stale staging directory is still there: %v", err)
 	}
-	for _, f := range []string{adapters.WeightsName, adapters.ConfigName, filepath.Join("checkpoint-6", OptimizerName), filepath.Join("checkpoint-6", RunStateName)} {
+	for _, f := range []string{peft.WeightsName, peft.ConfigName, filepath.Join("checkpoint-6", OptimizerName), filepath.Join("checkpoint-6", RunStateName)} {
 		a, errA := os.ReadFile(filepath.Join(outA, f))
 		b, errB := os.ReadFile(filepath.Join(outB, f))
 		if errA != nil || errB != nil {
@@ -83,7 +78,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 		t.Errorf("logged steps differ:\n%s\n%s", logString(tsA.LogHistory[:6]), logString(tsB.LogHistory[:6]))
 	}
 	// And the adapter really trained: B is no longer zero.
-	a, err := adapters.Load(outA)
+	a, err := peft.Load(outA)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/internal/atomicfile"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 )
@@ -113,7 +113,7 @@ type manifest struct {
 }
 
 // checkpointFiles must be in every checkpoint's manifest.
-var checkpointFiles = []string{adapters.ConfigName, adapters.WeightsName, TrainerStateName, OptimizerName, RunStateName}
+var checkpointFiles = []string{peft.ConfigName, peft.WeightsName, TrainerStateName, OptimizerName, RunStateName}
 
 // writeManifest records the regular files of dir in dir/manifest.json.
 func writeManifest(dir string) error {
@@ -206,7 +206,7 @@ func LatestCheckpoint(outputDir string, warn io.Writer) (string, error) {
 }
 
 // isStaging reports whether name is a checkpoint's staging directory
-// (.checkpoint-*.tmp), or a staging sibling of one that adapters.Save makes
+// (.checkpoint-*.tmp), or a staging sibling of one that peft.Save makes
 // while it writes into it (..checkpoint-*.tmp.staging-*).
 func isStaging(name string) bool {
 	return (strings.HasPrefix(name, "."+checkpointPrefix) || strings.HasPrefix(name, ".."+checkpointPrefix)) &&

@@ -4,14 +4,13 @@ import (
 	"context"
 	"io"
 
-	"github.com/parrot-llm/parrot/adapters"
-	"github.com/parrot-llm/parrot/config"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 	"github.com/parrot-llm/parrot/runtime/train"
 )
 
-// Run fine-tunes j.Model on j.Config's dataset with the LoRA trainer and
+// Run fine-tunes j.Model on j.Options' dataset with the LoRA trainer and
 // writes the adapter to the output directory.
 func Run(ctx context.Context, j Job) (*Result, error) {
 	return run(ctx, j, newTrainStepper)
@@ -20,16 +19,16 @@ func Run(ctx context.Context, j Job) (*Result, error) {
 // trainStepper adapts train.Trainer to the loop.
 type trainStepper struct {
 	t   *train.Trainer
-	cfg adapters.Config
+	cfg peft.Config
 	buf [][]train.Example
 }
 
-func newTrainStepper(m *runtime.Model, c config.Finetune, totalSteps int) (Stepper, error) {
+func newTrainStepper(m *runtime.Model, c Options, totalSteps int) (Stepper, error) {
 	t, err := train.New(m, TrainOptions(c, totalSteps))
 	if err != nil {
 		return nil, err
 	}
-	cfg := adapters.NewConfig(c.R, c.LoraAlpha)
+	cfg := peft.NewConfig(c.R, c.LoraAlpha)
 	cfg.UseRSLoRA = c.UseRSLoRA
 	cfg.LoraDropout = c.LoraDropout
 	cfg.TargetModules = append([]string(nil), c.TargetModules...)
@@ -37,8 +36,8 @@ func newTrainStepper(m *runtime.Model, c config.Finetune, totalSteps int) (Stepp
 	return &trainStepper{t: t, cfg: cfg}, nil
 }
 
-// TrainOptions maps the configuration onto the trainer's options.
-func TrainOptions(c config.Finetune, totalSteps int) train.Options {
+// TrainOptions maps the run's options onto the trainer's.
+func TrainOptions(c Options, totalSteps int) train.Options {
 	return train.Options{
 		Rank: c.R, Alpha: c.LoraAlpha, Dropout: c.LoraDropout, RSLoRA: c.UseRSLoRA, Targets: c.TargetModules,
 		LearningRate: c.LearningRate, WarmupSteps: c.WarmupSteps, TotalSteps: totalSteps,
@@ -63,8 +62,8 @@ func (s *trainStepper) Step(micro [][]dataset.Example) (StepStats, error) {
 	return StepStats{Loss: st.Loss, GradNorm: st.GradNorm, LearningRate: st.LearningRate, Tokens: st.Tokens, LabelTokens: st.LabelTokens}, nil
 }
 
-func (s *trainStepper) Adapter() (*adapters.Adapter, error) {
-	a := &adapters.Adapter{Config: s.cfg, Modules: map[string]*adapters.Module{}}
+func (s *trainStepper) Adapter() (*peft.Adapter, error) {
+	a := &peft.Adapter{Config: s.cfg, Modules: map[string]*peft.Module{}}
 	for _, m := range s.t.LoRAWeights() { // copies
 		a.Modules[m.Name] = m
 	}

@@ -1,6 +1,7 @@
-// Package hub downloads models and datasets from the Hugging Face Hub into the
-// standard Hugging Face cache layout (SPEC.md §8), so that files fetched by
-// Python tools (huggingface_hub, transformers) are reused here and vice versa.
+// Package hub downloads models and datasets from the Hugging Face Hub into
+// the standard Hugging Face cache layout (huggingface_hub constants.py and
+// file_download.py), so that files fetched by Python tools (huggingface_hub,
+// transformers) are reused here and vice versa.
 //
 // Layout under the cache directory (HF_HUB_CACHE):
 //

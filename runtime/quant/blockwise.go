@@ -141,8 +141,9 @@ func DoubleQuantize(absmax []float32) (codes []uint8, nestedAbsmax []float32, of
 }
 
 // DequantizeAbsmax rebuilds the block scales of a double-quantized weight
-// (SPEC.md §1.5): scale[b] = code[codes[b]] * nestedAbsmax[b/256] + offset,
-// the multiply and the add each rounded to float32.
+// (bitsandbytes functional.py dequantize_4bit with a nested quant_state):
+// scale[b] = code[codes[b]] * nestedAbsmax[b/256] + offset, the multiply and
+// the add each rounded to float32.
 func DequantizeAbsmax(codes []uint8, nestedAbsmax []float32, code *[256]float32, offset float32) ([]float32, error) {
 	return dequantizeAbsmax(codes, nestedAbsmax, code, offset, NestedBlockSize)
 }

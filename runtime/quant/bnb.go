@@ -16,7 +16,8 @@ import (
 type Lookup func(name string) (safetensors.Tensor, bool)
 
 // QuantState is the JSON a bitsandbytes checkpoint stores in
-// "<weight>.quant_state.bitsandbytes__<quant_type>" (SPEC.md §1.2).
+// "<weight>.quant_state.bitsandbytes__<quant_type>" (bitsandbytes
+// functional.py QuantState.as_dict, packed by utils.py pack_dict_to_tensor).
 type QuantState struct {
 	QuantType       string  // "nf4" or "fp4"
 	Blocksize       int     // 64 for every checkpoint this runtime reads
@@ -103,8 +104,9 @@ func parseQuantState(js []byte) (*QuantState, error) {
 // with double quantization, prefix+".nested_absmax" and
 // prefix+".nested_quant_map". Every size is checked against the shape in the
 // quant_state JSON. Code is the stored quant_map, so FP4 weights load too.
-// Absmax is returned dequantized (SPEC.md §1.5). Packed is a copy, so the
-// file may be closed once the weight is loaded.
+// Absmax is returned dequantized (bitsandbytes functional.py
+// dequantize_4bit). Packed is a copy, so the file may be closed once the
+// weight is loaded.
 func LoadBnbNF4(lookup Lookup, prefix string) (*kernels.NF4Matrix, error) {
 	qs, err := ReadQuantState(lookup, prefix)
 	if err != nil {
@@ -193,11 +195,12 @@ func floats(lookup Lookup, name string, n int) ([]float32, error) {
 }
 
 // BnbTensors returns the tensors bitsandbytes saves for the 4-bit weight
-// prefix (SPEC.md §1.1): prefix (U8 [(N+1)/2, 1]), prefix+".absmax",
-// ".quant_map", with doubleQuant ".nested_absmax" and ".nested_quant_map",
-// and ".quant_state.bitsandbytes__nf4" (or __fp4 when m.Code is the FP4
-// table) holding the JSON exactly as Python's json.dumps writes it. m.Absmax
-// must be the exact first-level scales (as QuantizeNF4 returns them); with
+// prefix (bitsandbytes nn/modules.py Linear4bit._save_to_state_dict): prefix
+// (U8 [(N+1)/2, 1]), prefix+".absmax", ".quant_map", with doubleQuant
+// ".nested_absmax" and ".nested_quant_map", and
+// ".quant_state.bitsandbytes__nf4" (or __fp4 when m.Code is the FP4 table)
+// holding the JSON exactly as Python's json.dumps writes it. m.Absmax must be
+// the exact first-level scales (as QuantizeNF4 returns them); with
 // doubleQuant they are quantized by DoubleQuantize. dtype is the weight's
 // dtype before quantization: "bfloat16", "float16" or "float32".
 func BnbTensors(prefix string, m *kernels.NF4Matrix, doubleQuant bool, dtype string) ([]safetensors.Tensor, error) {

@@ -1,4 +1,5 @@
-// Package quant is bitsandbytes-compatible quantization (SPEC.md §1): NF4
+// Package quant is bitsandbytes-compatible quantization (bitsandbytes
+// functional.py quantize_4bit / dequantize_4bit, quantize_blockwise): NF4
 // with blocks of 64 and double quantization of the scales, the 8-bit
 // blockwise dynamic quantization that double quantization and the 8-bit
 // optimizer use, and reading/writing the tensors of a bnb 4-bit checkpoint.

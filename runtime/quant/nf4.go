@@ -8,14 +8,15 @@ import (
 )
 
 // QuantizeNF4 quantizes W [rows, cols] (row-major, PyTorch out × in) to NF4
-// as bitsandbytes' default backend does (SPEC.md §1.3-1.4): per block of 64
-// consecutive elements of the row-major flattening, absmax = max|x| and
-// code = the nearest NF4 entry to clamp(x/absmax, -1, 1), found by
-// torch.bucketize against the float32 midpoints of the sorted table (a
-// value exactly on a midpoint takes the lower code). Element 2j is the high
-// nibble of Packed[j]; an odd last element is paired with the code of 0.
-// An all-zero block gets absmax 0 and the code of 0 (the reference script
-// stores 1e-38 for an all-zero partial last block; both dequantize to 0).
+// as bitsandbytes' default backend does (backends/default/ops.py
+// quantize_4bit): per block of 64 consecutive elements of the row-major
+// flattening, absmax = max|x| and code = the nearest NF4 entry to
+// clamp(x/absmax, -1, 1), found by torch.bucketize against the float32
+// midpoints of the sorted table (a value exactly on a midpoint takes the
+// lower code). Element 2j is the high nibble of Packed[j]; an odd last
+// element is paired with the code of 0. An all-zero block gets absmax 0 and
+// the code of 0 (the reference script stores 1e-38 for an all-zero partial
+// last block; both dequantize to 0).
 //
 // Absmax holds the exact first-level float32 scales; see DoubleQuantize for
 // the 8-bit form a checkpoint stores.

@@ -14,8 +14,9 @@ import (
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 )
 
-// golden is testdata/nf4_doublequant_golden.json (SPEC.md §1.9), written by
-// testdata/gen_nf4_golden.py.
+// golden is testdata/nf4_doublequant_golden.json, written by
+// testdata/gen_nf4_golden.py (a line-for-line copy of bitsandbytes' default
+// backend, backends/default/ops.py, with double quantization).
 type golden struct {
 	W              []float32 `json:"W_bf16_as_f32"`
 	WeightU8       []uint8   `json:"weight_u8"`
@@ -292,7 +293,8 @@ func TestBlockwiseCases(t *testing.T) {
 	}
 }
 
-// The generated Go tables equal testdata/bnb_code_tables.json (SPEC.md §1.4, §1.6).
+// The generated Go tables equal testdata/bnb_code_tables.json (bitsandbytes
+// functional.py get_4bit_type and create_dynamic_map).
 func TestCodeTables(t *testing.T) {
 	var tables map[string]any
 	readJSON(t, "testdata/bnb_code_tables.json", &tables)
@@ -309,7 +311,7 @@ func TestCodeTables(t *testing.T) {
 	equalBits(t, "fp4", f[:], hexes("fp4_code_by_index_hex_le"))
 	equalBits(t, "nf4", kernels.NF4Code[:], hexes("nf4_hardcoded_f32_hex_le"))
 	if s[0] != -0.99296875 || s[127] != 0 || s[255] != 1 || u[0] != 0 || u[255] != 1 {
-		t.Errorf("landmarks (SPEC §1.6): %v %v %v %v %v", s[0], s[127], s[255], u[0], u[255])
+		t.Errorf("landmarks (create_dynamic_map): %v %v %v %v %v", s[0], s[127], s[255], u[0], u[255])
 	}
 }
 

@@ -5,9 +5,10 @@ import (
 	"slices"
 )
 
-// This file holds naive float64 references written straight from the
-// engines' definitions (SPEC.md §5), full sorts and all, to test the fast
-// code against.
+// This file holds naive float64 references written straight from the engines'
+// definitions (transformers generation/logits_process.py, vLLM
+// v1/sample/sampler.py, llama.cpp src/llama-sampler.cpp), full sorts and all,
+// to test the fast code against.
 
 // refResult is the distribution a reference samples from: keep[i] says
 // whether token i survived the filters, probs the renormalised probability.

@@ -51,8 +51,9 @@ func Generate(dir string, o Options) error {
 }
 
 // Config is the config.json of the model as transformers writes it for a
-// LlamaForCausalLM (SPEC.md §3.7), with a bitsandbytes quantization_config
-// (SPEC.md §1.8) when o.Quantize.
+// LlamaForCausalLM (configuration_llama.py LlamaConfig), with a bitsandbytes
+// quantization_config (utils/quantization_config.py
+// BitsAndBytesConfig.to_dict) when o.Quantize.
 func Config(o Options) map[string]any {
 	cfg := map[string]any{
 		"architectures":           []string{"LlamaForCausalLM"},

@@ -39,9 +39,10 @@ func Tiny() Options {
 	}
 }
 
-// Llama32_1B has the shape of Llama-3.2-1B (SPEC.md §3.7): hidden 2048, 16
-// layers, 32/8 heads of 64, SwiGLU 8192, vocabulary 128256, llama3 RoPE with
-// theta 500000, tied embeddings, bfloat16.
+// Llama32_1B has the shape of Llama-3.2-1B (meta-llama/Llama-3.2-1B-Instruct
+// config.json): hidden 2048, 16 layers, 32/8 heads of 64, SwiGLU 8192,
+// vocabulary 128256, llama3 RoPE with theta 500000, tied embeddings,
+// bfloat16.
 func Llama32_1B() Options {
 	return Options{
 		Hidden: 2048, Layers: 16, Heads: 32, KVHeads: 8, HeadDim: 64, Intermediate: 8192,

@@ -14,7 +14,7 @@ import (
 var corpus string // English text the BPE merges are learned from
 
 //go:embed llama31_official.jinja
-var llama31Template string // the official Llama 3.1 chat template (SPEC.md §4.2), verbatim
+var llama31Template string // the official Llama 3.1 chat template (meta-llama tokenizer_config.json chat_template), verbatim
 
 // llama3Split is the Llama 3 pre-tokenizer regex (tokenizer.json "Split").
 const llama3Split = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
@@ -35,8 +35,8 @@ func byteRunes() [256]rune {
 	return m
 }
 
-// SpecialTokens are the 256 Llama 3 special tokens in id order (SPEC.md §4.1),
-// the first being <|begin_of_text|>.
+// SpecialTokens are the 256 Llama 3 special tokens in id order (transformers
+// convert_llama_weights_to_hf.py), the first being <|begin_of_text|>.
 func SpecialTokens() []string {
 	names := []string{"<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
 		"<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",

@@ -78,7 +78,7 @@ func BenchmarkLlama3Stream(b *testing.B) {
 }
 
 func BenchmarkLlama3Load(b *testing.B) {
-	loadLlama3(b) // generate if needed
+	loadLlama3(b) // fails if not generated
 	raw, err := os.ReadFile(filepath.Join(llama3Gen, "tokenizer.json"))
 	if err != nil {
 		b.Fatal(err)

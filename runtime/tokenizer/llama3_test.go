@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,8 +14,9 @@ import (
 
 // The Llama 3 reference lives in testdata/llama3/gen (git-ignored): a
 // tokenizer.json built from the vocabulary of the npm package
-// llama3-tokenizer-js, and cases encoded/decoded by that package. When it is
-// missing or older than its script, the tests run the script (node + npm).
+// llama3-tokenizer-js, and cases encoded/decoded by that package. Its script
+// (node + npm) writes it; .ci/run runs the script when the reference is
+// missing or older than it, and the tests fail until it has been run.
 const (
 	llama3Script = "testdata/llama3/make_tokenizer_json.mjs"
 	llama3Gen    = "testdata/llama3/gen"
@@ -43,28 +43,17 @@ var llama3 struct {
 	tk    *pipeline
 	cases *llama3Cases
 	err   string
-	skip  string
 }
 
-// loadLlama3 returns the Llama 3 tokenizer and reference cases, generating
-// them first if needed. With -short and no generated files it skips.
+// loadLlama3 returns the Llama 3 tokenizer and reference cases; it fails,
+// naming the command that generates them, if they are missing or stale.
 func loadLlama3(t testing.TB) (*pipeline, *llama3Cases) {
 	t.Helper()
 	llama3.once.Do(func() {
 		if !llama3Fresh() {
-			if testing.Short() {
-				llama3.skip = "Llama 3 reference not generated; run: node " + llama3Script + " (or go test without -short)"
-				return
-			}
-			if _, err := exec.LookPath("node"); err != nil {
-				llama3.err = "node is needed to build the Llama 3 reference (" + llama3Script + "): " + err.Error()
-				return
-			}
-			out, err := exec.Command("node", llama3Script).CombinedOutput()
-			if err != nil || !llama3Fresh() {
-				llama3.err = "node " + llama3Script + " failed: " + string(out)
-				return
-			}
+			llama3.err = "the Llama 3 reference in runtime/tokenizer/" + llama3Gen + " is missing or older than its script; " +
+				"generate it (needs node and npm; .ci/run does this) with:\n\tnode runtime/tokenizer/" + llama3Script
+			return
 		}
 		tk, err := Load(llama3Gen)
 		if err != nil {
@@ -83,9 +72,6 @@ func loadLlama3(t testing.TB) (*pipeline, *llama3Cases) {
 		}
 		llama3.tk, llama3.cases = tk.(*pipeline), &c
 	})
-	if llama3.skip != "" {
-		t.Skip(llama3.skip)
-	}
 	if llama3.err != "" {
 		t.Fatal(llama3.err)
 	}
@@ -173,8 +159,8 @@ func TestLlama3DecodeMatchesReference(t *testing.T) {
 	t.Logf("compared %d decodings", len(cases.Decode))
 }
 
-// SPEC §4.1: meta-llama/Llama-3.1-8B-Instruct's encoding of the rendered chat
-// (user "Hello!", generation prompt) from HF discussion #97, and the double BOS
+// meta-llama/Llama-3.1-8B-Instruct's encoding of the rendered chat (user
+// "Hello!", generation prompt) from HF discussion #97, and the double BOS
 // that add_special_tokens=True gives on the rendered string.
 func TestLlama3ChatEncoding(t *testing.T) {
 	tk, _ := loadLlama3(t)
@@ -207,7 +193,7 @@ func TestLlama3Vocabulary(t *testing.T) {
 	if tk.VocabSize() != 128256 {
 		t.Errorf("VocabSize = %d, want 128256", tk.VocabSize())
 	}
-	// SPEC §4.1 ids.
+	// The ids of transformers' convert_llama_weights_to_hf.py special tokens.
 	for tok, want := range map[string]int32{
 		"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|finetune_right_pad_id|>": 128004,
 		"<|start_header_id|>": 128006, "<|end_header_id|>": 128007, "<|eom_id|>": 128008,

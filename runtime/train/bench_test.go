@@ -160,18 +160,22 @@ func llama1B(be kernels.Backend, layers int) *runtime.Model {
 	H, Q, K, I := cfg.Hidden, cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Intermediate
 	embed := &kernels.F32Matrix{Rows: cfg.Vocab, Cols: H, Data: make([]float32, cfg.Vocab*H)}
 	uniform(embed.Data, 0.05)
-	w := &runtime.Weights{Embed: embed, LMHead: embed, Norm: ones(H), Layers: make([]runtime.Layer, layers)}
+	w := &runtime.Weights{Embed: embed, LMHead: embed, Norm: kernels.HostBuf(ones(H)), Layers: make([]runtime.Layer, layers)}
 	shapes := [numProj][2]int{{Q, H}, {K, H}, {K, H}, {H, Q}, {I, H}, {I, H}, {H, I}}
 	for l := range w.Layers {
 		ly := &w.Layers[l]
-		ly.AttnNorm, ly.MLPNorm = ones(H), ones(H)
+		ly.AttnNorm, ly.MLPNorm = kernels.HostBuf(ones(H)), kernels.HostBuf(ones(H))
 		lins := []**runtime.Linear{&ly.Q, &ly.K, &ly.V, &ly.O, &ly.Gate, &ly.Up, &ly.Down}
 		for j, name := range runtime.ProjectionNames {
 			out, in := shapes[j][0], shapes[j][1]
 			*lins[j] = &runtime.Linear{Name: fmt.Sprintf("model.layers.%d.%s", l, name), In: in, Out: out, W: nf4(out, in)}
 		}
 	}
-	return runtime.NewModel(cfg, w, be)
+	m, err := runtime.NewModel(cfg, w, be)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // BenchmarkTrainStep1B: a Llama-3.2-1B-shaped NF4 model, LoRA r=16 on all

@@ -107,15 +107,15 @@ func goldenModel(t testing.TB, g *golden, be kernels.Backend) (*runtime.Model, m
 		return &kernels.F32Matrix{Rows: rows, Cols: cols, Data: get(name, rows, cols)}
 	}
 	H, Q, K, I := gc.Hidden, gc.Heads*gc.HeadDim, gc.KVHeads*gc.HeadDim, gc.Intermediate
-	w := &runtime.Weights{Embed: mat("model.embed_tokens.weight", gc.Vocab, H), Norm: get("model.norm.weight", 1, H),
+	w := &runtime.Weights{Embed: mat("model.embed_tokens.weight", gc.Vocab, H), Norm: kernels.HostBuf(get("model.norm.weight", 1, H)),
 		LMHead: mat("lm_head.weight", gc.Vocab, H), Layers: make([]runtime.Layer, gc.Layers)}
 	shapes := [numProj][2]int{{Q, H}, {K, H}, {K, H}, {H, Q}, {I, H}, {I, H}, {H, I}}
 	initA := map[string][]float32{}
 	for l := range w.Layers {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		layer := &w.Layers[l]
-		layer.AttnNorm = get(p+"input_layernorm.weight", 1, H)
-		layer.MLPNorm = get(p+"post_attention_layernorm.weight", 1, H)
+		layer.AttnNorm = kernels.HostBuf(get(p+"input_layernorm.weight", 1, H))
+		layer.MLPNorm = kernels.HostBuf(get(p+"post_attention_layernorm.weight", 1, H))
 		lins := []**runtime.Linear{&layer.Q, &layer.K, &layer.V, &layer.O, &layer.Gate, &layer.Up, &layer.Down}
 		for j, name := range runtime.ProjectionNames {
 			out, in := shapes[j][0], shapes[j][1]
@@ -123,7 +123,11 @@ func goldenModel(t testing.TB, g *golden, be kernels.Backend) (*runtime.Model, m
 			initA[p+name] = get("base_model.model."+p+name+".lora_A.weight", g.Rank, in)
 		}
 	}
-	return runtime.NewModel(cfg, w, be), initA
+	m, err := runtime.NewModel(cfg, w, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, initA
 }
 
 func goldenOptions(g *golden, optim string) Options {
@@ -143,6 +147,7 @@ func goldenTrainer(t testing.TB, g *golden, be kernels.Backend, opts Options) *T
 	for _, mod := range tr.modules {
 		copy(mod.a, initA[mod.name])
 	}
+	tr.writeParams()
 	return tr
 }
 

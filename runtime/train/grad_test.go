@@ -38,6 +38,13 @@ func loraParams64(tr *Trainer) lora64 {
 
 func elem(w kernels.Matrix, r, c int) float64 { return float64(ref.Element(w, r, c)) }
 
+// hostVec reads a vector of the model (a norm weight) back from the backend.
+func hostVec(tr *Trainer, b kernels.Buf) []float32 {
+	v := make([]float32, b.Len())
+	tr.be.Read(v, b)
+	return v
+}
+
 func rms64(x []float64, w []float32, eps float32) []float64 {
 	var ss float64
 	for _, v := range x {
@@ -127,7 +134,7 @@ func loss64(tr *Trainer, exs []Example, micro int, p lora64, scale float64) floa
 			qs, ks, vs := make([][]float64, L), make([][]float64, L), make([][]float64, L)
 			for j := range xs {
 				n := bi*T + j
-				xn := rms64(xs[j], lw.AttnNorm, c.NormEps)
+				xn := rms64(xs[j], hostVec(tr, lw.AttnNorm), c.NormEps)
 				qs[j], ks[j], vs[j] = linear(lw.Q, mods[projQ], xn, n), linear(lw.K, mods[projK], xn, n), linear(lw.V, mods[projV], xn, n)
 				rope(qs[j], c.Heads, j)
 				rope(ks[j], c.KVHeads, j)
@@ -161,7 +168,7 @@ func loss64(tr *Trainer, exs []Example, micro int, p lora64, scale float64) floa
 				for i := range xs[j] {
 					xs[j][i] += o[i]
 				}
-				xn := rms64(xs[j], lw.MLPNorm, c.NormEps)
+				xn := rms64(xs[j], hostVec(tr, lw.MLPNorm), c.NormEps)
 				gate, up := linear(lw.Gate, mods[projGate], xn, n), linear(lw.Up, mods[projUp], xn, n)
 				for i, gv := range gate {
 					gate[i] = gv / (1 + math.Exp(-gv)) * up[i]
@@ -177,7 +184,7 @@ func loss64(tr *Trainer, exs []Example, micro int, p lora64, scale float64) floa
 			if label == kernels.IgnoreIndex {
 				continue
 			}
-			hn := rms64(xs[j], w.Norm, c.NormEps)
+			hn := rms64(xs[j], hostVec(tr, w.Norm), c.NormEps)
 			logits := make([]float64, c.Vocab)
 			m := math.Inf(-1)
 			for v := range logits {
@@ -210,14 +217,16 @@ func stepGradients(t *testing.T, tr *Trainer, micro [][]Example) (loss float64, 
 		bts = append(bts, bt)
 		labels += len(bt.rows)
 	}
-	for _, m := range tr.modules {
-		clear(m.ga)
-		clear(m.gb)
-	}
+	tr.zeroGrads()
 	scale = float32(1 / float64(labels))
 	for i, bt := range bts {
-		loss += tr.forwardBackward(bt, i, scale, true)
+		l, err := tr.forwardBackward(bt, i, scale, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss += l
 	}
+	tr.readGrads()
 	return loss * float64(scale), scale
 }
 
@@ -230,6 +239,7 @@ func randomizeB(tr *Trainer, seed uint64) {
 			m.b[i] = float32(0.2 * rng.NormFloat64())
 		}
 	}
+	tr.writeParams()
 }
 
 func TestWholeModelGradientsFiniteDifferences(t *testing.T) {

@@ -6,9 +6,10 @@ import (
 	"github.com/parrot-llm/parrot/runtime/quant"
 )
 
-// The two AdamW variants of SPEC §7, element by element in float32 as the
-// reference kernels compute them. Hyper-parameters arrive as float64 and are
-// rounded to float32 once per step, as they are when passed to a kernel.
+// The two AdamW variants, torch.optim.AdamW and bitsandbytes' 8-bit AdamW,
+// element by element in float32 as the reference kernels compute them.
+// Hyper-parameters arrive as float64 and are rounded to float32 once per
+// step, as they are when passed to a kernel.
 
 // blockSize8bit is bitsandbytes' 8-bit optimizer block (0.44.0 and later).
 const blockSize8bit = 256
@@ -42,8 +43,9 @@ type hyper struct {
 	step                      int // 1-based count of updates of this tensor
 }
 
-// adamWTorch is torch.optim.AdamW's single-tensor step (SPEC §7.1):
-// decoupled decay first, then the bias-corrected Adam update.
+// adamWTorch is torch.optim.AdamW's single-tensor step (torch/optim/adamw.py
+// _single_tensor_adamw): decoupled decay first, then the bias-corrected Adam
+// update.
 func adamWTorch(p, g []float32, s *paramState, h hyper) {
 	decay := float32(1 - h.lr*h.wd)
 	b1, b2 := float32(h.beta1), float32(h.beta2)
@@ -89,7 +91,9 @@ func adamW32bit(p, g []float32, s *paramState, h hyper) {
 	}
 }
 
-// codes8bit are the dynamic maps of the 8-bit states (SPEC §1.6).
+// codes8bit are the dynamic maps of the 8-bit states (bitsandbytes
+// functional.py create_dynamic_map, signed for m and unsigned for v, as
+// optim/optimizer.py fill_qmap makes them).
 type codes8bit struct {
 	signed, unsigned [256]float32
 }
@@ -133,8 +137,8 @@ func quantize2D(code *[256]float32, signed bool, x float32) uint8 {
 }
 
 // adamW8bit is bitsandbytes' kOptimizerStatic8bit2StateBlockwise for Adam
-// (SPEC §7.2), one block of 256 at a time: dequantize both moments, update
-// them, take the block's new absmax from the new values, update the
+// (csrc/kernels.cu), one block of 256 at a time: dequantize both moments,
+// update them, take the block's new absmax from the new values, update the
 // parameter (decay after the step), and requantize, keeping m's sign.
 //
 // A partial last block runs as on the GPU with its missing lanes loaded as

@@ -85,7 +85,7 @@ func TestQuantize2DIsNearestCode(t *testing.T) {
 }
 
 // The linear schedule with warmup, values from transformers'
-// get_linear_schedule_with_warmup (SPEC §7.3).
+// get_linear_schedule_with_warmup (optimization.py).
 func TestLearningRateSchedule(t *testing.T) {
 	o := Options{LearningRate: 2e-4, WarmupSteps: 5, TotalSteps: 60}
 	for _, c := range []struct {
@@ -102,8 +102,8 @@ func TestLearningRateSchedule(t *testing.T) {
 	}
 }
 
-// adamWTorch against the update written out in float64 (SPEC §7.1) for a
-// few steps: float32 rounding only.
+// adamWTorch against the update written out in float64 (torch.optim.AdamW's
+// _single_tensor_adamw) for a few steps: float32 rounding only.
 func TestAdamWTorchFormula(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const n = 50

@@ -8,8 +8,8 @@ import (
 
 // Optimizer names (TRL/transformers `optim`).
 const (
-	AdamW8bit  = "adamw_8bit"  // bitsandbytes AdamW, 8-bit blockwise states (SPEC §7.2)
-	AdamWTorch = "adamw_torch" // torch.optim.AdamW (SPEC §7.1)
+	AdamW8bit  = "adamw_8bit"  // bitsandbytes.optim.AdamW, 8-bit blockwise states
+	AdamWTorch = "adamw_torch" // torch.optim.AdamW
 )
 
 // DefaultTargets are the seven Llama projections (Unsloth's default).
@@ -90,7 +90,8 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// Scale is the LoRA scaling: alpha/r, or alpha/√r with rsLoRA (SPEC §2.4).
+// Scale is the LoRA scaling: alpha/r, or alpha/√r with rsLoRA (PEFT
+// tuners/lora/layer.py update_layer).
 func (o Options) Scale() float32 {
 	if o.RSLoRA {
 		return float32(o.Alpha / math.Sqrt(float64(o.Rank)))
@@ -98,8 +99,9 @@ func (o Options) Scale() float32 {
 	return float32(o.Alpha / float64(o.Rank))
 }
 
-// LearningRateAt is the linear schedule with warmup (SPEC §7.3):
-// lr(s) = LearningRate·λ(s), where optimizer step k (1-based) uses s = k−1.
+// LearningRateAt is the linear schedule with warmup (transformers
+// optimization.py get_linear_schedule_with_warmup): lr(s) =
+// LearningRate·λ(s), where optimizer step k (1-based) uses s = k−1.
 func (o Options) LearningRateAt(s int) float64 {
 	W, T := o.WarmupSteps, o.TotalSteps
 	var lambda float64

@@ -58,10 +58,10 @@ func streamSeed(seed uint64, keys ...uint64) uint64 {
 }
 
 // initLoRAA fills a [rank, in] with PEFT's default init, kaiming_uniform_
-// with a = √5, which is U(−1/√in, 1/√in) (SPEC §2.4). Each module draws
-// from its own stream, seeded by the run's seed and the module's name, in
-// row-major order: A[i] = (2u−1)/√in with u the i-th float64 of the stream,
-// rounded to float32.
+// with a = √5, which is U(−1/√in, 1/√in) (PEFT tuners/lora/layer.py
+// reset_lora_parameters). Each module draws from its own stream, seeded by
+// the run's seed and the module's name, in row-major order: A[i] = (2u−1)/√in
+// with u the i-th float64 of the stream, rounded to float32.
 func initLoRAA(a []float32, in int, seed uint64, module string) {
 	s := splitmix{state: streamSeed(seed, hashString(module))}
 	bound := 1 / math.Sqrt(float64(in))

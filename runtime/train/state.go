@@ -179,6 +179,7 @@ func (t *Trainer) loadState(d *stateDecoder) error {
 		l := &loaded[i]
 		m.a, m.b, m.sa, m.sb = l.a, l.b, l.sa, l.sb
 	}
+	t.writeParams()
 	t.step = int(step)
 	return nil
 }

@@ -3,9 +3,11 @@
 // LoRA A/B with PEFT's init, cross-entropy normalised per label token of the
 // whole optimizer step, global gradient clipping, AdamW (torch) or 8-bit
 // AdamW (bitsandbytes), the linear warmup/decay schedule, and gradient
-// checkpointing. The math is SPEC.md §2.4, §6.3 and §7; the ops are the
-// backend's (kernels.TrainBackend), so a backend that implements the
-// backward ops trains.
+// checkpointing. The math is PEFT's LoRA (tuners/lora/layer.py), the
+// transformers loss and schedule (loss/loss_utils.py ForCausalLMLoss,
+// optimization.py) and the two optimizers (torch/optim/adamw.py, bitsandbytes
+// csrc/kernels.cu); the ops are the backend's (kernels.TrainBackend), so a
+// backend that implements the backward ops trains.
 //
 // It reproduces a PyTorch/PEFT reference run (testdata/golden.py) step by
 // step; see golden_test.go.
@@ -17,7 +19,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/runtime"
 )
@@ -50,6 +52,8 @@ type Trainer struct {
 	opts    Options
 	scale   float32   // LoRA scaling
 	invFreq []float32 // [HeadDim/2]
+
+	invFreqBuf kernels.Buf // invFreq in backend memory
 
 	modules []*module          // layer-major, PEFT projection order within a layer
 	layers  [][numProj]*module // per layer; nil where a projection is not trained
@@ -106,7 +110,23 @@ func New(m *runtime.Model, opts Options) (*Trainer, error) {
 			return nil, fmt.Errorf("train: target module %q matches no projection", opts.Targets[i])
 		}
 	}
-	t.buf.inputs = make([][]float32, c.Layers+1)
+	// The parameters and gradients in backend memory (see module).
+	for _, mod := range t.modules {
+		for _, d := range []struct {
+			buf *kernels.Buf
+			n   int
+		}{{&mod.da, len(mod.a)}, {&mod.db, len(mod.b)}, {&mod.dga, len(mod.a)}, {&mod.dgb, len(mod.b)}} {
+			if *d.buf, err = be.Alloc(d.n); err != nil {
+				return nil, fmt.Errorf("train: %s: %w", mod.name, err)
+			}
+		}
+	}
+	t.writeParams()
+	if t.invFreqBuf, err = be.Alloc(len(t.invFreq)); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	be.Write(t.invFreqBuf, t.invFreq)
+	t.buf.inputs = make([]slab, c.Layers+1)
 	if opts.GradientCheckpointing {
 		t.buf.acts = make([]layerActs, 1)
 	} else {
@@ -166,11 +186,12 @@ func (t *Trainer) makeBatch(exs []Example) (*batch, error) {
 	return bt, nil
 }
 
-// Step runs one optimizer step over gradient-accumulation micro-batches:
-// the loss is the sum of every label token's cross-entropy divided by the
-// number of label tokens of the whole step (SPEC §6.3), its LoRA gradients
-// are clipped to MaxGradNorm (global L2), and the optimizer updates A and B
-// with this step's learning rate.
+// Step runs one optimizer step over gradient-accumulation micro-batches: the
+// loss is the sum of every label token's cross-entropy divided by the number
+// of label tokens of the whole step (transformers Trainer's
+// num_items_in_batch with ForCausalLMLoss), its LoRA gradients are clipped to
+// MaxGradNorm (global L2), and the optimizer updates A and B with this step's
+// learning rate.
 func (t *Trainer) Step(micro [][]Example) (StepStats, error) {
 	if len(micro) == 0 {
 		return StepStats{}, errors.New("train: a step needs at least one micro-batch")
@@ -191,15 +212,17 @@ func (t *Trainer) Step(micro [][]Example) (StepStats, error) {
 	if st.LabelTokens == 0 {
 		return StepStats{}, errors.New("train: no label tokens in this step (every label is -100)")
 	}
-	for _, m := range t.modules {
-		clear(m.ga)
-		clear(m.gb)
-	}
+	t.zeroGrads()
 	scale := float32(1 / float64(st.LabelTokens))
 	var total float64
 	for i, bt := range batches {
-		total += t.forwardBackward(bt, i, scale, true)
+		loss, err := t.forwardBackward(bt, i, scale, true)
+		if err != nil {
+			return StepStats{}, err
+		}
+		total += loss
 	}
+	t.readGrads()
 	st.Loss = total / float64(st.LabelTokens)
 	st.GradNorm = t.clipGradients()
 	st.LearningRate = t.opts.LearningRateAt(t.step)
@@ -210,7 +233,36 @@ func (t *Trainer) Step(micro [][]Example) (StepStats, error) {
 		m.sa.update(m.a, m.ga, h, t.opts.Optim, t.codes)
 		m.sb.update(m.b, m.gb, h, t.opts.Optim, t.codes)
 	}
+	t.writeParams()
 	return st, nil
+}
+
+// zeroGrads clears the backend's gradient buffers before a step's
+// micro-batches accumulate into them.
+func (t *Trainer) zeroGrads() {
+	for _, m := range t.modules {
+		t.zero(m.dga)
+		t.zero(m.dgb)
+	}
+}
+
+// readGrads copies the accumulated gradients to the host, where the
+// clipping and the optimizer run (a device backend would add an optimizer
+// op and skip this).
+func (t *Trainer) readGrads() {
+	for _, m := range t.modules {
+		t.be.Read(m.ga, m.dga)
+		t.be.Read(m.gb, m.dgb)
+	}
+}
+
+// writeParams copies the host parameters, which the optimizer (or a loaded
+// state, or New's init) has just changed, to the backend.
+func (t *Trainer) writeParams() {
+	for _, m := range t.modules {
+		t.be.Write(m.da, m.a)
+		t.be.Write(m.db, m.b)
+	}
 }
 
 // clipGradients returns the global L2 norm of the gradients and, when it
@@ -254,15 +306,19 @@ func (t *Trainer) Eval(exs []Example) (float64, error) {
 	if len(bt.rows) == 0 {
 		return 0, errors.New("train: no label tokens in the evaluation batch")
 	}
-	return t.forwardBackward(bt, 0, 1, false) / float64(len(bt.rows)), nil
+	loss, err := t.forwardBackward(bt, 0, 1, false)
+	if err != nil {
+		return 0, err
+	}
+	return loss / float64(len(bt.rows)), nil
 }
 
 // LoRAWeights returns copies of the trained modules in PEFT layout (B not
 // multiplied by the scale), by module name order of the model.
-func (t *Trainer) LoRAWeights() []*adapters.Module {
-	out := make([]*adapters.Module, len(t.modules))
+func (t *Trainer) LoRAWeights() []*peft.Module {
+	out := make([]*peft.Module, len(t.modules))
 	for i, m := range t.modules {
-		out[i] = &adapters.Module{Name: m.name, Rank: m.rank, In: m.in, Out: m.out,
+		out[i] = &peft.Module{Name: m.name, Rank: m.rank, In: m.in, Out: m.out,
 			A: append([]float32(nil), m.a...), B: append([]float32(nil), m.b...)}
 	}
 	return out
@@ -270,14 +326,14 @@ func (t *Trainer) LoRAWeights() []*adapters.Module {
 
 // Adapter returns the trained adapter with its PEFT configuration
 // (Unsloth's defaults for r and lora_alpha, plus this run's dropout,
-// rsLoRA and target modules), ready for adapters.Save.
-func (t *Trainer) Adapter(baseModel string) *adapters.Adapter {
-	cfg := adapters.NewConfig(t.opts.Rank, t.opts.Alpha)
+// rsLoRA and target modules), ready for peft.Save.
+func (t *Trainer) Adapter(baseModel string) *peft.Adapter {
+	cfg := peft.NewConfig(t.opts.Rank, t.opts.Alpha)
 	cfg.BaseModelNameOrPath = baseModel
 	cfg.LoraDropout = t.opts.Dropout
 	cfg.UseRSLoRA = t.opts.RSLoRA
 	cfg.TargetModules = append([]string(nil), t.opts.Targets...)
-	a := &adapters.Adapter{Config: cfg, Modules: map[string]*adapters.Module{}}
+	a := &peft.Adapter{Config: cfg, Modules: map[string]*peft.Module{}}
 	for _, m := range t.LoRAWeights() {
 		a.Modules[m.Name] = m
 	}
@@ -289,19 +345,20 @@ func (t *Trainer) Adapter(baseModel string) *adapters.Adapter {
 // the activation and scratch buffers as last grown.
 func (t *Trainer) MemoryStats() (baseBytes, trainingBytes int64) {
 	w := t.m.Weights
-	baseBytes = matrixBytes(w.Embed) + 4*int64(len(w.Norm))
+	baseBytes = matrixBytes(w.Embed) + 4*int64(w.Norm.Len())
 	if w.LMHead != kernels.Matrix(w.Embed) {
 		baseBytes += matrixBytes(w.LMHead)
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		baseBytes += 4 * int64(len(l.AttnNorm)+len(l.MLPNorm))
+		baseBytes += 4 * int64(l.AttnNorm.Len()+l.MLPNorm.Len())
 		for _, p := range l.Projections() {
 			baseBytes += matrixBytes(p.W)
 		}
 	}
 	for _, m := range t.modules {
-		trainingBytes += 4*int64(len(m.a)+len(m.b)+len(m.ga)+len(m.gb)) + m.sa.bytes() + m.sb.bytes()
+		trainingBytes += 4*int64(len(m.a)+len(m.b)+len(m.ga)+len(m.gb)) + m.sa.bytes() + m.sb.bytes() +
+			4*int64(m.da.Len()+m.db.Len()+m.dga.Len()+m.dgb.Len())
 	}
 	return baseBytes, trainingBytes + t.buf.bytes()
 }

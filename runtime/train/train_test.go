@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parrot-llm/parrot/adapters"
+	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime"
@@ -228,8 +228,8 @@ func TestLoRAInit(t *testing.T) {
 	}
 }
 
-// The trained adapter, written in PEFT format and read back by the
-// adapters package, computes in the serving forward pass (runtime.Model with
+// The trained adapter, written in PEFT format and read back by package
+// peft, computes in the serving forward pass (runtime.Model with
 // LoRA slots) the same loss the trainer's forward pass reports.
 func TestTrainedAdapterServes(t *testing.T) {
 	g := readGolden(t)
@@ -244,10 +244,10 @@ func TestTrainedAdapterServes(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	if err := adapters.Save(dir, tr.Adapter("golden")); err != nil {
+	if err := peft.Save(dir, tr.Adapter("golden")); err != nil {
 		t.Fatal(err)
 	}
-	a, err := adapters.Load(dir)
+	a, err := peft.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,10 @@ func TestTrainedAdapterServes(t *testing.T) {
 		}
 	}
 	ex := goldenStep(g, 5)[0][0]
-	cache := m.NewKVCache(0)
+	cache, err := m.NewKVCache(0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var b runtime.Batch
 	for j, id := range ex.Input {
 		b.AddWithAdapter(id, int32(j), cache, true, 0)

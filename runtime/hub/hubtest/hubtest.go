@@ -1,8 +1,9 @@
 // Package hubtest is a fake Hugging Face Hub for tests: an httptest server
-// speaking the download protocol of SPEC.md §8 (revision listing, HEAD
-// metadata, relative and CDN redirects, Range requests, gated repos, error
-// codes), a second server standing for the CDN, a request log, and injectable
-// faults (cut connections, corrupted bodies, ignored Range, network down).
+// speaking the download protocol of huggingface_hub (file_download.py,
+// hf_api.py: revision listing, HEAD metadata, relative and CDN redirects,
+// Range requests, gated repos, error codes), a second server standing for the
+// CDN, a request log, and injectable faults (cut connections, corrupted
+// bodies, ignored Range, network down).
 package hubtest
 
 import (

@@ -1,7 +1,7 @@
 // Command gencodes writes codes_gen.go, the bitsandbytes code books as exact
-// float32 hex literals, from testdata/bnb_code_tables.json (SPEC.md §1.4,
-// §1.6; produced by testdata/gen_tables.py). Run by `go generate` in
-// runtime/quant.
+// float32 hex literals, from testdata/bnb_code_tables.json (bitsandbytes
+// functional.py get_4bit_type and create_dynamic_map; produced by
+// testdata/gen_tables.py). Run by `go generate` in runtime/quant.
 package main
 
 import (

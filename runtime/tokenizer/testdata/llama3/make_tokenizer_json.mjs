@@ -1,7 +1,8 @@
 // Builds a Hugging Face tokenizer.json for Llama 3 from the vocabulary that the
 // npm package llama3-tokenizer-js ships, plus reference cases encoded and
 // decoded by that package. Output goes to ./gen (git-ignored): the vocabulary is
-// never committed. The Go tests run this script when ./gen is missing or stale.
+// never committed. .ci/run runs this script when ./gen is missing or stale;
+// the Go tests fail until it has run.
 //
 //   node make_tokenizer_json.mjs [outdir]
 //
@@ -209,8 +210,9 @@ for (let i = 0; i < N_DECODE; i++) {
 
 fs.writeFileSync(path.join(out, 'tokenizer.json'), JSON.stringify(tokenizerJSON));
 fs.writeFileSync(path.join(out, 'cases.json'), JSON.stringify({ package: `${PKG}@${VERSION}`, encode: encodeCases, decode: decodeCases }));
-// Written last, so that an interrupted run leaves no valid stamp: the Go test
-// regenerates when the stamp is not the SHA-256 of this script.
+// Written last, so that an interrupted run leaves no valid stamp: the output
+// is stale (for .ci/run and the Go tests) when the stamp is not the SHA-256 of
+// this script.
 const self = fs.readFileSync(fileURLToPath(import.meta.url));
 fs.writeFileSync(path.join(out, 'stamp'), createHash('sha256').update(self).digest('hex') + '\n');
 console.log(`wrote ${out}/tokenizer.json and cases.json: ${encodeCases.length} encode cases, ${decodeCases.length} decode cases`);

@@ -1,4 +1,4 @@
-package adapters
+package peft
 
 import (
 	"bytes"
@@ -30,7 +30,6 @@ type expectedFixture struct {
 // The loader reads adapters laid out exactly as PEFT saves them and finds
 // the tensors, ranks, scalings and LoRA outputs torch computed.
 func TestLoadPEFTFixtures(t *testing.T) {
-	base := tinyConfig(t)
 	for _, name := range []string{"peft_list", "peft_regex_rslora"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", name)
@@ -44,9 +43,6 @@ func TestLoadPEFTFixtures(t *testing.T) {
 			}
 			a, err := Load(dir)
 			if err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Validate(base); err != nil {
 				t.Fatal(err)
 			}
 			if len(a.Modules) != len(want.Modules) {
@@ -127,7 +123,8 @@ func TestSaveReproducesPEFTBytes(t *testing.T) {
 }
 
 // The config of a fresh adapter is PEFT 0.15.2's rendering of an
-// Unsloth-style LoraConfig (spec example, produced from the PEFT dataclasses).
+// Unsloth-style LoraConfig (testdata/adapter_config.example.peft0.15.2.json,
+// written by PEFT 0.15.2's LoraConfig.save_pretrained).
 func TestNewConfigMatchesPEFTExample(t *testing.T) {
 	want, err := os.ReadFile("testdata/adapter_config.example.peft0.15.2.json")
 	if err != nil {
@@ -163,8 +160,7 @@ func TestNewConfigMatchesPEFTExample(t *testing.T) {
 
 // Save then Load returns the same adapter, bit for bit.
 func TestSaveLoadRoundTripBitExact(t *testing.T) {
-	base := tinyConfig(t)
-	a := randomAdapter(base, 16, 32, 1, 0.5, nil)
+	a := randomAdapter(16, 32, 1, 0.5, nil)
 	a.Config.UseRSLoRA = true
 	a.Config.BaseModelNameOrPath = "tiny"
 	a.Config.AlphaPattern = map[string]float64{"down_proj": 3.5}
@@ -172,9 +168,6 @@ func TestSaveLoadRoundTripBitExact(t *testing.T) {
 	saveAdapter(t, dir, a)
 	b, err := Load(dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Validate(base); err != nil {
 		t.Fatal(err)
 	}
 	assertSameAdapter(t, b, a)
@@ -190,8 +183,8 @@ func TestSaveLoadRoundTripBitExact(t *testing.T) {
 	if md := f.Metadata(); !reflect.DeepEqual(md, map[string]string{"format": "pt"}) {
 		t.Errorf("metadata %v", md)
 	}
-	if n := len(f.Names()); n != 2*7*base.Layers {
-		t.Errorf("%d tensors, want %d", n, 2*7*base.Layers)
+	if n := len(f.Names()); n != 2*7*tiny.Layers {
+		t.Errorf("%d tensors, want %d", n, 2*7*tiny.Layers)
 	}
 	tq, _ := f.Tensor("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight")
 	if tq.DType != safetensors.F32 || !slices.Equal(tq.Shape, []int{32, 16}) {
@@ -301,15 +294,14 @@ func f32Tensor(name string, shape []int, v float32) safetensors.Tensor {
 
 func loraPair(module string, rank, in, out int) []safetensors.Tensor {
 	return []safetensors.Tensor{
-		f32Tensor(tensorKeyPrefix+module+".lora_A.weight", []int{rank, in}, 0.1),
-		f32Tensor(tensorKeyPrefix+module+".lora_B.weight", []int{out, rank}, 0.2),
+		f32Tensor(TensorKeyPrefix+module+".lora_A.weight", []int{rank, in}, 0.1),
+		f32Tensor(TensorKeyPrefix+module+".lora_B.weight", []int{out, rank}, 0.2),
 	}
 }
 
-// Every refusal of the format: each case must fail to load (or validate)
-// with an error that names the problem.
+// Every refusal of the format: each case must fail to load with an error
+// that names the problem.
 func TestLoadRefusals(t *testing.T) {
-	base := tinyConfig(t)
 	const okCfg = `{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "k_proj"]}`
 	q := "model.layers.0.self_attn.q_proj"
 	good := loraPair(q, 4, 64, 64)
@@ -347,19 +339,13 @@ func TestLoadRefusals(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, WeightsName), []byte("\xff\xff\xff\xff\xff\xff\xff\x7fnot a header"), 0o644)
 		}, "corrupt"},
 		{"embedding tensor", okCfg, append(slices.Clone(good), f32Tensor("base_model.model.model.embed_tokens.weight", []int{8, 64}, 0)), nil, "not a LoRA matrix"},
-		{"dora magnitude", okCfg, append(slices.Clone(good), f32Tensor(tensorKeyPrefix+q+".lora_magnitude_vector", []int{64}, 0)), nil, "DoRA"},
-		{"adapter name in key", okCfg, []safetensors.Tensor{f32Tensor(tensorKeyPrefix+q+".lora_A.default.weight", []int{4, 64}, 0)}, nil, "adapter name"},
+		{"dora magnitude", okCfg, append(slices.Clone(good), f32Tensor(TensorKeyPrefix+q+".lora_magnitude_vector", []int{64}, 0)), nil, "DoRA"},
+		{"adapter name in key", okCfg, []safetensors.Tensor{f32Tensor(TensorKeyPrefix+q+".lora_A.default.weight", []int{4, 64}, 0)}, nil, "adapter name"},
 		{"A without B", okCfg, good[:1], nil, "no lora_B"},
-		{"rank disagreement", okCfg, []safetensors.Tensor{good[0], f32Tensor(tensorKeyPrefix+q+".lora_B.weight", []int{64, 3}, 0)}, nil, "lora_A is [4 64]"},
-		{"nan", okCfg, []safetensors.Tensor{good[0], f32Tensor(tensorKeyPrefix+q+".lora_B.weight", []int{64, 4}, float32(math.NaN()))}, nil, "NaN"},
-		{"int tensor", okCfg, []safetensors.Tensor{good[0], {Name: tensorKeyPrefix + q + ".lora_B.weight", DType: safetensors.I32, Shape: []int{64, 4}, Data: make([]byte, 4*256)}}, nil, "must be F32, F16, BF16 or F64"},
+		{"rank disagreement", okCfg, []safetensors.Tensor{good[0], f32Tensor(TensorKeyPrefix+q+".lora_B.weight", []int{64, 3}, 0)}, nil, "lora_A is [4 64]"},
+		{"nan", okCfg, []safetensors.Tensor{good[0], f32Tensor(TensorKeyPrefix+q+".lora_B.weight", []int{64, 4}, float32(math.NaN()))}, nil, "NaN"},
+		{"int tensor", okCfg, []safetensors.Tensor{good[0], {Name: TensorKeyPrefix + q + ".lora_B.weight", DType: safetensors.I32, Shape: []int{64, 4}, Data: make([]byte, 4*256)}}, nil, "must be F32, F16, BF16 or F64"},
 		{"no tensors", okCfg, []safetensors.Tensor{}, nil, "no LoRA tensors"},
-		// Validation against the base model.
-		{"layer count", okCfg, loraPair("model.layers.2.self_attn.q_proj", 4, 64, 64), nil, "layer 2, but the base model has 2 layers"},
-		{"unknown module", `{"r": 4}`, loraPair("model.layers.0.self_attn.rotary_proj", 4, 64, 64), nil, "not a projection of a Llama model"},
-		{"lm_head", `{"r": 4}`, loraPair("lm_head", 4, 64, 1024), nil, "not a projection"},
-		{"wrong in", okCfg, loraPair(q, 4, 32, 64), nil, "maps 32 to 64 features, but the base projection maps 64 to 64"},
-		{"wrong out", okCfg, loraPair("model.layers.1.self_attn.k_proj", 4, 64, 64), nil, "maps 64 to 64 features, but the base projection maps 64 to 32"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -368,24 +354,11 @@ func TestLoadRefusals(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(dir)
 			}
-			a, err := Load(dir)
-			if err == nil {
-				err = a.Validate(base)
-			}
+			_, err := Load(dir)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestCheckRank(t *testing.T) {
-	a := randomAdapter(tinyConfig(t), 16, 16, 1, 0.1, []string{"self_attn.q_proj"})
-	if err := a.CheckRank(16); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.CheckRank(8); err == nil || !strings.Contains(err.Error(), "rank 16, above the maximum LoRA rank 8") {
-		t.Fatalf("rank 16 with max 8: %v", err)
 	}
 }
 
@@ -421,12 +394,12 @@ func TestLoadToleratesAndConverts(t *testing.T) {
 		wantB []float32
 	}{
 		{"f16-bf16",
-			safetensors.Tensor{Name: tensorKeyPrefix + q + ".lora_A.weight", DType: safetensors.F16, Shape: []int{2, 64}, Data: enc16(a16, 128)},
-			safetensors.Tensor{Name: tensorKeyPrefix + q + ".lora_B.weight", DType: safetensors.BF16, Shape: []int{64, 2}, Data: enc16(b16, 128)},
+			safetensors.Tensor{Name: TensorKeyPrefix + q + ".lora_A.weight", DType: safetensors.F16, Shape: []int{2, 64}, Data: enc16(a16, 128)},
+			safetensors.Tensor{Name: TensorKeyPrefix + q + ".lora_B.weight", DType: safetensors.BF16, Shape: []int{64, 2}, Data: enc16(b16, 128)},
 			[]float32{1, -2, 0.5, float32(math.Ldexp(1, -24))}, []float32{1, -3, 0.25, float32(math.Ldexp(1, -133))}},
 		{"f64",
-			safetensors.Tensor{Name: tensorKeyPrefix + q + ".lora_A.weight", DType: safetensors.F64, Shape: []int{2, 64}, Data: f64(0.125, 128)},
-			safetensors.Tensor{Name: tensorKeyPrefix + q + ".lora_B.weight", DType: safetensors.F64, Shape: []int{64, 2}, Data: f64(-1.5, 128)},
+			safetensors.Tensor{Name: TensorKeyPrefix + q + ".lora_A.weight", DType: safetensors.F64, Shape: []int{2, 64}, Data: f64(0.125, 128)},
+			safetensors.Tensor{Name: TensorKeyPrefix + q + ".lora_B.weight", DType: safetensors.F64, Shape: []int{64, 2}, Data: f64(-1.5, 128)},
 			[]float32{0.125, 0.125, 0.125, 0.125}, []float32{-1.5, -1.5, -1.5, -1.5}},
 	} {
 		dir := filepath.Join(t.TempDir(), tc.name)

@@ -1,4 +1,10 @@
-package adapters
+// Package peft is the on-disk format of PEFT LoRA adapters: Load and Save
+// read and write an adapter directory (adapter_config.json and
+// adapter_model.safetensors) exactly as PEFT 0.15.2 lays it out
+// (peft/utils/save_and_load.py, tuners/lora/config.py). Save replaces the
+// directory whole, so a crash leaves the old adapter or the new one. It
+// knows nothing of the model an adapter is served or trained on.
+package peft
 
 import (
 	"encoding/binary"
@@ -14,7 +20,6 @@ import (
 	"strings"
 
 	"github.com/parrot-llm/parrot/internal/atomicfile"
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 )
 
@@ -52,26 +57,22 @@ func (a *Adapter) MaxRank() int {
 	return r
 }
 
-// Load reads a PEFT adapter directory: adapter_config.json and
-// adapter_model.safetensors (F32, F16, BF16 or F64 tensors). It checks the
-// tensor names (base_model.model.<module>.lora_A.weight / lora_B.weight),
-// their shapes, that A and B agree on the rank and that the rank is the one
-// the config gives the module. A pickled adapter_model.bin is refused: it
-// can run code when unpickled.
+// Load reads a PEFT adapter directory: adapter_config.json, checked by
+// ParseConfig, and adapter_model.safetensors (F32, F16, BF16 or F64
+// tensors), checked by Decode. A pickled adapter_model.bin is refused: it
+// can run code when unpickled. Errors name dir.
 func Load(dir string) (*Adapter, error) {
-	a, err := loadDir(dir)
+	a, err := load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
 	}
 	return a, nil
 }
 
-// loadDir is Load with errors that name no server path (the pool shows
-// them to API clients); their log detail has the paths.
-func loadDir(dir string) (*Adapter, error) {
-	data, err := readConfig(filepath.Join(dir, ConfigName))
+func load(dir string) (*Adapter, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ConfigName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &fileError{msg: "no " + ConfigName + " (not a PEFT adapter directory)", detail: logDetail(err), err: err}
+		return nil, fmt.Errorf("no %s (not a PEFT adapter directory)", ConfigName)
 	}
 	if err != nil {
 		return nil, err
@@ -82,18 +83,31 @@ func loadDir(dir string) (*Adapter, error) {
 	}
 	wpath := filepath.Join(dir, WeightsName)
 	if _, err := os.Stat(wpath); errors.Is(err, fs.ErrNotExist) {
-		if _, perr := os.Stat(filepath.Join(dir, PickleName)); perr == nil {
-			return nil, fmt.Errorf("only %s is present; parrot does not load pickled weights (unpickling can run code): "+
-				"convert it with safetensors.torch.save_file, or save the adapter with safe_serialization=True", PickleName)
+		if _, err := os.Stat(filepath.Join(dir, PickleName)); err == nil {
+			return nil, ErrPickled
 		}
-		return nil, missing(WeightsName)
+		return nil, fmt.Errorf("no %s", WeightsName)
 	}
 	f, err := safetensors.Open(wpath)
 	if err != nil {
-		return nil, &fileError{msg: "corrupt or unreadable weights: " + safetensorsReason(err), detail: err.Error(), err: err}
+		return nil, fmt.Errorf("corrupt or unreadable weights: %w", err)
 	}
 	defer f.Close()
-	a, err := readMapped(f, &cfg)
+	return Decode(cfg, f)
+}
+
+// ErrPickled refuses an adapter directory that has only the legacy
+// torch.save weights.
+var ErrPickled = errors.New("only " + PickleName + " is present; parrot does not load pickled weights (unpickling can run code): " +
+	"convert it with safetensors.torch.save_file, or save the adapter with safe_serialization=True")
+
+// Decode pairs the LoRA tensors of an opened adapter_model.safetensors into
+// the adapter cfg describes. It checks the tensor names
+// (base_model.model.<module>.lora_A.weight / lora_B.weight), their shapes,
+// that A and B agree on the rank and that the rank is the one cfg gives the
+// module. Its errors name the weights file but no path.
+func Decode(cfg Config, weights *safetensors.File) (*Adapter, error) {
+	a, err := readMapped(weights, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", WeightsName, err)
 	}
@@ -102,8 +116,8 @@ func loadDir(dir string) (*Adapter, error) {
 
 // readMapped is readModules on a memory-mapped file. A tool that truncates
 // the file while it is read (cp over it) makes the access fault (SIGBUS),
-// which would end the server; with SetPanicOnFault, meant for mapped files,
-// the fault is a panic recovered here as an error.
+// which would end the process; with SetPanicOnFault, meant for mapped
+// files, the fault is a panic recovered here as an error.
 func readMapped(f *safetensors.File, cfg *Config) (a *Adapter, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -111,24 +125,10 @@ func readMapped(f *safetensors.File, cfg *Config) (a *Adapter, err error) {
 			if _, fault := r.(interface{ Addr() uintptr }); !fault {
 				panic(r) // a bug, not the file
 			}
-			a, err = nil, incomplete("the file shrank while it was read")
+			a, err = nil, errors.New("the file shrank while it was read")
 		}
 	}()
 	return readModules(f, cfg)
-}
-
-// safetensorsReason is an error of safetensors.Open without the file's
-// path: the os error's reason, or what the parser found wrong (Open wraps
-// it as "safetensors: <path>: <reason>").
-func safetensorsReason(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return WeightsName + ": " + pe.Err.Error()
-	}
-	if inner := errors.Unwrap(err); inner != nil {
-		return inner.Error()
-	}
-	return err.Error()
 }
 
 // readModules pairs the lora_A/lora_B tensors of f into modules.
@@ -138,7 +138,7 @@ func readModules(f *safetensors.File, cfg *Config) (*Adapter, error) {
 	pairs := map[string]*pair{}
 	for _, name := range f.Names() {
 		t, _ := f.Tensor(name)
-		module, isA, err := parseTensorName(name)
+		module, isA, err := SplitTensorName(name)
 		if err != nil {
 			return nil, err
 		}
@@ -191,13 +191,14 @@ func readModules(f *safetensors.File, cfg *Config) (*Adapter, error) {
 	return a, nil
 }
 
-// parseTensorName splits a PEFT key into its module and which matrix it is.
-func parseTensorName(name string) (module string, isA bool, err error) {
-	rest, ok := strings.CutPrefix(name, tensorKeyPrefix)
+// SplitTensorName splits a PEFT tensor name into its module and which
+// matrix it is (lora_A or lora_B); the error says what else the name is.
+func SplitTensorName(name string) (module string, isA bool, err error) {
+	rest, ok := strings.CutPrefix(name, TensorKeyPrefix)
 	var hint string
 	switch {
 	case !ok:
-		hint = "PEFT keys start with " + tensorKeyPrefix
+		hint = "PEFT keys start with " + TensorKeyPrefix
 	case strings.HasSuffix(rest, ".lora_A.weight"):
 		return strings.TrimSuffix(rest, ".lora_A.weight"), true, nil
 	case strings.HasSuffix(rest, ".lora_B.weight"):
@@ -275,8 +276,8 @@ func Save(dir string, a *Adapter) error {
 			return fmt.Errorf("save adapter: module %s has rank %d but the config gives it r=%d (set R or RankPattern)", name, m.Rank, a.Config.Rank(name))
 		}
 		tensors = append(tensors,
-			safetensors.Tensor{Name: tensorKeyPrefix + name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{m.Rank, m.In}, Data: f32Bytes(m.A)},
-			safetensors.Tensor{Name: tensorKeyPrefix + name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{m.Out, m.Rank}, Data: f32Bytes(m.B)})
+			safetensors.Tensor{Name: TensorKeyPrefix + name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{m.Rank, m.In}, Data: f32Bytes(m.A)},
+			safetensors.Tensor{Name: TensorKeyPrefix + name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{m.Out, m.Rank}, Data: f32Bytes(m.B)})
 	}
 	cfg, err := a.Config.marshal()
 	if err != nil {
@@ -306,92 +307,4 @@ func f32Bytes(v []float32) []byte {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
 	return b
-}
-
-// projectionShape returns [out, in] of a projection of the base model.
-func projectionShape(c *runtime.Config, proj string) (out, in int, ok bool) {
-	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-	switch proj {
-	case "self_attn.q_proj":
-		return q, c.Hidden, true
-	case "self_attn.k_proj", "self_attn.v_proj":
-		return kv, c.Hidden, true
-	case "self_attn.o_proj":
-		return c.Hidden, q, true
-	case "mlp.gate_proj", "mlp.up_proj":
-		return c.Intermediate, c.Hidden, true
-	case "mlp.down_proj":
-		return c.Hidden, c.Intermediate, true
-	}
-	return 0, 0, false
-}
-
-// splitModule parses "model.layers.<i>.<projection>".
-func splitModule(name string) (layer int, proj string, ok bool) {
-	rest, ok := strings.CutPrefix(name, "model.layers.")
-	if !ok {
-		return 0, "", false
-	}
-	idx, proj, ok := strings.Cut(rest, ".")
-	if !ok {
-		return 0, "", false
-	}
-	layer, err := strconv.Atoi(idx)
-	if err != nil || layer < 0 || strconv.Itoa(layer) != idx || !slices.Contains(runtime.ProjectionNames, proj) {
-		return 0, "", false
-	}
-	return layer, proj, true
-}
-
-// Validate checks a against the base model: every module must be one of its
-// projections (model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}),
-// in a layer the base has, with the base's in/out features.
-func (a *Adapter) Validate(base *runtime.Config) error {
-	if len(a.Modules) == 0 {
-		return errors.New("adapter has no modules")
-	}
-	for _, name := range a.Names() {
-		m := a.Modules[name]
-		layer, proj, ok := splitModule(name)
-		if !ok {
-			return fmt.Errorf("module %s is not a projection of a Llama model (model.layers.N.{self_attn.{q,k,v,o}_proj,mlp.{gate,up,down}_proj})", name)
-		}
-		if layer >= base.Layers {
-			return fmt.Errorf("module %s is in layer %d, but the base model has %d layers: the adapter was trained for another model", name, layer, base.Layers)
-		}
-		out, in, _ := projectionShape(base, proj)
-		if m.In != in || m.Out != out {
-			return fmt.Errorf("module %s maps %d to %d features, but the base projection maps %d to %d: the adapter was trained for another model",
-				name, m.In, m.Out, in, out)
-		}
-		if m.Rank <= 0 || len(m.A) != m.Rank*m.In || len(m.B) != m.Out*m.Rank {
-			return fmt.Errorf("module %s: rank %d with %d A and %d B values", name, m.Rank, len(m.A), len(m.B))
-		}
-	}
-	return nil
-}
-
-// CheckRank refuses an adapter with a module of rank above maxRank (the
-// slots' padded rank, --max-lora-rank).
-func (a *Adapter) CheckRank(maxRank int) error {
-	for _, name := range a.Names() {
-		if r := a.Modules[name].Rank; r > maxRank {
-			return fmt.Errorf("module %s has rank %d, above the maximum LoRA rank %d (raise --max-lora-rank)", name, r, maxRank)
-		}
-	}
-	return nil
-}
-
-// install writes a into slot of the model's LoRA slots, zeroing the
-// projections a does not adapt. The slot must not be held by any sequence.
-func (a *Adapter) install(ls *runtime.LoRASlots, slot int) error {
-	ls.Clear(slot)
-	for _, name := range a.Names() {
-		m := a.Modules[name]
-		if err := ls.Set(slot, name, m.A, m.B, m.Rank, a.Config.Scale(name)); err != nil {
-			ls.Clear(slot)
-			return err
-		}
-	}
-	return nil
 }

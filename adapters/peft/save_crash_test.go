@@ -1,6 +1,6 @@
 //go:build unix
 
-package adapters
+package peft
 
 import (
 	"errors"
@@ -32,8 +32,7 @@ func equalAdapters(a, b *Adapter) bool {
 
 // The adapters of TestSaveCrash: the child process draws the same new one.
 func crashAdapters(t *testing.T) (old, new *Adapter) {
-	base := tinyConfig(t)
-	return randomAdapter(base, 8, 16, 1, 0.2, nil), randomAdapter(base, 16, 32, 2, 0.2, nil)
+	return randomAdapter(8, 16, 1, 0.2, nil), randomAdapter(16, 32, 2, 0.2, nil)
 }
 
 // What finetune keeps in its output directory beside the adapter.

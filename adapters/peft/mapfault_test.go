@@ -1,6 +1,6 @@
 //go:build unix
 
-package adapters
+package peft
 
 import (
 	"os"
@@ -12,11 +12,11 @@ import (
 )
 
 // Weights truncated while they are read through the file mapping (a cp
-// over the file while the pool loads it) fault with SIGBUS; that is an
-// error of the read, not the end of the server.
+// over the file while a server loads it) fault with SIGBUS; that is an
+// error of the read, not the end of the process.
 func TestReadSurvivesTruncatedMapping(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a")
-	a := randomAdapter(tinyConfig(t), 8, 16, 1, 0.2, nil)
+	a := randomAdapter(8, 16, 1, 0.2, nil)
 	saveAdapter(t, dir, a)
 	f, err := safetensors.Open(filepath.Join(dir, WeightsName))
 	if err != nil {

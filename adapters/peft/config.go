@@ -1,4 +1,4 @@
-package adapters
+package peft
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ const (
 	ConfigName      = "adapter_config.json"
 	WeightsName     = "adapter_model.safetensors"
 	PickleName      = "adapter_model.bin" // legacy torch.save format; refused
-	tensorKeyPrefix = "base_model.model."
+	TensorKeyPrefix = "base_model.model." // of every tensor name (peft/utils/save_and_load.py)
 )
 
 // Config is an adapter_config.json (PEFT LoraConfig). Only the fields that
@@ -283,7 +283,8 @@ func ParseConfig(data []byte) (Config, error) {
 }
 
 // peftFields is the field set PEFT 0.15.2 writes for a LoraConfig, with its
-// defaults (data/adapter_config.example.peft0.15.2.json in the spec).
+// defaults (tuners/lora/config.py LoraConfig; testdata/adapter_config.example.peft0.15.2.json
+// is one such file).
 func peftFields() map[string]any {
 	return map[string]any{
 		"alpha_pattern": map[string]any{}, "auto_mapping": nil, "base_model_name_or_path": nil,
