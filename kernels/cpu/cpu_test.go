@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
@@ -261,3 +262,38 @@ func TestConcurrentCallers(t *testing.T) {
 		}
 	}
 }
+
+// panicJob panics on one item, whichever goroutine runs it.
+type panicJob struct{ at int }
+
+func (j panicJob) run(_, lo, hi int) {
+	if lo <= j.at && j.at < hi {
+		panic("kernel bug")
+	}
+}
+
+// A panic on a helper goroutine reaches the caller of parallel (where the
+// engine recovers it), and the pool keeps working afterwards.
+func TestPoolPanicReachesTheCaller(t *testing.T) {
+	p := newPool(3)
+	defer p.close()
+	for _, at := range []int{0, 99, 500, 999} {
+		func() {
+			defer func() {
+				if r := recover(); r != "kernel bug" {
+					t.Errorf("item %d: recovered %v, want the kernel's panic", at, r)
+				}
+			}()
+			p.parallel(panicJob{at}, 1000, 10)
+		}()
+	}
+	var sum atomic.Int64
+	p.parallel(countJob{&sum}, 1000, 10)
+	if sum.Load() != 1000 {
+		t.Errorf("after the panics the pool ran %d of 1000 items", sum.Load())
+	}
+}
+
+type countJob struct{ n *atomic.Int64 }
+
+func (j countJob) run(_, lo, hi int) { j.n.Add(int64(hi - lo)) }

@@ -26,6 +26,12 @@ type pool struct {
 	n     int
 	grain int
 	next  atomic.Int64
+
+	// The first panic of the current job, from any goroutine: parallel
+	// re-raises it on the caller, so a kernel bug reaches the caller's
+	// recover instead of killing the process from a helper goroutine.
+	mu       sync.Mutex
+	panicked any
 }
 
 func newPool(helpers int) *pool {
@@ -39,9 +45,24 @@ func newPool(helpers int) *pool {
 
 func (p *pool) loop(w int, wake <-chan struct{}) {
 	for range wake {
-		p.drain(w)
+		p.safeDrain(w)
 		p.done.Done()
 	}
+}
+
+// safeDrain drains, recording a panic instead of letting it unwind.
+func (p *pool) safeDrain(w int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.mu.Lock()
+			if p.panicked == nil {
+				p.panicked = r
+			}
+			p.mu.Unlock()
+			p.next.Store(int64(p.n)) // the others stop taking items
+		}
+	}()
+	p.drain(w)
 }
 
 // workers is the number of goroutines that may run a job's items at once.
@@ -68,9 +89,13 @@ func (p *pool) parallel(j job, n, grain int) {
 	for i := 0; i < helpers; i++ {
 		p.wake[i] <- struct{}{}
 	}
-	p.drain(0)
+	p.safeDrain(0)
 	p.done.Wait()
 	p.job = nil
+	if r := p.panicked; r != nil {
+		p.panicked = nil
+		panic(r)
+	}
 }
 
 func (p *pool) drain(w int) {
