@@ -9,8 +9,8 @@ import (
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/kvpool"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
@@ -32,15 +32,15 @@ func randomNF4(noise []byte, rows, cols int) *kernels.NF4Matrix {
 }
 
 // randomModel builds a model of the given shape in memory, with NF4
-// projections and a tied float32 embedding, as runtime.Load would hold a
+// projections and a tied float32 embedding, as llama.Load would hold a
 // bnb-4bit checkpoint (no file is read or written).
-func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *runtime.Model {
+func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *llama.Model {
 	b.Helper()
 	data, err := json.Marshal(testmodel.Config(o))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := runtime.ParseConfig(data)
+	cfg, err := llama.ParseConfig(data)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,17 +60,17 @@ func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *runtime
 	for i := range embed.Data {
 		embed.Data[i] = (float32(noise[i%len(noise)]) - 127.5) / 2550 // ±0.05
 	}
-	w := &runtime.Weights{Embed: embed, LMHead: embed, Norm: ones(cfg.Hidden), Layers: make([]runtime.Layer, cfg.Layers)}
+	w := &llama.Weights{Embed: embed, LMHead: embed, Norm: ones(cfg.Hidden), Layers: make([]llama.Layer, cfg.Layers)}
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		l.AttnNorm, l.MLPNorm = ones(cfg.Hidden), ones(cfg.Hidden)
-		dst := []**runtime.Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
-		for j, p := range runtime.ProjectionNames {
+		dst := []**llama.Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
+		for j, p := range llama.ProjectionNames {
 			out, in, _ := projectionShape(cfg, p)
-			*dst[j] = &runtime.Linear{Name: fmt.Sprintf("model.layers.%d.%s", i, p), In: in, Out: out, W: randomNF4(noise, out, in)}
+			*dst[j] = &llama.Linear{Name: fmt.Sprintf("model.layers.%d.%s", i, p), In: in, Out: out, W: randomNF4(noise, out, in)}
 		}
 	}
-	m, err := runtime.NewModel(cfg, w, be)
+	m, err := llama.NewModel(cfg, w, be)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 	b.Logf("%d adapters resident: %.0f MB of LoRA slots", streams, float64(SlotBytes(m, rank)*streams)/1e6)
 
 	type phase struct {
-		caches []*runtime.KVCache
+		caches []*llama.KVCache
 		slots  []int32
 		last   []int32
 		spent  time.Duration
@@ -111,7 +111,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 		for s := range streams {
-			p.caches = append(p.caches, runtime.NewSeqCache(pool, ctxLen))
+			p.caches = append(p.caches, llama.NewSeqCache(pool, ctxLen))
 			slot := int32(-1)
 			if withAdapters {
 				slot = int32(s)
@@ -121,7 +121,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 		}
 		return p
 	}
-	var batch runtime.Batch
+	var batch llama.Batch
 	step := func(p *phase) {
 		if p.caches[0].Len() == ctxLen {
 			for _, c := range p.caches {

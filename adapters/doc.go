@@ -31,6 +31,6 @@
 //	w := adapters.Watch(reg, adapters.WatchOptions{})    // defer w.Close()
 //	m := adapters.NewMetrics(adapters.MetricsOptions{VLLMCompat: true}); m.Register(promRegistry)
 //	pool, _ := adapters.NewPool(loaded.Model, maxLoras, maxLoRARank, budget, reg, adapters.PoolOptions{Metrics: m})
-//	engine := runtime.NewEngine(loaded, opts)           // after NewPool: it enables LoRA on the model
-//	gen := &adapters.Generator{Engine: engine, Pool: pool, Name: "pirate-lora"}
+//	eng, _ := engine.NewEngine(loaded, opts)            // after NewPool: it enables LoRA on the model
+//	gen := &adapters.Generator{Engine: eng, Pool: pool, Name: "pirate-lora"}
 package adapters

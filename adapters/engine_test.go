@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
@@ -42,7 +42,7 @@ func holdReaders() (<-chan struct{}, func()) {
 	return c, sync.OnceFunc(func() { close(c) })
 }
 
-func startStream(t *testing.T, hold <-chan struct{}, submit func() (<-chan runtime.Event, error)) *stream {
+func startStream(t *testing.T, hold <-chan struct{}, submit func() (<-chan engine.Event, error)) *stream {
 	t.Helper()
 	ch, err := submit()
 	if err != nil {
@@ -53,7 +53,7 @@ func startStream(t *testing.T, hold <-chan struct{}, submit func() (<-chan runti
 		defer close(s.done)
 		for ev := range ch {
 			if ev.Done {
-				if ev.Err != nil || ev.FinishReason != runtime.FinishLength {
+				if ev.Err != nil || ev.FinishReason != engine.FinishLength {
 					s.err = fmt.Errorf("stream ended with %q, %v", ev.FinishReason, ev.Err)
 				}
 				continue
@@ -85,18 +85,18 @@ func prompts() [][]int32 {
 	return ps
 }
 
-func request(p []int32) runtime.Request {
-	return runtime.Request{PromptTokens: p, MaxTokens: streamTokens, IgnoreEOS: true, Sampling: greedy}
+func request(p []int32) engine.Request {
+	return engine.Request{PromptTokens: p, MaxTokens: streamTokens, IgnoreEOS: true, Sampling: greedy}
 }
 
 // solo runs each prompt alone through submit.
-func solo(t *testing.T, submit func(runtime.Request) (<-chan runtime.Event, error)) [][]int32 {
+func solo(t *testing.T, submit func(engine.Request) (<-chan engine.Event, error)) [][]int32 {
 	t.Helper()
 	var out [][]int32
 	free, release := holdReaders()
 	release()
 	for _, p := range prompts() {
-		out = append(out, startStream(t, free, func() (<-chan runtime.Event, error) { return submit(request(p)) }).wait(t))
+		out = append(out, startStream(t, free, func() (<-chan engine.Event, error) { return submit(request(p)) }).wait(t))
 	}
 	return out
 }
@@ -135,11 +135,11 @@ func (p *Pool) slotsChanged() <-chan struct{} {
 func TestHotReloadUnder16Streams(t *testing.T) {
 	// Base references from a model that never had adapters.
 	plain := loadStories(t)
-	pe, err := runtime.NewEngine(plain, runtime.EngineOptions{MaxRunning: 1})
+	pe, err := engine.NewEngine(plain, engine.Options{MaxRunning: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	baseRef := solo(t, func(r runtime.Request) (<-chan runtime.Event, error) { return pe.Submit(context.Background(), r) })
+	baseRef := solo(t, func(r engine.Request) (<-chan engine.Event, error) { return pe.Submit(context.Background(), r) })
 	pe.Close(context.Background())
 
 	root := t.TempDir()
@@ -149,15 +149,15 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	v2 := randomAdapter(base, 4, 8, 12, 0.3, []string{"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"})
 	saveAdapter(t, dir, v1)
 	tp := newTestPool(t, root, 2, 8)
-	e, err := runtime.NewEngine(tp.model, runtime.EngineOptions{MaxRunning: 64})
+	e, err := engine.NewEngine(tp.model, engine.Options{MaxRunning: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
 	gen := &Generator{Engine: e, Pool: tp.Pool, Name: "pirate"}
 	ctx := context.Background()
-	viaAdapter := func(r runtime.Request) (<-chan runtime.Event, error) { return gen.Submit(ctx, r) }
-	viaBase := func(r runtime.Request) (<-chan runtime.Event, error) { return e.Submit(ctx, r) }
+	viaAdapter := func(r engine.Request) (<-chan engine.Event, error) { return gen.Submit(ctx, r) }
+	viaBase := func(r engine.Request) (<-chan engine.Event, error) { return e.Submit(ctx, r) }
 	reg := tp.Registry()
 
 	v1Ref := solo(t, viaAdapter)
@@ -173,10 +173,10 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	defer release() // before Close, should the test fail while the readers are held
 	var old, bases []*stream
 	for _, p := range prompts() {
-		old = append(old, startStream(t, hold, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
+		old = append(old, startStream(t, hold, func() (<-chan engine.Event, error) { return viaAdapter(request(p)) }))
 	}
 	for _, p := range prompts()[:4] {
-		bases = append(bases, startStream(t, hold, func() (<-chan runtime.Event, error) { return viaBase(request(p)) }))
+		bases = append(bases, startStream(t, hold, func() (<-chan engine.Event, error) { return viaBase(request(p)) }))
 	}
 	for _, s := range append(slices.Clone(old), bases...) {
 		<-s.started
@@ -187,7 +187,7 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 
 	var fresh []*stream
 	for _, p := range prompts() {
-		fresh = append(fresh, startStream(t, hold, func() (<-chan runtime.Event, error) { return viaAdapter(request(p)) }))
+		fresh = append(fresh, startStream(t, hold, func() (<-chan engine.Event, error) { return viaAdapter(request(p)) }))
 	}
 	for _, s := range fresh { // admitted: the scheduler gave them v2's slot
 		<-s.started
@@ -231,7 +231,7 @@ func TestHotReloadUnder16Streams(t *testing.T) {
 	// Removed: unknown to new requests, unloaded once idle.
 	hold, release = holdReaders()
 	defer release()
-	held := startStream(t, hold, func() (<-chan runtime.Event, error) { return viaAdapter(request(prompts()[0])) })
+	held := startStream(t, hold, func() (<-chan engine.Event, error) { return viaAdapter(request(prompts()[0])) })
 	<-held.started
 	removeAll(t, dir)
 	until(t, "removal", reg.Changed, func() bool { return !reg.Has("pirate") })

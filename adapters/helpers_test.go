@@ -7,20 +7,20 @@ import (
 	"testing"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
 const storiesDir = "../testdata/stories260K"
 
 // tinyConfig is the architecture of testmodel.Tiny (hidden 64, 2 layers).
-func tinyConfig(t testing.TB) *runtime.Config {
+func tinyConfig(t testing.TB) *llama.Config {
 	t.Helper()
 	data, err := json.Marshal(testmodel.Config(testmodel.Tiny()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := runtime.ParseConfig(data)
+	c, err := llama.ParseConfig(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +29,9 @@ func tinyConfig(t testing.TB) *runtime.Config {
 
 // randomAdapter draws a rank-r adapter on the given projections (nil = all
 // seven) of every layer of base: A and B uniform in ±amp.
-func randomAdapter(base *runtime.Config, rank int, alpha float64, seed uint64, amp float32, projections []string) *peft.Adapter {
+func randomAdapter(base *llama.Config, rank int, alpha float64, seed uint64, amp float32, projections []string) *peft.Adapter {
 	if projections == nil {
-		projections = runtime.ProjectionNames
+		projections = llama.ProjectionNames
 	}
 	rng := rand.New(rand.NewPCG(seed, 7))
 	cfg := peft.NewConfig(rank, alpha)

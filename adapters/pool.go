@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
-// busyError is ErrBusy. It also matches runtime.ErrOverloaded, so a server
+// busyError is ErrBusy. It also matches engine.ErrOverloaded, so a server
 // answers a full pool as it answers a full engine queue (try again later).
 type busyError struct{ msg string }
 
 func (e *busyError) Error() string        { return e.msg }
-func (e *busyError) Is(target error) bool { return target == runtime.ErrOverloaded }
+func (e *busyError) Is(target error) bool { return target == engine.ErrOverloaded }
 
 var (
 	// ErrBusy: every slot stayed held by running requests until the
@@ -45,8 +46,8 @@ type PoolOptions struct {
 // holding the old version keep it, new ones get the new version in another
 // slot, and the old slot is freed once idle.
 type Pool struct {
-	ls      *runtime.LoRASlots
-	base    *runtime.Config
+	ls      *llama.LoRASlots
+	base    *llama.Config
 	reg     *Registry
 	maxWait time.Duration
 	metrics *Metrics
@@ -82,7 +83,7 @@ func loadKey(name, version string) string { return name + "\x00" + version }
 
 // SlotBytes is the memory one LoRA slot of rank maxRank takes on model: A
 // and B of every projection, float32.
-func SlotBytes(model *runtime.Model, maxRank int) int64 {
+func SlotBytes(model *llama.Model, maxRank int) int64 {
 	var n int64
 	for i := range model.Weights.Layers {
 		for _, l := range model.Weights.Layers[i].Projections() {
@@ -95,7 +96,7 @@ func SlotBytes(model *runtime.Model, maxRank int) int64 {
 // NewPool enables LoRA on model with slots slots of rank up to maxRank
 // (fewer if memoryBudgetBytes > 0 cannot hold them all) and serves the
 // adapters of reg from them. Call it before serving: it allocates the slots.
-func NewPool(model *runtime.Model, slots, maxRank int, memoryBudgetBytes int64, reg *Registry, opts PoolOptions) (*Pool, error) {
+func NewPool(model *llama.Model, slots, maxRank int, memoryBudgetBytes int64, reg *Registry, opts PoolOptions) (*Pool, error) {
 	if reg == nil {
 		return nil, errors.New("adapter pool: nil registry")
 	}
@@ -142,7 +143,7 @@ func (p *Pool) Registry() *Registry { return p.reg }
 
 // Claim is a request's hold on one version of an adapter: resolved, read
 // and validated when the request arrives, but given a slot only when the
-// engine admits the request (runtime.AdapterClaim), so that queued requests
+// engine admits the request (engine.AdapterClaim), so that queued requests
 // hold no slot. The engine gives the slot back when the request ends or is
 // preempted.
 type Claim struct {
@@ -161,7 +162,7 @@ type hostCopy struct {
 	refs int // claims and slots using it
 }
 
-var _ runtime.AdapterClaim = (*Claim)(nil)
+var _ engine.AdapterClaim = (*Claim)(nil)
 
 func (c *Claim) Name() string { return c.name }
 

@@ -15,14 +15,15 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
-func loadStories(t testing.TB) *runtime.Loaded {
+func loadStories(t testing.TB) *llama.Loaded {
 	t.Helper()
 	be := cpu.New(2)
 	t.Cleanup(be.Close)
-	l, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: be})
+	l, err := llama.Load(storiesDir, llama.LoadOptions{Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func loadStories(t testing.TB) *runtime.Loaded {
 // testPool serves the adapters under root from a fresh stories260K model.
 type testPool struct {
 	*Pool
-	model   *runtime.Loaded
+	model   *llama.Loaded
 	metrics *Metrics
 	prom    *prometheus.Registry
 	watcher *Watcher
@@ -201,7 +202,7 @@ func TestPoolLazyLoadLRUAndRefcounts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err := tp.Acquire(ctx, "a")
 	cancel()
-	if !errors.Is(err, ErrBusy) || !errors.Is(err, runtime.ErrOverloaded) {
+	if !errors.Is(err, ErrBusy) || !errors.Is(err, engine.ErrOverloaded) {
 		t.Fatalf("acquire with every slot held: %v, want ErrBusy", err)
 	}
 	tp.holds(t, 0, ads["c"])
@@ -491,7 +492,7 @@ func TestPoolWaitsForChangedFilesToSettle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err = p.Acquire(ctx, "s")
 	cancel()
-	if !errors.Is(err, runtime.ErrOverloaded) || !strings.Contains(err.Error(), "being updated") {
+	if !errors.Is(err, engine.ErrOverloaded) || !strings.Contains(err.Error(), "being updated") {
 		t.Fatalf("acquire of unsettled files: %v", err)
 	}
 	go func() {

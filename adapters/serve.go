@@ -7,14 +7,15 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // Generator serves one adapter on the base model's engine: each request
 // holds a lease on the adapter's current version from Submit until the
 // engine finishes it. It has the method set of openai.Generator.
 type Generator struct {
-	Engine *runtime.Engine
+	Engine *engine.Engine
 	Pool   *Pool
 	Name   string // the adapter
 }
@@ -23,8 +24,8 @@ type Generator struct {
 // other request has it), sets the claim as req.Adapter and queues the
 // request on the engine, whose scheduler gives it a slot when it admits it.
 // Errors besides the engine's: ErrNotFound, *RefusedError, or a busy error
-// (matching runtime.ErrOverloaded) when the adapter's files stay in flux.
-func (g *Generator) Submit(ctx context.Context, req runtime.Request) (<-chan runtime.Event, error) {
+// (matching engine.ErrOverloaded) when the adapter's files stay in flux.
+func (g *Generator) Submit(ctx context.Context, req engine.Request) (<-chan engine.Event, error) {
 	c, err := g.Pool.Claim(ctx, g.Name)
 	if err != nil {
 		return nil, err
@@ -40,7 +41,7 @@ func (g *Generator) Submit(ctx context.Context, req runtime.Request) (<-chan run
 	}
 	m.Request(g.Name)
 	// Count the tokens from the final event on the way through.
-	out := make(chan runtime.Event, cap(events))
+	out := make(chan engine.Event, cap(events))
 	go func() {
 		defer close(out)
 		for ev := range events {
@@ -57,9 +58,9 @@ func (g *Generator) Submit(ctx context.Context, req runtime.Request) (<-chan run
 }
 
 // Tokenize, MaxModelLen and Loaded are the base engine's.
-func (g *Generator) Tokenize(req *runtime.Request) ([]int32, error) { return g.Engine.Tokenize(req) }
-func (g *Generator) MaxModelLen() int                               { return g.Engine.MaxModelLen() }
-func (g *Generator) Loaded() *runtime.Loaded                        { return g.Engine.Loaded() }
+func (g *Generator) Tokenize(req *engine.Request) ([]int32, error) { return g.Engine.Tokenize(req) }
+func (g *Generator) MaxModelLen() int                              { return g.Engine.MaxModelLen() }
+func (g *Generator) Loaded() *llama.Loaded                         { return g.Engine.Loaded() }
 
 // ParseLoRASpec splits a --lora flag value "name=path".
 func ParseLoRASpec(spec string) (name, path string, err error) {

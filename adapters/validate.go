@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // projectionShape returns [out, in] of a projection of the base model.
-func projectionShape(c *runtime.Config, proj string) (out, in int, ok bool) {
+func projectionShape(c *llama.Config, proj string) (out, in int, ok bool) {
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	switch proj {
 	case "self_attn.q_proj":
@@ -40,7 +40,7 @@ func splitModule(name string) (layer int, proj string, ok bool) {
 		return 0, "", false
 	}
 	layer, err := strconv.Atoi(idx)
-	if err != nil || layer < 0 || strconv.Itoa(layer) != idx || !slices.Contains(runtime.ProjectionNames, proj) {
+	if err != nil || layer < 0 || strconv.Itoa(layer) != idx || !slices.Contains(llama.ProjectionNames, proj) {
 		return 0, "", false
 	}
 	return layer, proj, true
@@ -49,7 +49,7 @@ func splitModule(name string) (layer int, proj string, ok bool) {
 // Validate checks a against the base model: every module must be one of its
 // projections (model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}),
 // in a layer the base has, with the base's in/out features.
-func Validate(a *peft.Adapter, base *runtime.Config) error {
+func Validate(a *peft.Adapter, base *llama.Config) error {
 	if len(a.Modules) == 0 {
 		return errors.New("adapter has no modules")
 	}
@@ -87,7 +87,7 @@ func checkRank(a *peft.Adapter, maxRank int) error {
 
 // install writes a into slot of the model's LoRA slots, zeroing the
 // projections a does not adapt. The slot must not be held by any sequence.
-func install(ls *runtime.LoRASlots, slot int, a *peft.Adapter) error {
+func install(ls *llama.LoRASlots, slot int, a *peft.Adapter) error {
 	ls.Clear(slot)
 	for _, name := range a.Names() {
 		m := a.Modules[name]

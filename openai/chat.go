@@ -9,8 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/grammar"
 )
 
@@ -74,8 +74,8 @@ func (s *Server) prepareChat(target Target, g generation, in chatInput) (*chatJo
 }
 
 // submit queues one sequence per choice, each with its own matcher.
-func (j *chatJob) submit(ctx context.Context) ([]<-chan runtime.Event, error) {
-	reqs := make([]runtime.Request, j.g.n)
+func (j *chatJob) submit(ctx context.Context) ([]<-chan engine.Event, error) {
+	reqs := make([]engine.Request, j.g.n)
 	for i := range reqs {
 		reqs[i] = j.g.choiceRequest(i, j.prompt)
 		if j.grammar != nil {
@@ -190,7 +190,7 @@ type choiceOutput struct {
 
 // collect runs every choice to its end. It returns nil outputs and a nil
 // error when the client went away.
-func (s *Server) collect(c echo.Context, job *chatJob, tok tokenText, chans []<-chan runtime.Event) ([]choiceOutput, *APIError) {
+func (s *Server) collect(c echo.Context, job *chatJob, tok tokenText, chans []<-chan engine.Event) ([]choiceOutput, *APIError) {
 	outs := make([]choiceOutput, len(chans))
 	for i, ch := range chans {
 		o := &outs[i]
@@ -220,7 +220,7 @@ func (s *Server) collect(c echo.Context, job *chatJob, tok tokenText, chans []<-
 			o.cachedTokens = ev.Usage.CachedTokens
 		}
 		o.text = text.String()
-		if job.tools.offered() && o.finish == runtime.FinishStop {
+		if job.tools.offered() && o.finish == engine.FinishStop {
 			if calls, ok := job.tools.parseToolCalls(o.text); ok {
 				o.calls, o.finish = calls, "tool_calls"
 			}
@@ -266,7 +266,7 @@ func (h *toolHold) push(text string) string {
 // end returns the calls the held text makes, or the held text (content).
 func (h *toolHold) end(finish string) (calls []toolCall, content string) {
 	held := h.held.String()
-	if held != "" && finish == runtime.FinishStop {
+	if held != "" && finish == engine.FinishStop {
 		if calls, ok := h.tools.parseToolCalls(held); ok {
 			return calls, ""
 		}
@@ -278,7 +278,7 @@ func (h *toolHold) end(finish string) (calls []toolCall, content string) {
 // a role chunk per choice, content chunks (or, for tool calls, a chunk
 // with each call's id and name, then its arguments), a finish chunk per
 // choice, then (if asked) a usage chunk with no choices, then [DONE].
-func (s *Server) streamChat(ctx context.Context, c echo.Context, resp *chatCompletion, job *chatJob, tok tokenText, chans []<-chan runtime.Event) {
+func (s *Server) streamChat(ctx context.Context, c echo.Context, resp *chatCompletion, job *chatJob, tok tokenText, chans []<-chan engine.Event) {
 	g := &job.g
 	w := startSSE(c)
 	chunk := func(choices ...chatChunkChoice) chatCompletionChunk {

@@ -11,8 +11,8 @@ import (
 
 	oai "github.com/openai/openai-go/v3"
 
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
@@ -49,7 +49,7 @@ func chatParams(maxTokens int64) oai.ChatCompletionNewParams {
 // OpenAI's shape.
 func TestChatMatchesEngine(t *testing.T) {
 	s := newChatServer(t, serverConfig{})
-	want := s.reference(runtime.Request{Messages: chatMessages, Sampling: greedy(), MaxTokens: 20})
+	want := s.reference(engine.Request{Messages: chatMessages, Sampling: greedy(), MaxTokens: 20})
 	rendered, err := s.engine.Loaded().Template.Render(chatMessages, true)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestChatMatchesEngine(t *testing.T) {
 // empty delta and the finish reason; then the usage chunk and [DONE].
 func TestChatStreamSSE(t *testing.T) {
 	s := newChatServer(t, serverConfig{})
-	want := s.reference(runtime.Request{Messages: chatMessages, Sampling: greedy(), MaxTokens: 12})
+	want := s.reference(engine.Request{Messages: chatMessages, Sampling: greedy(), MaxTokens: 12})
 	status, _, body := s.post("/v1/chat/completions", `{"model":"stories","messages":[{"role":"system","content":"You tell short stories."},{"role":"user","content":"Tell me about a cat."}],
 		"max_completion_tokens":12,"temperature":0,"n":2,"stream":true,"stream_options":{"include_usage":true}}`)
 	if status != 200 {
@@ -204,7 +204,7 @@ func TestChatLogprobs(t *testing.T) {
 	s := newChatServer(t, serverConfig{})
 	gp := greedy()
 	gp.Logprobs, gp.TopLogprobs = true, 2
-	want := s.reference(runtime.Request{Messages: chatMessages, Sampling: gp, MaxTokens: 10})
+	want := s.reference(engine.Request{Messages: chatMessages, Sampling: gp, MaxTokens: 10})
 	p := chatParams(10)
 	p.Logprobs = oai.Bool(true)
 	p.TopLogprobs = oai.Int(2)
@@ -244,7 +244,7 @@ func TestChatStopSeed(t *testing.T) {
 	s := newChatServer(t, serverConfig{})
 	seed := uint64(1234)
 	sampling := sampler.Params{Temperature: 1, TopP: 1, RepetitionPenalty: 1, Seed: &seed}
-	full := s.reference(runtime.Request{Messages: chatMessages, Sampling: sampling, MaxTokens: 40}).text
+	full := s.reference(engine.Request{Messages: chatMessages, Sampling: sampling, MaxTokens: 40}).text
 	runes := []rune(full)
 	if len(runes) < 20 {
 		t.Fatalf("reference too short: %q", full)
@@ -277,7 +277,7 @@ func TestChatStopSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := s.reference(runtime.Request{Messages: chatMessages, Sampling: sampling, MaxTokens: 7})
+	ref := s.reference(engine.Request{Messages: chatMessages, Sampling: sampling, MaxTokens: 7})
 	if a.Choices[0].Message.Content != ref.text || b.Choices[0].Message.Content != ref.text || a.Usage.CompletionTokens != int64(len(ref.tokens)) {
 		t.Errorf("seeded replies %q / %q (%d tokens), engine %q (%d)", a.Choices[0].Message.Content, b.Choices[0].Message.Content,
 			a.Usage.CompletionTokens, ref.text, len(ref.tokens))

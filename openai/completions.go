@@ -10,7 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/grammar"
 )
 
@@ -23,7 +23,7 @@ type completionState struct {
 }
 
 // addLogprob appends a sampled token to the legacy logprobs object.
-func (st *completionState) addLogprob(tok tokenText, lp *completionLogprobs, s *runtime.Event) {
+func (st *completionState) addLogprob(tok tokenText, lp *completionLogprobs, s *engine.Event) {
 	piece, _ := tok.piece(s.Sample.Token)
 	lp.Tokens = append(lp.Tokens, piece)
 	lp.TokenLogprobs = append(lp.TokenLogprobs, s.Sample.Logprob)
@@ -105,7 +105,7 @@ func (s *Server) completions(c echo.Context) error {
 	echoes := make([]string, len(prompts))
 	promptTokens := 0
 	for i, p := range prompts {
-		r := runtime.Request{Prompt: p.text, PromptTokens: p.tokens}
+		r := engine.Request{Prompt: p.text, PromptTokens: p.tokens}
 		ids, err := target.Engine.Tokenize(&r)
 		if err != nil {
 			return badRequest("prompt", "Invalid prompt: %v.", err)
@@ -130,7 +130,7 @@ func (s *Server) completions(c echo.Context) error {
 
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
-	reqs := make([]runtime.Request, 0, len(prompts)*g.n)
+	reqs := make([]engine.Request, 0, len(prompts)*g.n)
 	for i := range prompts {
 		for j := range g.n {
 			r := g.choiceRequest(j, tokens[i])
@@ -201,7 +201,7 @@ func (s *Server) completions(c echo.Context) error {
 // any), text pieces, a finish chunk per choice, the usage chunk if asked,
 // then [DONE].
 func (s *Server) streamCompletion(ctx context.Context, c echo.Context, resp *completion, g *generation, tok tokenText,
-	chans []<-chan runtime.Event, states []completionState, promptTokens int) {
+	chans []<-chan engine.Event, states []completionState, promptTokens int) {
 	w := startSSE(c)
 	chunk := func(choices ...completionChoice) completion {
 		ch := completion{ID: resp.ID, Object: resp.Object, Created: resp.Created, Model: resp.Model, Choices: choices,

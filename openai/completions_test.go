@@ -10,7 +10,7 @@ import (
 	oai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
@@ -34,7 +34,7 @@ func completionParams(prompt string, maxTokens int64) oai.CompletionNewParams {
 // the tokenizer's prompt count.
 func TestCompletionMatchesEngine(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
-	want := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 24})
+	want := s.reference(engine.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 24})
 	promptIDs, err := s.engine.Loaded().Tokenizer.Encode(storyPrompt, true)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestCompletionMatchesEngine(t *testing.T) {
 // choices when asked, then [DONE]; its text is the non-streamed text.
 func TestCompletionStreamSSE(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
-	want := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 16})
+	want := s.reference(engine.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 16})
 
 	status, hdr, body := s.post("/v1/completions", `{"model":"stories","prompt":"`+storyPrompt+`","max_tokens":16,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}`)
 	if status != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/event-stream") {
@@ -145,7 +145,7 @@ func TestCompletionStreamSSE(t *testing.T) {
 // chunks carry no usage member.
 func TestCompletionStreamClient(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
-	want := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 16})
+	want := s.reference(engine.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 16})
 	stream := s.client().Completions.NewStreaming(context.Background(), completionParams(storyPrompt, 16))
 	var text strings.Builder
 	finish := ""
@@ -173,7 +173,7 @@ func TestCompletionStreamClient(t *testing.T) {
 // finish_reason stop, streamed or not.
 func TestCompletionStop(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
-	full := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 40}).text
+	full := s.reference(engine.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 40}).text
 	words := strings.Fields(full)
 	if len(words) < 6 {
 		t.Fatalf("reference too short: %q", full)
@@ -241,7 +241,7 @@ func TestCompletionSeed(t *testing.T) {
 	// Seed 42 with the engine directly gives the same text.
 	seed := uint64(42)
 	p := sampler.Params{Temperature: 1, TopP: 1, RepetitionPenalty: 1, Seed: &seed}
-	if ref := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: p, MaxTokens: 30}); ref.text != a[0] {
+	if ref := s.reference(engine.Request{Prompt: storyPrompt, Sampling: p, MaxTokens: 30}); ref.text != a[0] {
 		t.Errorf("seed 42: server %q, engine %q", a[0], ref.text)
 	}
 	differ := false
@@ -268,7 +268,7 @@ func TestCompletionLogprobs(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
 	gp := greedy()
 	gp.Logprobs, gp.TopLogprobs = true, 3
-	want := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: gp, MaxTokens: 12})
+	want := s.reference(engine.Request{Prompt: storyPrompt, Sampling: gp, MaxTokens: 12})
 
 	p := completionParams(storyPrompt, 12)
 	p.Logprobs = oai.Int(3)
@@ -308,7 +308,7 @@ func TestCompletionLogprobs(t *testing.T) {
 // token makes it the only one generated.
 func TestCompletionLogitBias(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
-	ref := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 4})
+	ref := s.reference(engine.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 4})
 	first := ref.tokens[0]
 	c := s.client()
 
@@ -351,8 +351,8 @@ func TestCompletionPromptsAndEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refA := s.reference(runtime.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 8})
-	refB := s.reference(runtime.Request{PromptTokens: ids, Sampling: greedy(), MaxTokens: 8})
+	refA := s.reference(engine.Request{Prompt: storyPrompt, Sampling: greedy(), MaxTokens: 8})
+	refB := s.reference(engine.Request{PromptTokens: ids, Sampling: greedy(), MaxTokens: 8})
 
 	status, _, body := s.post("/v1/completions", `{"model":"stories","prompt":["`+storyPrompt+`"],"max_tokens":8,"temperature":0,"n":2}`)
 	if status != 200 {
@@ -399,7 +399,7 @@ func TestCompletionPromptsAndEcho(t *testing.T) {
 func TestSamplingParamsForwarded(t *testing.T) {
 	s := newTestServer(t, serverConfig{})
 	seed := uint64(5)
-	ref := s.reference(runtime.Request{Prompt: storyPrompt, MaxTokens: 30, Stop: []string{"zzz"}, Sampling: sampler.Params{
+	ref := s.reference(engine.Request{Prompt: storyPrompt, MaxTokens: 30, Stop: []string{"zzz"}, Sampling: sampler.Params{
 		Temperature: 0.7, TopP: 0.9, TopK: 20, MinP: 0.05, PresencePenalty: 1.5, FrequencyPenalty: 0.5,
 		RepetitionPenalty: 1.3, LogitBias: map[int32]float32{300: 5, 13: -100}, Seed: &seed,
 	}})

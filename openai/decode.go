@@ -14,8 +14,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
@@ -231,13 +232,13 @@ type generation struct {
 	includeUsage  bool
 	maxTokens     int    // 0 = up to the context
 	maxTokensName string // the field that set it, for errors
-	base          runtime.Request
+	base          engine.Request
 }
 
 // parseSampling validates the shared fields and builds the runtime request
 // template (without the prompt). Defaults for temperature, top_p and top_k
 // come from the model's generation_config.json, as in vLLM.
-func parseSampling(f *samplingFields, gen *runtime.GenerationConfig) (generation, error) {
+func parseSampling(f *samplingFields, gen *llama.GenerationConfig) (generation, error) {
 	g := generation{n: 1}
 	if f.N != nil {
 		if *f.N < 1 || *f.N > maxChoices {
@@ -311,14 +312,14 @@ func parseSampling(f *samplingFields, gen *runtime.GenerationConfig) (generation
 		s := uint64(*f.Seed)
 		p.Seed = &s
 	}
-	g.base = runtime.Request{Sampling: p, Stop: stop, IgnoreEOS: f.IgnoreEOS != nil && *f.IgnoreEOS}
+	g.base = engine.Request{Sampling: p, Stop: stop, IgnoreEOS: f.IgnoreEOS != nil && *f.IgnoreEOS}
 	return g, nil
 }
 
 // choiceRequest is the runtime request for choice i of g with the given
 // prompt tokens. With a seed, choice i uses seed+i so that the n choices
 // differ and each is reproducible.
-func (g *generation) choiceRequest(i int, tokens []int32) runtime.Request {
+func (g *generation) choiceRequest(i int, tokens []int32) engine.Request {
 	r := g.base
 	r.PromptTokens = tokens
 	r.MaxTokens = g.maxTokens

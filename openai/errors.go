@@ -11,7 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
@@ -135,7 +135,7 @@ func jsonKind(kind string) string {
 	return kind
 }
 
-// engineError maps an error of runtime.Engine.Submit (or of
+// engineError maps an error of engine.Engine.Submit (or of
 // sampler.Params.Validate) to what the client sees, and logs the errors the
 // client is not shown. promptParam names the request field of the prompt.
 func (s *Server) engineError(c echo.Context, err error, promptParam string) *APIError {
@@ -154,16 +154,16 @@ func mapEngineError(err error, promptParam, reqID string) *APIError {
 	switch {
 	case errors.As(err, &pe):
 		return badRequest(pe.Param, "%s", pe.Message)
-	case errors.Is(err, runtime.ErrPromptTooLong):
+	case errors.Is(err, engine.ErrPromptTooLong):
 		e := badRequest(promptParam, "%v", err)
 		e.Code = "context_length_exceeded"
 		return e
-	case errors.Is(err, runtime.ErrEmptyPrompt):
+	case errors.Is(err, engine.ErrEmptyPrompt):
 		return badRequest(promptParam, "The prompt is empty.")
-	case errors.Is(err, runtime.ErrOverloaded):
+	case errors.Is(err, engine.ErrOverloaded):
 		return &APIError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "rate_limit_exceeded",
 			Message: "The server is busy: too many requests are waiting. Retry later.", RetryAfter: 1}
-	case errors.Is(err, runtime.ErrClosed):
+	case errors.Is(err, engine.ErrClosed):
 		return unavailable("The server is shutting down.")
 	}
 	return internalError(reqID)

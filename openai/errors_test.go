@@ -12,7 +12,7 @@ import (
 	oai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 type errCase struct {
@@ -206,19 +206,19 @@ func TestBodyLimit(t *testing.T) {
 
 // failingEngine wraps the engine with a Submit that fails as told.
 type failingEngine struct {
-	*runtime.Engine
+	*engine.Engine
 	submitErr error // returned by Submit
 	eventErr  error // sent as the final event after two tokens
 }
 
-func (f *failingEngine) Submit(ctx context.Context, req runtime.Request) (<-chan runtime.Event, error) {
+func (f *failingEngine) Submit(ctx context.Context, req engine.Request) (<-chan engine.Event, error) {
 	if f.submitErr != nil {
 		return nil, f.submitErr
 	}
-	ch := make(chan runtime.Event, 3)
-	ch <- runtime.Event{Text: " one", Token: 5}
-	ch <- runtime.Event{Text: " two", Token: 6}
-	ch <- runtime.Event{Token: -1, Done: true, Err: f.eventErr}
+	ch := make(chan engine.Event, 3)
+	ch <- engine.Event{Text: " one", Token: 5}
+	ch <- engine.Event{Text: " two", Token: 6}
+	ch <- engine.Event{Token: -1, Done: true, Err: f.eventErr}
 	close(ch)
 	return ch, nil
 }
@@ -235,10 +235,10 @@ func TestServerErrors(t *testing.T) {
 		typ        string
 	}{
 		{"internal", secret, 500, false, "server_error"},
-		{"overloaded", runtime.ErrOverloaded, 429, true, "requests"},
-		{"closed", runtime.ErrClosed, 503, true, "server_error"},
+		{"overloaded", engine.ErrOverloaded, 429, true, "requests"},
+		{"closed", engine.ErrClosed, 503, true, "server_error"},
 	} {
-		s := newTestServer(t, serverConfig{wrap: func(e *runtime.Engine) Generator {
+		s := newTestServer(t, serverConfig{wrap: func(e *engine.Engine) Generator {
 			return &failingEngine{Engine: e, submitErr: tc.submitErr}
 		}})
 		status, hdr, body := s.post("/v1/completions", `{"prompt":"hi"}`)
@@ -257,7 +257,7 @@ func TestServerErrors(t *testing.T) {
 		}
 	}
 
-	s := newTestServer(t, serverConfig{wrap: func(e *runtime.Engine) Generator {
+	s := newTestServer(t, serverConfig{wrap: func(e *engine.Engine) Generator {
 		return &failingEngine{Engine: e, eventErr: secret}
 	}})
 	status, _, body := s.post("/v1/completions", `{"prompt":"hi","stream":true}`)
@@ -285,7 +285,7 @@ func TestServerErrors(t *testing.T) {
 
 // A real saturated engine answers 429 with Retry-After.
 func TestOverloadRealEngine(t *testing.T) {
-	s := newTestServer(t, serverConfig{engine: runtime.EngineOptions{MaxRunning: 1, MaxWaiting: 1}})
+	s := newTestServer(t, serverConfig{engine: engine.Options{MaxRunning: 1, MaxWaiting: 1}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	body := `{"prompt":"hi","max_tokens":400,"ignore_eos":true,"stream":true}`

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 // FuzzRequest sends arbitrary bodies to the inference and token routes of a
@@ -36,8 +36,8 @@ func FuzzRequest(f *testing.F) {
 	} {
 		f.Add(seed.route, []byte(seed.body))
 	}
-	s := newTestServer(f, serverConfig{wrap: func(e *runtime.Engine) Generator {
-		return &failingEngine{Engine: e, submitErr: runtime.ErrOverloaded}
+	s := newTestServer(f, serverConfig{wrap: func(e *engine.Engine) Generator {
+		return &failingEngine{Engine: e, submitErr: engine.ErrOverloaded}
 	}})
 	h := s.srv.Handler()
 	routes := []string{"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"}

@@ -22,7 +22,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 const storiesDir = "../testdata/stories260K"
@@ -32,7 +33,7 @@ type testServer struct {
 	t      testing.TB
 	ts     *httptest.Server
 	srv    *Server
-	engine *runtime.Engine
+	engine *engine.Engine
 	reg    *prometheus.Registry
 	logs   *syncWriter
 	names  []string
@@ -43,9 +44,9 @@ type serverConfig struct {
 	tmpl    string // chat template override (LoadOptions.ChatTemplate)
 	names   []string
 	keys    []string
-	engine  runtime.EngineOptions
+	engine  engine.Options
 	maxBody int64
-	wrap    func(*runtime.Engine) Generator // replaces the engine the handlers see
+	wrap    func(*engine.Engine) Generator // replaces the engine the handlers see
 	// readBody and write set Options.ReadBodyTimeout and WriteTimeout.
 	readBody, write time.Duration
 	// sendBuffer, if set, is the socket send buffer of accepted connections
@@ -63,7 +64,7 @@ func newTestServer(t testing.TB, cfg serverConfig) *testServer {
 	}
 	backend := cpu.New(1)
 	t.Cleanup(backend.Close)
-	loaded, err := runtime.Load(cfg.dir, runtime.LoadOptions{Quantize: runtime.QuantNone, Backend: backend, ChatTemplate: cfg.tmpl})
+	loaded, err := llama.Load(cfg.dir, llama.LoadOptions{Quantize: llama.QuantNone, Backend: backend, ChatTemplate: cfg.tmpl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func newTestServer(t testing.TB, cfg serverConfig) *testServer {
 		t.Fatal(err)
 	}
 	cfg.engine.Observer = metrics.Observer(cfg.names[0])
-	engine, err := runtime.NewEngine(loaded, cfg.engine)
+	engine, err := engine.NewEngine(loaded, cfg.engine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ type refResult struct {
 	logprobs []float32
 }
 
-func (s *testServer) reference(req runtime.Request) refResult {
+func (s *testServer) reference(req engine.Request) refResult {
 	s.t.Helper()
 	ch, err := s.engine.Submit(context.Background(), req)
 	if err != nil {

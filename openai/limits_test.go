@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 // head sends HEAD path and returns the status.
@@ -122,7 +122,7 @@ func TestStalledStreamReaderIsCancelled(t *testing.T) {
 // balancer retries them elsewhere), HEAD /health answers 503, and the
 // request in flight finishes.
 func TestDrainRefusesNewRequests(t *testing.T) {
-	s := newTestServer(t, serverConfig{engine: runtime.EngineOptions{MaxRunning: 1}})
+	s := newTestServer(t, serverConfig{engine: engine.Options{MaxRunning: 1}})
 	if code := s.head("/health"); code != 200 {
 		t.Fatalf("HEAD /health before the drain: %d", code)
 	}

@@ -8,20 +8,20 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/parrot-llm/parrot/adapters"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 // LoRAResolver serves the base model under its names and every registered
 // LoRA adapter under its own name, on the base model's engine.
 type LoRAResolver struct {
 	base    *StaticResolver
-	engine  *runtime.Engine
+	engine  *engine.Engine
 	pool    *adapters.Pool
 	created int64
 }
 
 // NewLoRAResolver adds the pool's adapters to the base model's names.
-func NewLoRAResolver(base *StaticResolver, engine *runtime.Engine, pool *adapters.Pool) *LoRAResolver {
+func NewLoRAResolver(base *StaticResolver, engine *engine.Engine, pool *adapters.Pool) *LoRAResolver {
 	return &LoRAResolver{base: base, engine: engine, pool: pool, created: time.Now().Unix()}
 }
 

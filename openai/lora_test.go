@@ -20,12 +20,13 @@ import (
 	"github.com/parrot-llm/parrot/adapters/adaptertest"
 	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
 // saveRandomAdapter writes adaptertest.Random(m, seed) to dir.
-func saveRandomAdapter(t *testing.T, m *runtime.Model, dir string, seed uint64) {
+func saveRandomAdapter(t *testing.T, m *llama.Model, dir string, seed uint64) {
 	t.Helper()
 	if err := peft.Save(dir, adaptertest.Random(m, seed)); err != nil {
 		t.Fatal(err)
@@ -41,20 +42,20 @@ func newLoRAServer(t *testing.T, adaptersDir string, prompt string) *loraServer 
 	t.Helper()
 	backend := cpu.New(1)
 	t.Cleanup(backend.Close)
-	load := func() *runtime.Loaded {
-		l, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: backend})
+	load := func() *llama.Loaded {
+		l, err := llama.Load(storiesDir, llama.LoadOptions{Backend: backend})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return l
 	}
-	plain, err := runtime.NewEngine(load(), runtime.EngineOptions{})
+	plain, err := engine.NewEngine(load(), engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer plain.Close(context.Background())
 	ls := &loraServer{}
-	ch, err := plain.Submit(context.Background(), runtime.Request{Prompt: prompt, MaxTokens: 24, Sampling: greedyParams()})
+	ch, err := plain.Submit(context.Background(), engine.Request{Prompt: prompt, MaxTokens: 24, Sampling: greedyParams()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func newLoRAServer(t *testing.T, adaptersDir string, prompt string) *loraServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	engine, err := engine.NewEngine(loaded, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestLoRAAdaptersThroughTheAPI(t *testing.T) {
 	}
 
 	// Admin: load a second adapter, serve it, unload it.
-	m, _ := runtime.Load(storiesDir, runtime.LoadOptions{Backend: cpu.New(1)})
+	m, _ := llama.Load(storiesDir, llama.LoadOptions{Backend: cpu.New(1)})
 	saveRandomAdapter(t, m.Model, filepath.Join(dir, ".staging", "second"), 2)
 	post := func(path, body string) (int, string) {
 		r, err := ls.ts.Client().Post(ls.ts.URL+path, "application/json", strings.NewReader(body))
@@ -247,7 +248,7 @@ func TestResponsesNameTheAdapterVersion(t *testing.T) {
 	}
 
 	// A rewritten adapter is served as a new version, and says so.
-	m, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: cpu.New(1)})
+	m, err := llama.Load(storiesDir, llama.LoadOptions{Backend: cpu.New(1)})
 	if err != nil {
 		t.Fatal(err)
 	}

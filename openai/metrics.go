@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 // Metric names follow vLLM's (docs/design/metrics.md there) under our own
@@ -135,8 +135,8 @@ func twins(cs []*prometheus.CounterVec, model string) []prometheus.Counter {
 	return out
 }
 
-// Observer returns the runtime.Observer for the engine serving model.
-func (m *Metrics) Observer(model string) runtime.Observer {
+// Observer returns the engine.Observer for the engine serving model.
+func (m *Metrics) Observer(model string) engine.Observer {
 	return &modelObserver{
 		queue:            m.queue.add(model),
 		preemptions:      twins(m.preemptions, model),
@@ -192,7 +192,7 @@ func (o *modelObserver) Token(first bool, sinceLast time.Duration) {
 	}
 }
 
-func (o *modelObserver) Finished(promptTokens, completionTokens int, t runtime.Timing, reason string) {
+func (o *modelObserver) Finished(promptTokens, completionTokens int, t engine.Timing, reason string) {
 	if reason == "" {
 		reason = "abort"
 	}

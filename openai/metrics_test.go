@@ -22,7 +22,8 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // scrape GETs /metrics from base as a Prometheus server would and parses
@@ -179,7 +180,7 @@ func stalledStream(t *testing.T, addr, model string) net.Conn {
 // leaves, 0/0 when the running one does. vllm:kv_cache_usage_perc is 0
 // when idle, above 0 while a stream holds KV blocks, 0 again when it ends.
 func TestVLLMQueueGaugesOnScrape(t *testing.T) {
-	s := newTestServer(t, serverConfig{sendBuffer: 4096, engine: runtime.EngineOptions{MaxRunning: 1}})
+	s := newTestServer(t, serverConfig{sendBuffer: 4096, engine: engine.Options{MaxRunning: 1}})
 	// The first name served is the model_name label, as in vLLM.
 	served := s.names[0]
 	families := scrape(t, s.ts.URL)
@@ -250,7 +251,7 @@ func newLoRAMetricsServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	backend := cpu.New(1)
 	t.Cleanup(backend.Close)
-	loaded, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: backend})
+	loaded, err := llama.Load(storiesDir, llama.LoadOptions{Backend: backend})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,7 @@ func newLoRAMetricsServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := runtime.NewEngine(loaded, runtime.EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 4, Observer: om.Observer("stories")})
+	engine, err := engine.NewEngine(loaded, engine.Options{MaxRunning: 4, MaxRunningPerGroup: 4, Observer: om.Observer("stories")})
 	if err != nil {
 		t.Fatal(err)
 	}

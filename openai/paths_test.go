@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // No response tells a client where the server keeps its files: the errors
@@ -20,7 +20,7 @@ func TestResponsesRevealNoServerPaths(t *testing.T) {
 	outside := t.TempDir()
 	be := cpu.New(1)
 	t.Cleanup(be.Close)
-	l, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: be})
+	l, err := llama.Load(storiesDir, llama.LoadOptions{Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,17 +6,18 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
-// Generator is what a served model name runs on: *runtime.Engine, or (for a
+// Generator is what a served model name runs on: *engine.Engine, or (for a
 // LoRA adapter) a wrapper that sets the adapter on each request before
 // handing it to the base model's engine.
 type Generator interface {
-	Submit(ctx context.Context, req runtime.Request) (<-chan runtime.Event, error)
-	Tokenize(req *runtime.Request) ([]int32, error)
+	Submit(ctx context.Context, req engine.Request) (<-chan engine.Event, error)
+	Tokenize(req *engine.Request) ([]int32, error)
 	MaxModelLen() int
-	Loaded() *runtime.Loaded
+	Loaded() *llama.Loaded
 }
 
 // ErrModelNotFound is returned by a ModelResolver for an unknown name.

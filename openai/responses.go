@@ -9,8 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 // The Responses API (POST /v1/responses), which current agent SDKs default
@@ -171,7 +171,7 @@ func (s *Server) responses(c echo.Context) error {
 // finish sets the final status and usage.
 func (r *responseObject) finish(reason string, promptTokens, cachedTokens, outputTokens int) {
 	r.Status = "completed"
-	if reason == runtime.FinishLength {
+	if reason == engine.FinishLength {
 		r.Status, r.IncompleteDetails = "incomplete", &incompleteReason{Reason: "max_output_tokens"}
 	}
 	r.Usage = &responseUsage{InputTokens: promptTokens, InputTokensDetails: map[string]int{"cached_tokens": cachedTokens},
@@ -207,7 +207,7 @@ func functionCallItem(call toolCall, status string) responseItem {
 // in_progress, then a message item (content part, text deltas, done
 // events) or, for tool calls, a function_call item per call (arguments
 // delta and done), then response.completed.
-func (s *Server) streamResponse(ctx context.Context, c echo.Context, resp *responseObject, job *chatJob, events <-chan runtime.Event) {
+func (s *Server) streamResponse(ctx context.Context, c echo.Context, resp *responseObject, job *chatJob, events <-chan engine.Event) {
 	w := startSSE(c)
 	seq := 0
 	emit := func(typ string, fields map[string]any) {

@@ -1,7 +1,7 @@
 // Package openai serves models over the OpenAI HTTP API (chat completions,
 // completions, models) plus vLLM's /tokenize and /detokenize, /health and
 // Prometheus /metrics, on echo. It holds no model logic: requests are
-// decoded and validated here, run by a runtime.Engine, and its events are
+// decoded and validated here, run by a engine.Engine, and its events are
 // written back as OpenAI JSON or server-sent events.
 package openai
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
 )
 
 // sseWriter writes server-sent events as OpenAI does: "data: <json>\n\n"
@@ -101,13 +101,13 @@ func usageJSON(u *usage) json.RawMessage {
 // choiceEvent is an engine event tagged with its choice index.
 type choiceEvent struct {
 	index int
-	ev    runtime.Event
+	ev    engine.Event
 }
 
 // submitAll submits one request per choice. If one is refused, those
 // already queued are cancelled (by the caller's cancel of ctx).
-func submitAll(ctx context.Context, eng Generator, reqs []runtime.Request) ([]<-chan runtime.Event, error) {
-	chans := make([]<-chan runtime.Event, 0, len(reqs))
+func submitAll(ctx context.Context, eng Generator, reqs []engine.Request) ([]<-chan engine.Event, error) {
+	chans := make([]<-chan engine.Event, 0, len(reqs))
 	for _, r := range reqs {
 		ch, err := eng.Submit(ctx, r)
 		if err != nil {
@@ -121,7 +121,7 @@ func submitAll(ctx context.Context, eng Generator, reqs []runtime.Request) ([]<-
 // merge interleaves the events of several choices as they arrive. The
 // returned channel closes when every choice has sent its final event or ctx
 // ends.
-func merge(ctx context.Context, chans []<-chan runtime.Event) <-chan choiceEvent {
+func merge(ctx context.Context, chans []<-chan engine.Event) <-chan choiceEvent {
 	out := make(chan choiceEvent)
 	var wg sync.WaitGroup
 	for i, ch := range chans {

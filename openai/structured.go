@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"sync"
 
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/grammar"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // structuredFields are the request fields that constrain the output, on
@@ -140,7 +140,7 @@ func parseResponseFormat(raw json.RawMessage) (*constraintSpec, error) {
 // first structured request (tokenizer.json read again: a few MB, once).
 type vocabularies struct {
 	mu sync.Mutex
-	m  map[*runtime.Loaded]*vocabEntry
+	m  map[*llama.Loaded]*vocabEntry
 }
 
 type vocabEntry struct {
@@ -149,10 +149,10 @@ type vocabEntry struct {
 	err   error
 }
 
-func (vs *vocabularies) get(l *runtime.Loaded) (*grammar.Vocab, error) {
+func (vs *vocabularies) get(l *llama.Loaded) (*grammar.Vocab, error) {
 	vs.mu.Lock()
 	if vs.m == nil {
-		vs.m = map[*runtime.Loaded]*vocabEntry{}
+		vs.m = map[*llama.Loaded]*vocabEntry{}
 	}
 	e := vs.m[l]
 	if e == nil {
@@ -166,7 +166,7 @@ func (vs *vocabularies) get(l *runtime.Loaded) (*grammar.Vocab, error) {
 
 // compile turns a constraint into a grammar for the model's vocabulary;
 // an unsupported schema is the client's 400, naming what is unsupported.
-func (s *Server) compile(l *runtime.Loaded, spec *constraintSpec) (*grammar.Grammar, *APIError) {
+func (s *Server) compile(l *llama.Loaded, spec *constraintSpec) (*grammar.Grammar, *APIError) {
 	vocab, err := s.vocabs.get(l)
 	if err != nil {
 		s.log.Error("building the grammar vocabulary", "err", err)

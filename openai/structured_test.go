@@ -11,8 +11,8 @@ import (
 	oai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/shared"
 
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
@@ -246,16 +246,16 @@ func randomModel(t *testing.T) string {
 // scriptedEngine answers every request with the given text, token by
 // token: the server's parsing of what a model writes.
 type scriptedEngine struct {
-	*runtime.Engine
+	*engine.Engine
 	pieces []string
 }
 
-func (e *scriptedEngine) Submit(ctx context.Context, req runtime.Request) (<-chan runtime.Event, error) {
-	ch := make(chan runtime.Event, len(e.pieces)+1)
+func (e *scriptedEngine) Submit(ctx context.Context, req engine.Request) (<-chan engine.Event, error) {
+	ch := make(chan engine.Event, len(e.pieces)+1)
 	for i, p := range e.pieces {
-		ch <- runtime.Event{Text: p, Token: int32(10 + i)}
+		ch <- engine.Event{Text: p, Token: int32(10 + i)}
 	}
-	ch <- runtime.Event{Token: -1, Done: true, FinishReason: runtime.FinishStop, Usage: runtime.Usage{CompletionTokens: len(e.pieces)}}
+	ch <- engine.Event{Token: -1, Done: true, FinishReason: engine.FinishStop, Usage: engine.Usage{CompletionTokens: len(e.pieces)}}
 	close(ch)
 	return ch, nil
 }
@@ -279,7 +279,7 @@ func TestAutoToolCallParsing(t *testing.T) {
 		{"unknown tool", []string{`{"name": "launch", "parameters": {}}`}, nil, `{"name": "launch", "parameters": {}}`},
 		{"JSON that is no call", []string{`{"city": `, `"Paris"}`}, nil, `{"city": "Paris"}`},
 	} {
-		s := newTestServer(t, serverConfig{dir: dir, wrap: func(e *runtime.Engine) Generator {
+		s := newTestServer(t, serverConfig{dir: dir, wrap: func(e *engine.Engine) Generator {
 			return &scriptedEngine{Engine: e, pieces: tc.pieces}
 		}})
 		params := oai.ChatCompletionNewParams{Model: "stories", Messages: []oai.ChatCompletionMessageParamUnion{oai.UserMessage("hi")}, Tools: weatherTools}

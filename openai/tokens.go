@@ -3,14 +3,14 @@ package openai
 import (
 	"strings"
 
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
 // chatMessage builds a template message from a request message.
 
 // tokenText turns token ids into the strings responses show.
-type tokenText struct{ loaded *runtime.Loaded }
+type tokenText struct{ loaded *llama.Loaded }
 
 func (t tokenText) encode(text string, addSpecial bool) ([]int32, error) {
 	return t.loaded.Tokenizer.Encode(text, addSpecial)

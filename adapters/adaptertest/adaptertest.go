@@ -6,13 +6,13 @@ import (
 	"math/rand/v2"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // Random is a rank-8, alpha-16 adapter on every projection of m with
 // weights uniform in ±0.3 from seed: strong enough to change a tiny model's
 // greedy output.
-func Random(m *runtime.Model, seed uint64) *peft.Adapter {
+func Random(m *llama.Model, seed uint64) *peft.Adapter {
 	const rank = 8
 	rng := rand.New(rand.NewPCG(seed, 1))
 	a := &peft.Adapter{Config: peft.NewConfig(rank, 16), Modules: map[string]*peft.Module{}}

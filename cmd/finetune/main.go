@@ -22,9 +22,9 @@ import (
 
 	"github.com/parrot-llm/parrot/config"
 	"github.com/parrot-llm/parrot/kernels/backends"
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/finetune"
 	"github.com/parrot-llm/parrot/runtime/hub"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 func main() {
@@ -81,7 +81,7 @@ func train(ctx context.Context, cfg config.Finetune, stdout, stderr io.Writer) e
 	defer closeBackend()
 	start := time.Now()
 	fmt.Fprintf(stderr, "Loading %s (quantize %s, backend %s)\n", dir, cfg.Quantize, cfg.Backend)
-	loaded, err := runtime.Load(dir, runtime.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate})
+	loaded, err := llama.Load(dir, llama.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate})
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,8 @@ import (
 	"github.com/parrot-llm/parrot/kernels/backends"
 	"github.com/parrot-llm/parrot/openai"
 	"github.com/parrot-llm/parrot/openai/playground"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 func main() {
@@ -103,31 +104,31 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "api_keys", len(cfg.APIKeys))
 
-	engine, pool, closeAll, err := load(ctx, cfg, log, metrics.Observer(cfg.ServedModelNames[0]), reg)
+	eng, pool, closeAll, err := load(ctx, cfg, log, metrics.Observer(cfg.ServedModelNames[0]), reg)
 	if err != nil {
 		_ = httpSrv.Close()
 		return err
 	}
 	defer closeAll()
-	base, err := openai.NewStaticResolver(engine, cfg.ServedModelNames...)
+	base, err := openai.NewStaticResolver(eng, cfg.ServedModelNames...)
 	if err != nil {
 		_ = httpSrv.Close()
 		return err
 	}
 	if pool != nil {
-		srv.SetModels(openai.NewLoRAResolver(base, engine, pool))
+		srv.SetModels(openai.NewLoRAResolver(base, eng, pool))
 	} else {
 		srv.SetModels(base)
 	}
-	log.Info("ready", "served_model_names", cfg.ServedModelNames, "max_model_len", engine.MaxModelLen())
+	log.Info("ready", "served_model_names", cfg.ServedModelNames, "max_model_len", eng.MaxModelLen())
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		_ = engine.Close(context.Background())
+		_ = eng.Close(context.Background())
 		return fmt.Errorf("http server: %w", err)
 	}
-	return drain(cfg, log, srv, httpSrv, engine)
+	return drain(cfg, log, srv, httpSrv, eng)
 }
 
 // noneIfZero maps a flag's 0 ("no limit") to openai.Options' -1.
@@ -140,7 +141,7 @@ func noneIfZero(d time.Duration) time.Duration {
 
 // drain stops accepting requests, lets in-flight ones finish (up to the
 // shutdown timeout, then cuts them), and stops the engine.
-func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http.Server, engine *runtime.Engine) error {
+func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http.Server, eng *engine.Engine) error {
 	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -155,7 +156,7 @@ func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http
 	}
 	ectx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
-	if err := engine.Close(ectx); err != nil {
+	if err := eng.Close(ectx); err != nil {
 		return fmt.Errorf("stopping the engine: %w", err)
 	}
 	log.Info("stopped")
@@ -166,8 +167,8 @@ func drain(cfg config.Serve, log *slog.Logger, srv *openai.Server, httpSrv *http
 // the configured backend, sets up its LoRA adapters if any are configured
 // (pool is nil otherwise) and starts its engine. closeAll releases the
 // backend and the adapter watcher.
-func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.Observer, reg prometheus.Registerer) (
-	engine *runtime.Engine, pool *adapters.Pool, closeAll func(), err error) {
+func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs engine.Observer, reg prometheus.Registerer) (
+	eng *engine.Engine, pool *adapters.Pool, closeAll func(), err error) {
 	dir, err := modelDir(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -178,7 +179,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 	}
 	start := time.Now()
 	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend)
-	loaded, err := runtime.Load(dir, runtime.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate, LMHead8Bit: cfg.LMHead8Bit})
+	loaded, err := llama.Load(dir, llama.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate, LMHead8Bit: cfg.LMHead8Bit})
 	if err != nil {
 		closeBackend()
 		return nil, nil, nil, err
@@ -195,7 +196,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 	}
 	closeAll = func() { closeAdapters(); closeBackend() }
 	kvBytes, kvFrom := kvCacheBudget(cfg)
-	engine, err = runtime.NewEngine(loaded, runtime.EngineOptions{
+	eng, err = engine.NewEngine(loaded, engine.Options{
 		MaxRunning:         cfg.MaxNumSeqs,
 		MaxRunningPerGroup: cfg.MaxNumSeqsPerReq,
 		MaxWaiting:         cfg.MaxWaitingRequests,
@@ -209,23 +210,23 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs runtime.O
 		closeAll()
 		return nil, nil, nil, fmt.Errorf("KV cache (--kv-cache-memory): %w", err)
 	}
-	kv := engine.KVCache()
+	kv := eng.KVCache()
 	log.Info("KV cache", "bytes", kv.Bytes, "budget", kvFrom, "blocks", kv.Blocks, "block_size", kv.BlockSize,
-		"positions", kv.Positions, "max_model_len", engine.MaxModelLen(),
-		"full_length_sequences", kv.Positions/max(1, engine.MaxModelLen()))
-	if cfg.MaxModelLen > engine.MaxModelLen() {
+		"positions", kv.Positions, "max_model_len", eng.MaxModelLen(),
+		"full_length_sequences", kv.Positions/max(1, eng.MaxModelLen()))
+	if cfg.MaxModelLen > eng.MaxModelLen() {
 		log.Warn("--max-model-len is above what the model or the KV cache holds: requests longer than max_model_len are refused",
-			"requested", cfg.MaxModelLen, "max_model_len", engine.MaxModelLen(), "model_max_position_embeddings", loaded.Model.Config.MaxPos,
+			"requested", cfg.MaxModelLen, "max_model_len", eng.MaxModelLen(), "model_max_position_embeddings", loaded.Model.Config.MaxPos,
 			"kv_cache_positions", kv.Positions)
 	}
 	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "chat_template", loaded.Template != nil)
-	return engine, pool, closeAll, nil
+	return eng, pool, closeAll, nil
 }
 
 // setupAdapters registers the --adapters-dir and --lora adapters, watches the
 // directory for changes and creates the slot pool. Without adapters it
 // returns a nil pool.
-func setupAdapters(cfg config.Serve, model *runtime.Model, log *slog.Logger, reg prometheus.Registerer) (*adapters.Pool, func(), error) {
+func setupAdapters(cfg config.Serve, model *llama.Model, log *slog.Logger, reg prometheus.Registerer) (*adapters.Pool, func(), error) {
 	if cfg.AdaptersDir == "" && len(cfg.LoRAs) == 0 {
 		return nil, func() {}, nil
 	}

@@ -35,7 +35,8 @@ import (
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/openai"
 	"github.com/parrot-llm/parrot/openai/playground"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 const (
@@ -53,7 +54,7 @@ type served struct {
 }
 
 // saveRandomAdapter writes adaptertest.Random(m, seed) to dir.
-func saveRandomAdapter(t *testing.T, m *runtime.Model, dir string, seed uint64) {
+func saveRandomAdapter(t *testing.T, m *llama.Model, dir string, seed uint64) {
 	t.Helper()
 	if err := peft.Save(dir, adaptertest.Random(m, seed)); err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func newServed(t *testing.T) *served {
 	t.Helper()
 	backend := cpu.New(1)
 	t.Cleanup(backend.Close)
-	loaded, err := runtime.Load(storiesDir, runtime.LoadOptions{Backend: backend, ChatTemplate: "llama-3.1"})
+	loaded, err := llama.Load(storiesDir, llama.LoadOptions{Backend: backend, ChatTemplate: "llama-3.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func newServed(t *testing.T) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := runtime.NewEngine(loaded, runtime.EngineOptions{})
+	engine, err := engine.NewEngine(loaded, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,24 +19,24 @@ import (
 	"strings"
 
 	"github.com/parrot-llm/parrot/internal/atomicfile"
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/chat"
 	"github.com/parrot-llm/parrot/runtime/dataset"
 	"github.com/parrot-llm/parrot/runtime/hub"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // Job is one fine-tuning run.
 type Job struct {
 	Options Options
-	Model   *runtime.Loaded // the base model, loaded on its backend
-	Hub     *hub.Client     // for a Hub dataset; nil = from the environment
-	Stdout  io.Writer       // log lines and the summary (nil = discard)
-	Stderr  io.Writer       // the progress bar (nil = none)
+	Model   *llama.Loaded // the base model, loaded on its backend
+	Hub     *hub.Client   // for a Hub dataset; nil = from the environment
+	Stdout  io.Writer     // log lines and the summary (nil = discard)
+	Stderr  io.Writer     // the progress bar (nil = none)
 }
 
 // stepperFactory builds the trainer for a model; totalSteps sizes the
 // learning-rate schedule.
-type stepperFactory func(m *runtime.Model, o Options, totalSteps int) (Stepper, error)
+type stepperFactory func(m *llama.Model, o Options, totalSteps int) (Stepper, error)
 
 // Plan is the shape of a run, worked out from the data and the options.
 type Plan struct {
@@ -188,7 +188,7 @@ func prepareData(ctx context.Context, j Job, out io.Writer) ([]dataset.Example, 
 // config.json's pad_token_id, else the EOS) and the EOS appended to text
 // samples (tokenizer_config's eos_token, else config.json's first
 // eos_token_id; -1 if none).
-func specialIDs(l *runtime.Loaded) (pad, eos int32) {
+func specialIDs(l *llama.Loaded) (pad, eos int32) {
 	pad, eos = -1, -1
 	tokens := map[string]string{}
 	if data, err := os.ReadFile(filepath.Join(l.Dir, "tokenizer_config.json")); err == nil {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/dataset"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // fakeStepper stands for the trainer in loop tests: its "weights" move by a
@@ -89,11 +89,11 @@ func f32bits(w []float32) []uint64 {
 }
 
 // stories loads the stories260K checkpoint (a base model without a chat template).
-func stories(t testing.TB) *runtime.Loaded {
+func stories(t testing.TB) *llama.Loaded {
 	t.Helper()
 	be := cpu.New(1)
 	t.Cleanup(be.Close)
-	l, err := runtime.Load("../../testdata/stories260K", runtime.LoadOptions{Quantize: runtime.QuantNone, Backend: be})
+	l, err := llama.Load("../../testdata/stories260K", llama.LoadOptions{Quantize: llama.QuantNone, Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func baseConfig(t *testing.T, data, out string) Options {
 }
 
 func fakeFactory(f **fakeStepper) stepperFactory {
-	return func(_ *runtime.Model, c Options, _ int) (Stepper, error) {
+	return func(_ *llama.Model, c Options, _ int) (Stepper, error) {
 		*f = newFake(c.Seed)
 		return *f, nil
 	}
@@ -213,7 +213,7 @@ func TestLoopLogsCheckpointsAndResumes(t *testing.T) {
 	cB := baseConfig(t, data, outB)
 	ctx, cancel := context.WithCancel(context.Background())
 	var fb *fakeStepper
-	stopAfter5 := func(m *runtime.Model, c Options, n int) (Stepper, error) {
+	stopAfter5 := func(m *llama.Model, c Options, n int) (Stepper, error) {
 		s, _ := fakeFactory(&fb)(m, c, n)
 		return &cancelAt{Stepper: s, at: 5, cancel: cancel}, nil
 	}

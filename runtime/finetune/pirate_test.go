@@ -14,7 +14,8 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/engine"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
@@ -98,7 +99,7 @@ func readPirateRows(t *testing.T) []pirateRow {
 
 // generate runs one completion through the engine, stopping at the model's
 // end of story (it emits BOS, id 1) or after maxTokens.
-func generate(t testing.TB, e *runtime.Engine, req runtime.Request) string {
+func generate(t testing.TB, e *engine.Engine, req engine.Request) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -122,7 +123,7 @@ func generate(t testing.TB, e *runtime.Engine, req runtime.Request) string {
 func TestPirateData(t *testing.T) {
 	if *update {
 		l := stories(t)
-		e, err := runtime.NewEngine(l, runtime.EngineOptions{})
+		e, err := engine.NewEngine(l, engine.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +135,7 @@ func TestPirateData(t *testing.T) {
 		w := bufio.NewWriter(f)
 		for i, n := uint64(0), 0; n < 100; i++ {
 			seed := i
-			story := generate(t, e, runtime.Request{PromptTokens: []int32{1}, MaxTokens: 200,
+			story := generate(t, e, engine.Request{PromptTokens: []int32{1}, MaxTokens: 200,
 				Sampling: sampler.Params{Temperature: 0.8, TopP: 1, Seed: &seed}})
 			if len(strings.Fields(story)) < 25 || !strings.HasSuffix(story, ".") {
 				continue // cut off or too short to teach a voice
@@ -188,11 +189,11 @@ func (lease) Drop()                         {}
 func (lease) Release()                      {}
 
 // loadStories loads stories260K with the projections in NF4 (QLoRA's base).
-func loadStories(t testing.TB) *runtime.Loaded {
+func loadStories(t testing.TB) *llama.Loaded {
 	t.Helper()
 	be := cpu.New(0)
 	t.Cleanup(be.Close)
-	l, err := runtime.Load("../../testdata/stories260K", runtime.LoadOptions{Backend: be})
+	l, err := llama.Load("../../testdata/stories260K", llama.LoadOptions{Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,15 +224,15 @@ func pirateVoice(t *testing.T, dir string) (base, tuned int, sample string) {
 			t.Fatal(err)
 		}
 	}
-	e, err := runtime.NewEngine(l, runtime.EngineOptions{})
+	e, err := engine.NewEngine(l, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
 	greedy := sampler.Params{Temperature: 0, TopP: 1}
 	for i, p := range evalPrompts {
-		plain := generate(t, e, runtime.Request{Prompt: p, MaxTokens: 96, Sampling: greedy})
-		arr := generate(t, e, runtime.Request{Prompt: p, MaxTokens: 96, Sampling: greedy, Adapter: lease{}})
+		plain := generate(t, e, engine.Request{Prompt: p, MaxTokens: 96, Sampling: greedy})
+		arr := generate(t, e, engine.Request{Prompt: p, MaxTokens: 96, Sampling: greedy, Adapter: lease{}})
 		base += pirateCount(plain)
 		tuned += pirateCount(arr)
 		if i == 0 {

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // Killing a run after step 4 and resuming it from checkpoint-3 must end
@@ -34,7 +34,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 
 	outB := t.TempDir()
 	killCtx, kill := context.WithCancel(ctx)
-	stopAfter4 := func(m *runtime.Model, c Options, n int) (Stepper, error) {
+	stopAfter4 := func(m *llama.Model, c Options, n int) (Stepper, error) {
 		s, err := newTrainStepper(m, c, n)
 		return &cancelAt{Stepper: s, at: 4, cancel: kill}, err
 	}

@@ -5,8 +5,8 @@ import (
 	"io"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
-	"github.com/parrot-llm/parrot/runtime"
 	"github.com/parrot-llm/parrot/runtime/dataset"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/train"
 )
 
@@ -23,7 +23,7 @@ type trainStepper struct {
 	buf [][]train.Example
 }
 
-func newTrainStepper(m *runtime.Model, c Options, totalSteps int) (Stepper, error) {
+func newTrainStepper(m *llama.Model, c Options, totalSteps int) (Stepper, error) {
 	t, err := train.New(m, TrainOptions(c, totalSteps))
 	if err != nil {
 		return nil, err

@@ -106,9 +106,15 @@ type block struct {
 	free       bool
 }
 
+// Allocator is the part of a backend's kernels.Memory the pool uses.
+type Allocator interface {
+	Alloc(n int) (kernels.Buf, error)
+	Free(b kernels.Buf)
+}
+
 // Pool owns every KV block.
 type Pool struct {
-	mem       kernels.Memory
+	mem       Allocator
 	shape     Shape
 	blockSize int
 	layers    []kernels.KVLayer
@@ -129,7 +135,7 @@ type Stats struct {
 }
 
 // New allocates numBlocks blocks of blockSize positions for every layer.
-func New(mem kernels.Memory, s Shape, blockSize, numBlocks int) (*Pool, error) {
+func New(mem Allocator, s Shape, blockSize, numBlocks int) (*Pool, error) {
 	if s.Layers <= 0 || s.KVHeads <= 0 || s.HeadDim <= 0 || blockSize <= 0 {
 		return nil, fmt.Errorf("kvpool: bad shape %+v or block size %d", s, blockSize)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 
 	"github.com/parrot-llm/parrot/internal/pyjson"
 )
@@ -110,4 +111,17 @@ func generationConfig(o Options) map[string]any {
 		"temperature":  0.6,
 		"top_p":        0.9,
 	}
+}
+
+// TinyDir writes a random tiny checkpoint (bf16, or bnb NF4 when
+// quantized) to a temporary directory of tb and returns it.
+func TinyDir(tb testing.TB, quantized bool) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	o := Tiny()
+	o.Quantize = quantized
+	if err := Generate(dir, o); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
@@ -106,7 +106,7 @@ func benchSteps(b *testing.B, tr *Trainer, micro [][]Example) {
 func BenchmarkTrainStepTiny(b *testing.B) {
 	be := cpu.New(0)
 	defer be.Close()
-	l, err := runtime.Load("../../testdata/stories260K", runtime.LoadOptions{Quantize: runtime.QuantNF4, Backend: be})
+	l, err := llama.Load("../../testdata/stories260K", llama.LoadOptions{Quantize: llama.QuantNF4, Backend: be})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,12 +125,12 @@ func BenchmarkTrainStepTiny(b *testing.B) {
 // llama1B builds a Llama-3.2-1B-shaped model in memory: NF4 projections
 // with random codes and scales, a random float32 tied embedding. The
 // weights are noise; only the shapes and the work matter.
-func llama1B(be kernels.Backend, layers int) *runtime.Model {
+func llama1B(be kernels.Backend, layers int) *llama.Model {
 	o := testmodel.Llama32_1B()
-	cfg := &runtime.Config{Hidden: o.Hidden, Intermediate: o.Intermediate, Layers: layers, Heads: o.Heads,
+	cfg := &llama.Config{Hidden: o.Hidden, Intermediate: o.Intermediate, Layers: layers, Heads: o.Heads,
 		KVHeads: o.KVHeads, HeadDim: o.HeadDim, Vocab: o.Vocab, MaxPos: o.MaxPos, NormEps: 1e-5,
 		RopeTheta: o.RopeTheta, TiedEmbed: true, BOS: -1, Pad: -1,
-		Rope: runtime.RopeScaling{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPosition: 8192}}
+		Rope: llama.RopeScaling{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPosition: 8192}}
 	s := splitmix{state: 1}
 	uniform := func(v []float32, scale float32) {
 		for i := range v {
@@ -160,18 +160,18 @@ func llama1B(be kernels.Backend, layers int) *runtime.Model {
 	H, Q, K, I := cfg.Hidden, cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Intermediate
 	embed := &kernels.F32Matrix{Rows: cfg.Vocab, Cols: H, Data: make([]float32, cfg.Vocab*H)}
 	uniform(embed.Data, 0.05)
-	w := &runtime.Weights{Embed: embed, LMHead: embed, Norm: kernels.HostBuf(ones(H)), Layers: make([]runtime.Layer, layers)}
+	w := &llama.Weights{Embed: embed, LMHead: embed, Norm: kernels.HostBuf(ones(H)), Layers: make([]llama.Layer, layers)}
 	shapes := [numProj][2]int{{Q, H}, {K, H}, {K, H}, {H, Q}, {I, H}, {I, H}, {H, I}}
 	for l := range w.Layers {
 		ly := &w.Layers[l]
 		ly.AttnNorm, ly.MLPNorm = kernels.HostBuf(ones(H)), kernels.HostBuf(ones(H))
-		lins := []**runtime.Linear{&ly.Q, &ly.K, &ly.V, &ly.O, &ly.Gate, &ly.Up, &ly.Down}
-		for j, name := range runtime.ProjectionNames {
+		lins := []**llama.Linear{&ly.Q, &ly.K, &ly.V, &ly.O, &ly.Gate, &ly.Up, &ly.Down}
+		for j, name := range llama.ProjectionNames {
 			out, in := shapes[j][0], shapes[j][1]
-			*lins[j] = &runtime.Linear{Name: fmt.Sprintf("model.layers.%d.%s", l, name), In: in, Out: out, W: nf4(out, in)}
+			*lins[j] = &llama.Linear{Name: fmt.Sprintf("model.layers.%d.%s", l, name), In: in, Out: out, W: nf4(out, in)}
 		}
 	}
-	m, err := runtime.NewModel(cfg, w, be)
+	m, err := llama.NewModel(cfg, w, be)
 	if err != nil {
 		panic(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/kernels/ref"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
@@ -43,7 +43,7 @@ func TestTrainOnBnbCheckpoint(t *testing.T) {
 		MaxGradNorm: 1, Seed: 3407, GradientCheckpointing: true}
 	var losses [2][]float64
 	for i, be := range []kernels.Backend{ref.New(), fast} {
-		l, err := runtime.Load(dir, runtime.LoadOptions{Backend: be})
+		l, err := llama.Load(dir, llama.LoadOptions{Backend: be})
 		if err != nil {
 			t.Fatal(err)
 		}

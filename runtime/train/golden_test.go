@@ -11,7 +11,7 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/kernels/ref"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 )
 
@@ -80,7 +80,7 @@ func readGolden(t testing.TB) *golden {
 
 // goldenModel builds the golden Llama from golden_model.safetensors, float
 // weights (no quantization), on backend be; it also returns the LoRA A init.
-func goldenModel(t testing.TB, g *golden, be kernels.Backend) (*runtime.Model, map[string][]float32) {
+func goldenModel(t testing.TB, g *golden, be kernels.Backend) (*llama.Model, map[string][]float32) {
 	t.Helper()
 	f, err := safetensors.Open(filepath.Join("testdata", "golden_model.safetensors"))
 	if err != nil {
@@ -100,15 +100,15 @@ func goldenModel(t testing.TB, g *golden, be kernels.Backend) (*runtime.Model, m
 		return v
 	}
 	gc := g.Config
-	cfg := &runtime.Config{Hidden: gc.Hidden, Intermediate: gc.Intermediate, Layers: gc.Layers, Heads: gc.Heads,
+	cfg := &llama.Config{Hidden: gc.Hidden, Intermediate: gc.Intermediate, Layers: gc.Layers, Heads: gc.Heads,
 		KVHeads: gc.KVHeads, HeadDim: gc.HeadDim, Vocab: gc.Vocab, MaxPos: 64, NormEps: float32(gc.Eps),
 		RopeTheta: gc.RopeTheta, BOS: -1, Pad: -1}
 	mat := func(name string, rows, cols int) *kernels.F32Matrix {
 		return &kernels.F32Matrix{Rows: rows, Cols: cols, Data: get(name, rows, cols)}
 	}
 	H, Q, K, I := gc.Hidden, gc.Heads*gc.HeadDim, gc.KVHeads*gc.HeadDim, gc.Intermediate
-	w := &runtime.Weights{Embed: mat("model.embed_tokens.weight", gc.Vocab, H), Norm: kernels.HostBuf(get("model.norm.weight", 1, H)),
-		LMHead: mat("lm_head.weight", gc.Vocab, H), Layers: make([]runtime.Layer, gc.Layers)}
+	w := &llama.Weights{Embed: mat("model.embed_tokens.weight", gc.Vocab, H), Norm: kernels.HostBuf(get("model.norm.weight", 1, H)),
+		LMHead: mat("lm_head.weight", gc.Vocab, H), Layers: make([]llama.Layer, gc.Layers)}
 	shapes := [numProj][2]int{{Q, H}, {K, H}, {K, H}, {H, Q}, {I, H}, {I, H}, {H, I}}
 	initA := map[string][]float32{}
 	for l := range w.Layers {
@@ -116,14 +116,14 @@ func goldenModel(t testing.TB, g *golden, be kernels.Backend) (*runtime.Model, m
 		layer := &w.Layers[l]
 		layer.AttnNorm = kernels.HostBuf(get(p+"input_layernorm.weight", 1, H))
 		layer.MLPNorm = kernels.HostBuf(get(p+"post_attention_layernorm.weight", 1, H))
-		lins := []**runtime.Linear{&layer.Q, &layer.K, &layer.V, &layer.O, &layer.Gate, &layer.Up, &layer.Down}
-		for j, name := range runtime.ProjectionNames {
+		lins := []**llama.Linear{&layer.Q, &layer.K, &layer.V, &layer.O, &layer.Gate, &layer.Up, &layer.Down}
+		for j, name := range llama.ProjectionNames {
 			out, in := shapes[j][0], shapes[j][1]
-			*lins[j] = &runtime.Linear{Name: p + name, In: in, Out: out, W: mat(p+name+".weight", out, in)}
+			*lins[j] = &llama.Linear{Name: p + name, In: in, Out: out, W: mat(p+name+".weight", out, in)}
 			initA[p+name] = get("base_model.model."+p+name+".lora_A.weight", g.Rank, in)
 		}
 	}
-	m, err := runtime.NewModel(cfg, w, be)
+	m, err := llama.NewModel(cfg, w, be)
 	if err != nil {
 		t.Fatal(err)
 	}

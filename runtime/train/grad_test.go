@@ -9,7 +9,7 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/kernels/ref"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // A float64 Llama with the trainer's LoRA modules, written out from
@@ -75,7 +75,7 @@ func loss64(tr *Trainer, exs []Example, micro int, p lora64, scale float64) floa
 		}
 	}
 	// linear: W·x + scale·B·A·(x∘mask) for token row n of the micro-batch.
-	linear := func(lin *runtime.Linear, m *module, x []float64, n int) []float64 {
+	linear := func(lin *llama.Linear, m *module, x []float64, n int) []float64 {
 		y := make([]float64, lin.Out)
 		for o := range y {
 			for i, v := range x {

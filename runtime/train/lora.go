@@ -2,11 +2,11 @@ package train
 
 import (
 	"github.com/parrot-llm/parrot/kernels"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // Projection indices within a layer, in PEFT target-module order
-// (runtime.Layer.Projections).
+// (llama.Layer.Projections).
 const (
 	projQ = iota
 	projK
@@ -29,7 +29,7 @@ const (
 type module struct {
 	name          string // e.g. "model.layers.0.self_attn.q_proj"
 	id            uint64 // layer*numProj + projection, keys the dropout masks
-	lin           *runtime.Linear
+	lin           *llama.Linear
 	in, out, rank int
 	a, b          []float32   // [rank, in], [out, rank]: the optimizer's (host) copy
 	ga, gb        []float32   // gradients, same shapes, as read back from the backend
@@ -70,7 +70,7 @@ func (t *Trainer) dropoutMask(mask []float32, micro int, m *module) {
 // The dropout masks are drawn on the host (their stream is the trainer's),
 // so the masked input is computed there: the input is read back, masked and
 // written to la.xd. A device backend would add a dropout op here.
-func (t *Trainer) linearForward(m *module, lin *runtime.Linear, y, x kernels.Buf, N, micro int, la *loraActs, train bool) {
+func (t *Trainer) linearForward(m *module, lin *llama.Linear, y, x kernels.Buf, N, micro int, la *loraActs, train bool) {
 	be := t.be
 	be.MatMul(y.Slice(0, N*lin.Out), x.Slice(0, N*lin.In), lin.W, N)
 	if m == nil {
@@ -95,7 +95,7 @@ func (t *Trainer) linearForward(m *module, lin *runtime.Linear, y, x kernels.Buf
 // linearBackward writes (or, with accumulate, adds) the input gradient of a
 // projection, dx = Wᵀ·dy (+ the LoRA path's), and accumulates the LoRA
 // gradients. x is the forward's input; dy [N, out], dx [N, in].
-func (t *Trainer) linearBackward(m *module, lin *runtime.Linear, dx, dy, x kernels.Buf, N, micro int, la *loraActs, accumulate bool) {
+func (t *Trainer) linearBackward(m *module, lin *llama.Linear, dx, dy, x kernels.Buf, N, micro int, la *loraActs, accumulate bool) {
 	be, s := t.be, &t.buf
 	dx, dy = dx.Slice(0, N*lin.In), dy.Slice(0, N*lin.Out)
 	if accumulate {

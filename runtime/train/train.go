@@ -21,7 +21,7 @@ import (
 
 	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 )
 
 // Example is one training sequence. Labels are already masked with
@@ -46,8 +46,8 @@ type StepStats struct {
 // use, and it reads the model's weights without changing them (the model
 // may not be serving at the same time: they share the backend's scratch).
 type Trainer struct {
-	m       *runtime.Model
-	cfg     *runtime.Config
+	m       *llama.Model
+	cfg     *llama.Config
 	be      kernels.TrainBackend
 	opts    Options
 	scale   float32   // LoRA scaling
@@ -66,7 +66,7 @@ type Trainer struct {
 // New prepares LoRA training on m, whose backend must implement
 // kernels.TrainBackend. A is initialised from Seed (see initLoRAA) and B is
 // zero, as PEFT does.
-func New(m *runtime.Model, opts Options) (*Trainer, error) {
+func New(m *llama.Model, opts Options) (*Trainer, error) {
 	if m == nil || m.Config == nil || m.Weights == nil {
 		return nil, errors.New("train: nil model")
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/parrot-llm/parrot/adapters/peft"
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
-	"github.com/parrot-llm/parrot/runtime"
+	"github.com/parrot-llm/parrot/runtime/llama"
 	"github.com/parrot-llm/parrot/runtime/quant"
 )
 
@@ -229,7 +229,7 @@ func TestLoRAInit(t *testing.T) {
 }
 
 // The trained adapter, written in PEFT format and read back by package
-// peft, computes in the serving forward pass (runtime.Model with
+// peft, computes in the serving forward pass (llama.Model with
 // LoRA slots) the same loss the trainer's forward pass reports.
 func TestTrainedAdapterServes(t *testing.T) {
 	g := readGolden(t)
@@ -270,7 +270,7 @@ func TestTrainedAdapterServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b runtime.Batch
+	var b llama.Batch
 	for j, id := range ex.Input {
 		b.AddWithAdapter(id, int32(j), cache, true, 0)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package engine
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/parrot-llm/parrot/runtime/llama"
 
 	"github.com/parrot-llm/parrot/runtime/chat"
 	"github.com/parrot-llm/parrot/runtime/kvpool"
@@ -34,7 +36,7 @@ type Request struct {
 	// the sequence's own: give each of n choices a copy.
 	Constraint Constraint
 	// Group ties the sequences of one API request together (its n choices
-	// and prompts), so that at most EngineOptions.MaxRunningPerGroup of them
+	// and prompts), so that at most Options.MaxRunningPerGroup of them
 	// run at once; "" = a group of its own.
 	Group string
 }
@@ -112,8 +114,8 @@ var (
 	ErrEmptyPrompt   = errors.New("prompt is empty")
 )
 
-// EngineOptions size the scheduler.
-type EngineOptions struct {
+// Options size the scheduler.
+type Options struct {
 	MaxRunning int // sequences decoded together (default 16)
 	// MaxRunningPerGroup caps the running sequences of one request group
 	// (default MaxRunning/4, at least 1): a request with n: 128 runs a few
@@ -153,10 +155,10 @@ type Observer interface {
 // the tokens of all running sequences into each forward pass (continuous
 // batching), so it is the model's only caller.
 type Engine struct {
-	loaded *Loaded
-	model  *Model
+	loaded *llama.Loaded
+	model  *llama.Model
 	tok    tokenizer.Tokenizer
-	opts   EngineOptions
+	opts   Options
 	eos    []int32
 	pool   *kvpool.Pool
 
@@ -176,7 +178,7 @@ type sequence struct {
 	prompt []int32 // all[:len(prompt)]
 	all    []int32 // prompt and generated tokens; the KV holds all[:cache.Len()]
 	tokens []int32 // all[len(prompt):], the generated tokens
-	cache  *KVCache
+	cache  *llama.KVCache
 	seed   kvpool.Hash   // prefix-cache chain root: the adapter and its version
 	hashes []kvpool.Hash // chain hashes of all's full blocks, as far as computed
 	// promptKey identifies the prompt (with seed) to tell n > 1 choices of
@@ -200,7 +202,7 @@ type sequence struct {
 
 // NewEngine allocates the KV pool and starts the scheduler for a loaded
 // model.
-func NewEngine(l *Loaded, opts EngineOptions) (*Engine, error) {
+func NewEngine(l *llama.Loaded, opts Options) (*Engine, error) {
 	if opts.MaxRunning <= 0 {
 		opts.MaxRunning = 16
 	}
@@ -262,7 +264,7 @@ func (e *Engine) KVCache() KVCacheInfo {
 func (e *Engine) MaxModelLen() int { return e.opts.MaxModelLen }
 
 // Loaded returns the model the engine serves.
-func (e *Engine) Loaded() *Loaded { return e.loaded }
+func (e *Engine) Loaded() *llama.Loaded { return e.loaded }
 
 // Tokenize turns a request's prompt into token ids.
 func (e *Engine) Tokenize(req *Request) ([]int32, error) {
@@ -373,7 +375,7 @@ func (e *Engine) Close(ctx context.Context) error {
 func (e *Engine) loop() {
 	defer close(e.done)
 	var running []*sequence // in admission order
-	var batch Batch
+	var batch llama.Batch
 	var rows []*sequence // sequences whose logits come back, in batch order
 	readerWait := time.NewTimer(readerPoll)
 	readerWait.Stop()
@@ -500,7 +502,7 @@ func (e *Engine) apply(p *plan, running *[]*sequence, waiting []*sequence) []*se
 				continue
 			}
 			if s.cache == nil {
-				s.cache = NewSeqCache(e.pool, e.opts.MaxModelLen)
+				s.cache = llama.NewSeqCache(e.pool, e.opts.MaxModelLen)
 			}
 			hit := e.sharePrefix(s)
 			if !s.admitted {
@@ -515,7 +517,7 @@ func (e *Engine) apply(p *plan, running *[]*sequence, waiting []*sequence) []*se
 	for _, w := range p.work {
 		// The plan counted these blocks: Grow cannot fail here, but a
 		// sequence it failed for would only be failed itself.
-		if err := w.s.cache.reserve(w.s.cache.Len() + w.n); err != nil {
+		if err := w.s.cache.Reserve(w.s.cache.Len() + w.n); err != nil {
 			e.finish(w.s, "", fmt.Errorf("KV cache: %w", err))
 		}
 	}
@@ -572,7 +574,7 @@ func (e *Engine) commit(s *sequence) {
 // each sequence's tokens run again alone, so that only the sequences the
 // error concerns fail: it returns the batch's logits when the batch ran,
 // and the failed sequences with their errors.
-func (e *Engine) forward(b *Batch, work []work) ([]float32, map[*sequence]error) {
+func (e *Engine) forward(b *llama.Batch, work []work) ([]float32, map[*sequence]error) {
 	logits, err := e.safeForward(b)
 	if err == nil {
 		return logits, nil
@@ -581,7 +583,7 @@ func (e *Engine) forward(b *Batch, work []work) ([]float32, map[*sequence]error)
 		return nil, map[*sequence]error{work[0].s: fmt.Errorf("forward pass: %w", err)}
 	}
 	failed := map[*sequence]error{}
-	var solo Batch
+	var solo llama.Batch
 	for _, w := range work {
 		solo.Reset()
 		s := w.s
@@ -607,7 +609,7 @@ func (e *Engine) forward(b *Batch, work []work) ([]float32, map[*sequence]error)
 		if failed[w.s] != nil {
 			continue
 		}
-		w.s.cache.len -= w.n // their tokens ran solo: run them again with logits in batch order
+		w.s.cache.Truncate(w.s.cache.Len() - w.n) // their tokens ran solo: run them again with logits in batch order
 		if addWork(b, w) {
 			rows = append(rows, w.s)
 		}
@@ -631,7 +633,7 @@ func (e *Engine) forward(b *Batch, work []work) ([]float32, map[*sequence]error)
 var ErrKernel = errors.New("internal error in the model's kernels")
 
 // safeForward runs the model, turning a panic into an error.
-func (e *Engine) safeForward(b *Batch) (logits []float32, err error) {
+func (e *Engine) safeForward(b *llama.Batch) (logits []float32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrKernel, r)
@@ -643,7 +645,7 @@ func (e *Engine) safeForward(b *Batch) (logits []float32, err error) {
 // addWork appends w's tokens to b (the next ones of its sequence) and
 // reports whether they end with the sequence's last token, whose logits
 // are asked for: a row to sample.
-func addWork(b *Batch, w work) bool {
+func addWork(b *llama.Batch, w work) bool {
 	s := w.s
 	from := s.cache.Len()
 	for i := range w.n {
@@ -670,7 +672,7 @@ func (ep enginePool) prefixHit(s *sequence) (int, int) {
 	return len(blocks) * bs, idle
 }
 
-func (ep enginePool) exclusive(s *sequence) int { return ep.p.Exclusive(&s.cache.table) }
+func (ep enginePool) exclusive(s *sequence) int { return s.cache.Exclusive() }
 
 // Sequence state, as the scheduler reads it.
 func (s *sequence) computed() int {
@@ -683,7 +685,7 @@ func (s *sequence) heldBlocks() int {
 	if s.cache == nil {
 		return 0
 	}
-	return len(s.cache.table.Blocks)
+	return len(s.cache.Blocks())
 }
 func (s *sequence) pending() int { return len(s.all) - s.computed() }
 func (s *sequence) ready() bool  { return s.events == nil || s.events.hasRoom() }

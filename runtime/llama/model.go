@@ -1,4 +1,4 @@
-package runtime
+package llama
 
 import (
 	"errors"
@@ -372,7 +372,7 @@ func (m *Model) checkPositions(b *Batch) error {
 		next[cache] = want + 1
 	}
 	for cache, n := range next {
-		if err := cache.reserve(n); err != nil {
+		if err := cache.Reserve(n); err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,11 @@
-package runtime
+package engine
 
 import (
 	"slices"
 	"testing"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/runtime/llama"
 
 	"github.com/parrot-llm/parrot/runtime/kvpool"
 )
@@ -41,8 +44,23 @@ func waitingSeq(id, n int, group string) *sequence {
 // tokens still to run (1 = decoding).
 func runningSeq(id, computed, pending int, group string, blockSize int) *sequence {
 	s := waitingSeq(id, computed+pending, group)
-	s.cache = &KVCache{len: computed, table: kvpool.Table{Blocks: make([]int32, (computed+blockSize-1)/blockSize)}}
+	s.cache = cacheAt(computed, blockSize)
 	return s
+}
+
+// cacheAt is a cache holding computed positions, in a pool of its own.
+func cacheAt(computed, blockSize int) *llama.KVCache {
+	pool, err := kvpool.New(kernels.HostMemory{}, kvpool.Shape{Layers: 1, KVHeads: 1, HeadDim: 1}, blockSize, 64)
+	if err != nil {
+		panic(err)
+	}
+	var t kvpool.Table
+	if err := pool.Grow(&t, computed); err != nil {
+		panic(err)
+	}
+	c := llama.NewSeqCache(pool, 1<<20)
+	c.Share(t.Blocks, computed)
+	return c
 }
 
 func ids(seqs []*sequence) []int {
@@ -178,7 +196,7 @@ func TestScheduleChoicesOfOnePromptPrefillOnce(t *testing.T) {
 		t.Fatalf("admitted %v: the second choice should wait for the first's prompt", got)
 	}
 	// Once the first choice has its prompt computed, the second is admitted.
-	a.cache = &KVCache{len: 9, table: kvpool.Table{Blocks: make([]int32, 3)}}
+	a.cache = cacheAt(9, 4)
 	a.all = append(a.all, 5)
 	p = schedule([]*sequence{a}, []*sequence{b}, &fakePool{free: 100}, lim)
 	if got := ids(p.admit); !slices.Equal(got, []int{2}) {

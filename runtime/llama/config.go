@@ -1,4 +1,4 @@
-package runtime
+package llama
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package runtime
+package engine
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parrot-llm/parrot/runtime/llama"
+
 	"github.com/parrot-llm/parrot/runtime/sampler"
 )
 
@@ -15,8 +17,8 @@ import (
 // the first request's readers stalled (so its running choices stop at the
 // event buffer), the second request still runs to the end.
 func TestManyChoicesLeaveRoomForLaterRequests(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	e := mustEngine(t, l, EngineOptions{MaxRunning: 4, MaxRunningPerGroup: 2})
+	l := loadStories(t, llama.QuantNF4)
+	e := mustEngine(t, l, Options{MaxRunning: 4, MaxRunningPerGroup: 2})
 	defer e.Close(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -65,8 +67,8 @@ func TestManyChoicesLeaveRoomForLaterRequests(t *testing.T) {
 // eventCapacity events buffered; when it reads again it gets the whole
 // output, unchanged.
 func TestStalledReaderIsBoundedAndResumes(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	e := mustEngine(t, l, EngineOptions{})
+	l := loadStories(t, llama.QuantNF4)
+	e := mustEngine(t, l, Options{})
 	defer e.Close(context.Background())
 	req := Request{PromptTokens: []int32{1}, MaxTokens: 4 * eventCapacity, IgnoreEOS: true, Sampling: greedy}
 	solo, _ := generate(t, e, req)
@@ -136,8 +138,8 @@ func (nothingAllowed) Consume(int32) error          { return nil }
 // prefers, and EOS ends it where the grammar allows it; unconstrained
 // sequences in the same batches are unaffected.
 func TestConstraintMasksSampling(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	e := mustEngine(t, l, EngineOptions{})
+	l := loadStories(t, llama.QuantNF4)
+	e := mustEngine(t, l, Options{})
 	defer e.Close(context.Background())
 	free := Request{Prompt: "Once upon a time", MaxTokens: 30, Sampling: greedy}
 	solo, _ := generate(t, e, free)
@@ -190,8 +192,8 @@ func TestConstraintMasksSampling(t *testing.T) {
 // When the only running sequence is cancelled, the request waiting behind
 // it starts at once, not when some later request wakes the engine.
 func TestCancelledRunningMakesRoomForWaiting(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	e := mustEngine(t, l, EngineOptions{MaxRunning: 1})
+	l := loadStories(t, llama.QuantNF4)
+	e := mustEngine(t, l, Options{MaxRunning: 1})
 	defer e.Close(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	// Never read: the first request fills its event buffer and waits for

@@ -1,4 +1,4 @@
-package runtime
+package engine
 
 // eventCapacity bounds the events a sequence may have waiting for its
 // reader. A sequence whose reader falls this far behind is not stepped

@@ -1,4 +1,4 @@
-package runtime
+package engine
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parrot-llm/parrot/runtime/llama"
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
@@ -40,7 +42,7 @@ func (o *countingObserver) Finished(int, int, Timing, string) {}
 func (o *countingObserver) Token(bool, time.Duration)         {}
 
 // blockBytes is the KV budget of n blocks of the default size.
-func blockBytes(m *Model, n int) int64 {
+func blockBytes(m *llama.Model, n int) int64 {
 	return int64(n*16) * m.KVShape().BytesPerPosition()
 }
 
@@ -81,9 +83,9 @@ func storyRequests(n, maxTokens int) []Request {
 // preempts and later recomputes; every request still produces exactly the
 // text it produces alone.
 func TestPreemptedSequencesFinishWithTheirSoloText(t *testing.T) {
-	l := loadStories(t, QuantNF4)
+	l := loadStories(t, llama.QuantNF4)
 	reqs := storyRequests(6, 56)
-	solo := mustEngine(t, l, EngineOptions{MaxRunning: 1})
+	solo := mustEngine(t, l, Options{MaxRunning: 1})
 	want := make([]string, len(reqs))
 	for i, r := range reqs {
 		want[i], _ = generate(t, solo, r)
@@ -91,7 +93,7 @@ func TestPreemptedSequencesFinishWithTheirSoloText(t *testing.T) {
 	solo.Close(context.Background())
 
 	obs := &countingObserver{}
-	e := mustEngine(t, l, EngineOptions{MaxRunning: 6, KVCacheBytes: blockBytes(l.Model, 8), Observer: obs})
+	e := mustEngine(t, l, Options{MaxRunning: 6, KVCacheBytes: blockBytes(l.Model, 8), Observer: obs})
 	defer e.Close(context.Background())
 	if e.MaxModelLen() != 128 {
 		t.Fatalf("max model len %d, want 128 (what the pool holds)", e.MaxModelLen())
@@ -119,22 +121,22 @@ func TestPreemptedSequencesFinishWithTheirSoloText(t *testing.T) {
 
 // A prompt longer than the pool is refused at Submit, not run out of memory.
 func TestPromptLongerThanThePoolIsRefused(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	e := mustEngine(t, l, EngineOptions{KVCacheBytes: blockBytes(l.Model, 2)})
+	l := loadStories(t, llama.QuantNF4)
+	e := mustEngine(t, l, Options{KVCacheBytes: blockBytes(l.Model, 2)})
 	defer e.Close(context.Background())
 	_, err := e.Submit(context.Background(), Request{PromptTokens: make([]int32, 40), Sampling: greedy})
 	if !errors.Is(err, ErrPromptTooLong) {
 		t.Fatalf("a 40-token prompt with 32 positions of KV: %v, want ErrPromptTooLong", err)
 	}
-	if _, err := NewEngine(l, EngineOptions{KVCacheBytes: 100}); err == nil {
+	if _, err := NewEngine(l, Options{KVCacheBytes: 100}); err == nil {
 		t.Fatal("a budget smaller than one block was accepted")
 	}
 }
 
 func TestPrefixCacheSharesBlocksAndReportsCachedTokens(t *testing.T) {
-	l := loadStories(t, QuantNF4)
+	l := loadStories(t, llama.QuantNF4)
 	obs := &countingObserver{}
-	e := mustEngine(t, l, EngineOptions{Observer: obs})
+	e := mustEngine(t, l, Options{Observer: obs})
 	defer e.Close(context.Background())
 	prompt := make([]int32, 40)
 	for i := range prompt {
@@ -165,7 +167,7 @@ func TestPrefixCacheSharesBlocksAndReportsCachedTokens(t *testing.T) {
 		t.Errorf("second turn of %d tokens: %d cached, want 48 (the first turn's three full blocks)", len(turn2), c)
 	}
 	// Without a cache, the same output: compare with a fresh engine.
-	fresh := mustEngine(t, l, EngineOptions{})
+	fresh := mustEngine(t, l, Options{})
 	defer fresh.Close(context.Background())
 	alone, _ := generate(t, fresh, req)
 	if alone != second {
@@ -179,9 +181,9 @@ func TestPrefixCacheSharesBlocksAndReportsCachedTokens(t *testing.T) {
 // n choices of one prompt prefill it once: the first computes it, the
 // others are admitted once its blocks are committed and share them.
 func TestChoicesOfOnePromptPrefillOnce(t *testing.T) {
-	l := loadStories(t, QuantNF4)
+	l := loadStories(t, llama.QuantNF4)
 	obs := &countingObserver{}
-	e := mustEngine(t, l, EngineOptions{Observer: obs, MaxRunningPerGroup: 4})
+	e := mustEngine(t, l, Options{Observer: obs, MaxRunningPerGroup: 4})
 	defer e.Close(context.Background())
 	prompt := make([]int32, 50)
 	for i := range prompt {
@@ -225,15 +227,14 @@ func (f *fakeLease) Release()                      {}
 // After an adapter is reloaded into its slot (a new version), requests
 // never reuse KV its old version computed, nor the base model's.
 func TestReloadedAdapterNeverReusesOldVersionKV(t *testing.T) {
-	l := loadStories(t, QuantNF4)
+	l := loadStories(t, llama.QuantNF4)
 	m := l.Model
 	ls, err := m.EnableLoRA(1, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1, v2 := randomAdapter(m, 8, 2, 11, false), randomAdapter(m, 8, 2, 12, false)
-	v1.install(t, ls, 0)
-	e := mustEngine(t, l, EngineOptions{})
+	installRandom(t, m, ls, 0, 11) // v1
+	e := mustEngine(t, l, Options{})
 	defer e.Close(context.Background())
 	prompt := make([]int32, 40)
 	for i := range prompt {
@@ -254,13 +255,13 @@ func TestReloadedAdapterNeverReusesOldVersionKV(t *testing.T) {
 		t.Fatalf("same version: %q with %d cached, want %q with 32", again, evs[len(evs)-1].Usage.CachedTokens, a1)
 	}
 
-	v2.install(t, ls, 0) // the reload: same name and slot, new weights
+	installRandom(t, m, ls, 0, 12) // the reload: v2, same name and slot, new weights
 	a2, evs := generate(t, e, req(&fakeLease{"pirate", "v2", 0}))
 	if c := evs[len(evs)-1].Usage.CachedTokens; c != 0 {
 		t.Fatalf("v2 reused %d tokens of KV computed by v1", c)
 	}
 	// What v2 produces from scratch, in an engine that never saw v1.
-	fresh := mustEngine(t, l, EngineOptions{})
+	fresh := mustEngine(t, l, Options{})
 	defer fresh.Close(context.Background())
 	want, _ := generate(t, fresh, req(&fakeLease{"pirate", "v2", 0}))
 	if a2 != want {
@@ -287,11 +288,11 @@ func (p *panicky) Embed(out kernels.Buf, table kernels.Matrix, ids kernels.IntBu
 func TestKernelPanicFailsOnlyItsRequests(t *testing.T) {
 	be := &panicky{Backend: cpu.New(2), poison: 99}
 	t.Cleanup(be.Close)
-	l, err := Load(storiesDir, LoadOptions{Quantize: QuantNF4, Backend: be})
+	l, err := llama.Load(storiesDir, llama.LoadOptions{Quantize: llama.QuantNF4, Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := mustEngine(t, l, EngineOptions{})
+	e := mustEngine(t, l, Options{})
 	defer e.Close(context.Background())
 	good := Request{PromptTokens: []int32{1, 20, 30}, MaxTokens: 15, IgnoreEOS: true, Sampling: greedy}
 	want, _ := generate(t, e, good)
@@ -338,14 +339,14 @@ func (c *recordingClaim) holds() bool {
 // queued request holds none, and a preempted one gives its slot back until
 // it resumes.
 func TestQueuedAndPreemptedRequestsHoldNoAdapterSlot(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	ls, err := l.Model.EnableLoRA(1, 4)
+	l := loadStories(t, llama.QuantNF4)
+	ls, err := l.Model.EnableLoRA(1, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	randomAdapter(l.Model, 4, 1, 5, true).install(t, ls, 0) // B = 0: the base model's output
+	installRandom(t, l.Model, ls, 0, 5)
 
-	e := mustEngine(t, l, EngineOptions{MaxRunning: 1})
+	e := mustEngine(t, l, Options{MaxRunning: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	first := &recordingClaim{}
 	ch1, err := e.Submit(ctx, Request{PromptTokens: []int32{1, 2}, MaxTokens: 400, IgnoreEOS: true, Sampling: greedy, Adapter: first})
@@ -372,7 +373,7 @@ func TestQueuedAndPreemptedRequestsHoldNoAdapterSlot(t *testing.T) {
 	e.Close(context.Background())
 
 	// Preemption: six adapter requests in a pool too small for them.
-	e = mustEngine(t, l, EngineOptions{MaxRunning: 6, KVCacheBytes: blockBytes(l.Model, 8)})
+	e = mustEngine(t, l, Options{MaxRunning: 6, KVCacheBytes: blockBytes(l.Model, 8)})
 	defer e.Close(context.Background())
 	reqs := storyRequests(6, 56)
 	claims := make([]*recordingClaim, len(reqs))

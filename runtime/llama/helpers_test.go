@@ -1,4 +1,4 @@
-package runtime
+package llama
 
 import (
 	"testing"
@@ -6,15 +6,6 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/runtime/kvpool"
 )
-
-func mustEngine(tb testing.TB, l *Loaded, opts EngineOptions) *Engine {
-	tb.Helper()
-	e, err := NewEngine(l, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return e
-}
 
 func mustModel(tb testing.TB, c *Config, w *Weights, be kernels.Backend) *Model {
 	tb.Helper()

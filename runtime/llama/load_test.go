@@ -1,7 +1,6 @@
-package runtime
+package llama
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,86 +14,8 @@ import (
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
 
-// tinyModel writes a random tiny checkpoint (bf16, or bnb NF4) to a temp dir.
-func tinyModel(t *testing.T, quantized bool) string {
-	t.Helper()
-	dir := t.TempDir()
-	o := testmodel.Tiny()
-	o.Quantize = quantized
-	if err := testmodel.Generate(dir, o); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// A bnb NF4 checkpoint loads without loss: NF4 mode keeps exactly the stored
-// codes and scales, and float mode equals their dequantization.
-func TestLoadBnbCheckpoint(t *testing.T) {
-	dir := tinyModel(t, true)
-	l, err := Load(dir, LoadOptions{Backend: ref.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, ok := l.Model.Weights.Layers[1].Q.W.(*kernels.NF4Matrix)
-	if !ok {
-		t.Fatalf("q_proj loaded as %T, want NF4", l.Model.Weights.Layers[1].Q.W)
-	}
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	raw, _ := set.Tensor("model.layers.1.self_attn.q_proj.weight")
-	if string(raw.Data) != string(q.Packed) {
-		t.Fatal("NF4 codes differ from the checkpoint's")
-	}
-	f, err := Load(dir, LoadOptions{Backend: ref.New(), Quantize: QuantNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dense := f.Model.Weights.Layers[1].Q.W.(*kernels.F32Matrix)
-	for i := range dense.Data {
-		if want := ref.NF4Element(q, i); dense.Data[i] != want {
-			t.Fatalf("float mode element %d = %v, NF4 dequantizes to %v", i, dense.Data[i], want)
-		}
-	}
-	// Both generate the same greedy text: the float mode is the NF4 model's reference.
-	prompt := Request{Prompt: "hello world", MaxTokens: 8, IgnoreEOS: true, Sampling: greedy}
-	a, _ := generate(t, mustEngine(t, l, EngineOptions{}), prompt)
-	b, _ := generate(t, mustEngine(t, f, EngineOptions{}), prompt)
-	if a != b {
-		t.Fatalf("NF4 %q vs dequantized float %q", a, b)
-	}
-}
-
-// A chat request on a Llama 3 style checkpoint is rendered with its template.
-func TestChatRequestUsesTemplate(t *testing.T) {
-	l, err := Load(tinyModel(t, false), LoadOptions{Backend: ref.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := mustEngine(t, l, EngineOptions{})
-	defer e.Close(context.Background())
-	msgs := []chat.Message{{Role: "user", Content: "Hi"}}
-	ids, err := e.Tokenize(&Request{Messages: msgs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := l.Template.Render(msgs, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := l.Tokenizer.Encode(text, false)
-	if len(ids) != len(want) || ids[0] != want[0] {
-		t.Fatalf("chat prompt %v, want %v", ids, want)
-	}
-	if bos, _ := l.Tokenizer.TokenID("<|begin_of_text|>"); ids[0] != bos || ids[1] == bos {
-		t.Fatalf("chat prompt must start with exactly one BOS: %v", ids[:2])
-	}
-}
-
 func TestLoadErrors(t *testing.T) {
-	src := tinyModel(t, false)
+	src := testmodel.TinyDir(t, false)
 	copyDir := func(t *testing.T) string {
 		dst := t.TempDir()
 		entries, _ := os.ReadDir(src)
@@ -242,7 +163,7 @@ func editJSON(t *testing.T, path string, edit func(m map[string]any)) {
 // and refuses anything else (a misspelt name used to become the template
 // text, so that every prompt rendered as that literal string).
 func TestChatTemplateOverride(t *testing.T) {
-	dir := tinyModel(t, false)
+	dir := testmodel.TinyDir(t, false)
 	msgs := []chat.Message{{Role: "user", Content: "Hi"}}
 	custom := "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}"
 	file := filepath.Join(t.TempDir(), "pirate.jinja")
@@ -282,7 +203,7 @@ func TestChatTemplateOverride(t *testing.T) {
 
 // A bf16 checkpoint keeps its embedding in bf16, exactly.
 func TestBF16EmbeddingStaysBF16(t *testing.T) {
-	dir := tinyModel(t, false)
+	dir := testmodel.TinyDir(t, false)
 	l, err := Load(dir, LoadOptions{Backend: ref.New()})
 	if err != nil {
 		t.Fatal(err)
@@ -299,35 +220,5 @@ func TestBF16EmbeddingStaysBF16(t *testing.T) {
 		if kernels.BF16ToF32(h) != want[i] {
 			t.Fatalf("embedding element %d = %v, want %v", i, kernels.BF16ToF32(h), want[i])
 		}
-	}
-}
-
-// The 8-bit lm_head stays close to the float one: same greedy story start,
-// logits within the Q8 error.
-func TestLMHead8Bit(t *testing.T) {
-	be := ref.New()
-	full, err := Load(storiesDir, LoadOptions{Backend: be, Quantize: QuantNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q8, err := Load(storiesDir, LoadOptions{Backend: be, Quantize: QuantNone, LMHead8Bit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := q8.Model.Weights.LMHead.(*kernels.Q8Matrix); !ok {
-		t.Fatalf("lm_head is %T", q8.Model.Weights.LMHead)
-	}
-	prompt := []int32{1, 400, 401}
-	a, b := prefillLogits(t, full.Model, prompt, -1), prefillLogits(t, q8.Model, prompt, -1)
-	scale := 0.0
-	for _, v := range a {
-		scale = max(scale, float64(v), -float64(v))
-	}
-	if d := maxAbsDiff(a, b); d > 0.02*scale || d == 0 {
-		t.Fatalf("8-bit lm_head logits differ by %g (max |logit| %g)", d, scale)
-	}
-	text, _ := generate(t, mustEngine(t, q8, EngineOptions{}), Request{PromptTokens: []int32{1}, MaxTokens: 12, Sampling: greedy})
-	if !strings.HasPrefix(publishedStory, text) {
-		t.Errorf("8-bit lm_head greedy start %q departs from the float story", text)
 	}
 }

@@ -1,4 +1,4 @@
-package runtime
+package llama
 
 import (
 	"encoding/json"
@@ -58,7 +58,7 @@ func TestParseLlama32Config(t *testing.T) {
 }
 
 func TestLoadStoriesConfig(t *testing.T) {
-	c, _, err := LoadConfig("../testdata/stories260K")
+	c, _, err := LoadConfig("../../testdata/stories260K")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestGenerationConfigErrors(t *testing.T) {
 		{`{"top_k": -1}`, "generation_config.json: top_k must be non-negative"},
 		{`{"temperature": Infinity}`, "generation_config.json: line 1"},
 	}
-	cfg, err := os.ReadFile("../testdata/stories260K/config.json")
+	cfg, err := os.ReadFile("../../testdata/stories260K/config.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package llama
 
 import (
 	"fmt"
@@ -79,8 +79,13 @@ func (c *KVCache) Close() {
 	}
 }
 
-// reserve makes room for positions [0, n).
-func (c *KVCache) reserve(n int) error {
+// Exclusive is how many of the cache's blocks no other sequence shares
+// (the blocks Release would free).
+func (c *KVCache) Exclusive() int { return c.pool.Exclusive(&c.table) }
+
+// Reserve makes room for positions [0, n), taking blocks from the pool
+// (kvpool.ErrNoBlocks when too few are free).
+func (c *KVCache) Reserve(n int) error {
 	if n > c.maxLen {
 		return fmt.Errorf("sequence of %d positions exceeds the context length %d", n, c.maxLen)
 	}

@@ -1,0 +1,126 @@
+package llama
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/parrot-llm/parrot/kernels/cpu"
+	"github.com/parrot-llm/parrot/kernels/ref"
+	"github.com/parrot-llm/parrot/runtime/sampler"
+)
+
+const storiesDir = "../../testdata/stories260K"
+
+var greedy = sampler.Params{Temperature: 0, TopP: 1}
+
+func loadStories(t testing.TB, quantize string) *Loaded {
+	t.Helper()
+	be := cpu.New(2)
+	t.Cleanup(be.Close)
+	l, err := Load(storiesDir, LoadOptions{Quantize: quantize, Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// A batch mixing prefill chunks and decode tokens of several sequences must
+// give each sequence the logits it gets alone, and the fast backend must
+// match the reference backend.
+func TestBatchedForwardEqualsSolo(t *testing.T) {
+	for _, quantize := range []string{QuantNone, QuantNF4} {
+		l := loadStories(t, quantize)
+		m := l.Model
+		prompts := [][]int32{{1, 100, 200, 300, 7}, {1, 45}, {1, 400, 401, 402, 403, 404, 405, 406}}
+		solo := make([][]float32, len(prompts))
+		for i, p := range prompts {
+			cache := mustCache(t, m, 0)
+			var b Batch
+			for pos, tok := range p {
+				b.Add(tok, int32(pos), cache, pos == len(p)-1)
+			}
+			logits, err := m.Forward(&b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			solo[i] = logits
+		}
+		// Batched: sequence 0 prefilled in two chunks, others interleaved.
+		caches := sharedCaches(t, m, 3, 0)
+		var b Batch
+		for pos := 0; pos < 3; pos++ {
+			b.Add(prompts[0][pos], int32(pos), caches[0], false)
+		}
+		b.Add(prompts[1][0], 0, caches[1], false)
+		if _, err := m.Forward(&b); err != nil {
+			t.Fatal(err)
+		}
+		b.Reset()
+		b.Add(prompts[1][1], 1, caches[1], true)
+		for pos := 3; pos < 5; pos++ {
+			b.Add(prompts[0][pos], int32(pos), caches[0], pos == 4)
+		}
+		for pos, tok := range prompts[2] {
+			b.Add(tok, int32(pos), caches[2], pos == len(prompts[2])-1)
+		}
+		logits, err := m.Forward(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		V := m.Config.Vocab
+		for row, seq := range []int{1, 0, 2} {
+			if d := maxAbsDiff(logits[row*V:(row+1)*V], solo[seq]); d > 1e-4 {
+				t.Errorf("%s: sequence %d batched differs from solo by %g", quantize, seq, d)
+			}
+		}
+
+		// Fast backend against the naive reference on the same batch.
+		refModel := mustModel(t, m.Config, m.Weights, ref.New())
+		cache := mustCache(t, refModel, 0)
+		var rb Batch
+		for pos, tok := range prompts[2] {
+			rb.Add(tok, int32(pos), cache, pos == len(prompts[2])-1)
+		}
+		refLogits, err := refModel.Forward(&rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(refLogits, solo[2]); d > 1e-4 {
+			t.Errorf("%s: cpu backend differs from ref by %g", quantize, d)
+		}
+	}
+}
+
+func TestForwardRejectsBadBatches(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	m := l.Model
+	cache := mustCache(t, m, 0)
+	cases := map[string]Batch{
+		"token out of vocab": {Tokens: []int32{9999}, Pos: []int32{0}, Caches: []*KVCache{cache}},
+		"gap in positions":   {Tokens: []int32{1}, Pos: []int32{3}, Caches: []*KVCache{cache}},
+		"no cache":           {Tokens: []int32{1}, Pos: []int32{0}, Caches: []*KVCache{nil}},
+		"length mismatch":    {Tokens: []int32{1, 2}, Pos: []int32{0}, Caches: []*KVCache{cache}},
+	}
+	for name, b := range cases {
+		if _, err := m.Forward(&b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	small := mustCache(t, m, 4)
+	var b Batch
+	for pos := range 5 {
+		b.Add(1, int32(pos), small, false)
+	}
+	if _, err := m.Forward(&b); err == nil || !strings.Contains(err.Error(), "context length") {
+		t.Errorf("overflowing the cache: %v", err)
+	}
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	d := 0.0
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
