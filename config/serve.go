@@ -95,7 +95,7 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int("max-num-seqs-per-request", 0, "most sequences of one request (its n choices and prompts) decoded together, so a large n does not hold back the requests queued behind it; 0 = a quarter of --max-num-seqs")
 	fs.Int("max-num-batched-tokens", 512, "most tokens in one forward pass (prompt chunks included)")
 	fs.Int("long-prefill-token-threshold", 0, "most prompt tokens one sequence runs in one forward pass, so that one long prompt does not take the whole --max-num-batched-tokens; 0 = half of it")
-	fs.String("kv-cache-memory", "0.5", "memory for the KV cache pool, allocated at start: bytes with a unit (512MiB, 1GiB, 2GB) or a fraction of the memory available after the weights are loaded (0.5); "+
+	fs.String("kv-cache-memory", "0.5", "memory for the KV cache pool, allocated at start: bytes with a unit (512MiB, 1GiB, 2GB) or a fraction of the memory available after the weights are loaded (0.5; a container's cgroup memory limit counts); "+
 		"--max-model-len is lowered to what the pool holds, and requests wait (or running ones are preempted and recomputed later) when it is full")
 	fs.Int("max-waiting-requests", 256, "most queued requests; more are refused with 429 and Retry-After")
 	fs.Int64("max-request-body-bytes", 4<<20, "largest accepted request body, in bytes")

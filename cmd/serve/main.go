@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,7 +269,7 @@ func kvCacheBudget(cfg config.Serve) (int64, string) {
 	if cfg.KVCacheBytes > 0 {
 		return cfg.KVCacheBytes, "--kv-cache-memory"
 	}
-	avail, err := memAvailable()
+	avail, err := memAvailable("/")
 	if err != nil {
 		// Not Linux, or no /proc: a modest pool rather than a guess at the machine.
 		return 1 << 30, "1 GiB (available memory unknown: " + err.Error() + ")"
@@ -276,22 +277,48 @@ func kvCacheBudget(cfg config.Serve) (int64, string) {
 	return int64(cfg.KVCacheFraction * float64(avail)), fmt.Sprintf("%.2f of %d available bytes", cfg.KVCacheFraction, avail)
 }
 
-// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
-func memAvailable() (int64, error) {
-	data, err := os.ReadFile("/proc/meminfo")
+// memAvailable is the memory this process may still use, in bytes: the
+// kernel's MemAvailable, or less when a cgroup (a container's memory
+// limit) leaves less, since /proc/meminfo shows the whole machine's.
+// root is "/" (tests pass a fake tree).
+func memAvailable(root string) (int64, error) {
+	data, err := os.ReadFile(filepath.Join(root, "proc/meminfo"))
 	if err != nil {
 		return 0, err
 	}
+	avail := int64(-1)
 	for line := range strings.Lines(string(data)) {
 		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 2 && f[1] == "kB" {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				if err == nil {
-					return kb << 10, nil
+			if f := strings.Fields(rest); len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					avail = kb << 10
 				}
 			}
 		}
 	}
-	return 0, errors.New("no MemAvailable in /proc/meminfo")
+	if avail < 0 {
+		return 0, errors.New("no MemAvailable in /proc/meminfo")
+	}
+	// cgroup v2, then v1: the limit minus what the group uses now.
+	for _, files := range [][2]string{
+		{"sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current"},
+		{"sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes"},
+	} {
+		limit, err1 := readInt(filepath.Join(root, files[0]))
+		used, err2 := readInt(filepath.Join(root, files[1]))
+		if err1 == nil && err2 == nil && limit > 0 && limit < 1<<60 { // "max" or v1's huge "no limit"
+			avail = min(avail, max(0, limit-used))
+			break
+		}
+	}
+	return avail, nil
+}
+
+// readInt reads a file holding one integer.
+func readInt(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }

@@ -271,3 +271,43 @@ func TestServeClosesSilentAndIdleConnections(t *testing.T) {
 		}
 	}
 }
+
+// The KV budget's "available memory" is the machine's, or a container's
+// cgroup limit less its usage when that is smaller.
+func TestMemAvailableHonoursCgroupLimits(t *testing.T) {
+	write := func(root, name, data string) {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meminfo := "MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n"
+	for _, c := range []struct {
+		name  string
+		files map[string]string
+		want  int64
+	}{
+		{"no cgroup", nil, 20000000 << 10},
+		{"v2 limit", map[string]string{"sys/fs/cgroup/memory.max": "4294967296\n", "sys/fs/cgroup/memory.current": "1073741824\n"}, 3 << 30},
+		{"v2 unlimited", map[string]string{"sys/fs/cgroup/memory.max": "max\n", "sys/fs/cgroup/memory.current": "1073741824\n"}, 20000000 << 10},
+		{"v1 limit", map[string]string{"sys/fs/cgroup/memory/memory.limit_in_bytes": "2147483648", "sys/fs/cgroup/memory/memory.usage_in_bytes": "1073741824"}, 1 << 30},
+		{"v1 unlimited", map[string]string{"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712", "sys/fs/cgroup/memory/memory.usage_in_bytes": "1"}, 20000000 << 10},
+		{"over the limit", map[string]string{"sys/fs/cgroup/memory.max": "100", "sys/fs/cgroup/memory.current": "200"}, 0},
+	} {
+		root := t.TempDir()
+		write(root, "proc/meminfo", meminfo)
+		for name, data := range c.files {
+			write(root, name, data)
+		}
+		got, err := memAvailable(root)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %d, %v; want %d", c.name, got, err, c.want)
+		}
+	}
+	if _, err := memAvailable(t.TempDir()); err == nil {
+		t.Error("no /proc/meminfo: want an error")
+	}
+}
