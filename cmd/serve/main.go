@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,6 +113,7 @@ func serve(ctx context.Context, cfg config.Serve, log *slog.Logger) error {
 		return err
 	}
 	defer closeAll()
+	boundHeap(log)
 	base, err := openai.NewStaticResolver(eng, cfg.ServedModelNames...)
 	if err != nil {
 		_ = httpSrv.Close()
@@ -261,6 +264,28 @@ func setupAdapters(cfg config.Serve, model *llama.Model, log *slog.Logger, reg p
 	log.Info("LoRA adapters enabled", "dir", cfg.AdaptersDir, "slots", cfg.MaxLoRAs, "max_rank", cfg.MaxLoRARank,
 		"adapters", len(registry.List()), "admin", cfg.EnableLoRAAdmin)
 	return pool, closeWatcher, nil
+}
+
+// heapHeadroom is how far the Go heap may grow past the weights, KV pool
+// and adapter slots (activations, logits, request state, garbage).
+const heapHeadroom = 384 << 20
+
+// boundHeap sets the Go runtime's soft memory limit to what is allocated
+// now (weights, KV pool, LoRA slots) plus heapHeadroom, unless GOMEMLIMIT
+// says otherwise. The garbage collector's default pacing lets garbage grow
+// as large as the live heap before collecting, and here the live heap is
+// gigabytes of weights and KV blocks: without a limit a busy server's
+// resident memory would reach twice that.
+func boundHeap(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	goruntime.GC() // what is live, not the garbage of loading
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	limit := int64(ms.HeapAlloc) + int64(ms.StackSys) + heapHeadroom
+	debug.SetMemoryLimit(limit)
+	log.Info("Go memory limit", "bytes", limit, "heap_alloc", ms.HeapAlloc)
 }
 
 // kvCacheBudget is the KV pool's size in bytes: --kv-cache-memory's bytes,
