@@ -13,7 +13,7 @@ fi
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for pkg in kernels/ref kernels/cpu runtime/quant runtime/sampler runtime; do
+for pkg in kernels/ref kernels/cpu runtime/quant runtime/sampler runtime/kvpool runtime/llama runtime/engine; do
   bin="$out/$(echo "$pkg" | tr / _).test"
   GOARCH=arm64 go test -c -o "$bin" "./$pkg"
   echo "== arm64: $pkg"
