@@ -199,7 +199,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs engine.Ob
 		return nil, nil, nil, err
 	}
 	closeAll = func() { closeAdapters(); closeBackend() }
-	kvBytes, kvFrom := kvCacheBudget(cfg)
+	kvBytes, kvFrom := kvCacheBudget(cfg, kvCacheNeed(cfg, loaded.Model))
 	eng, err = engine.NewEngine(loaded, engine.Options{
 		MaxRunning:         cfg.MaxNumSeqs,
 		MaxRunningPerGroup: cfg.MaxNumSeqsPerReq,
@@ -289,17 +289,33 @@ func boundHeap(log *slog.Logger) {
 }
 
 // kvCacheBudget is the KV pool's size in bytes: --kv-cache-memory's bytes,
-// or its fraction of the memory available now (the weights are loaded).
-func kvCacheBudget(cfg config.Serve) (int64, string) {
+// or its fraction of the memory available now (the weights are loaded), at
+// most need (what --max-num-seqs sequences of the full context take: a
+// small model does not claim half the machine).
+func kvCacheBudget(cfg config.Serve, need int64) (int64, string) {
 	if cfg.KVCacheBytes > 0 {
 		return cfg.KVCacheBytes, "--kv-cache-memory"
 	}
 	avail, err := memAvailable("/")
 	if err != nil {
 		// Not Linux, or no /proc: a modest pool rather than a guess at the machine.
-		return 1 << 30, "1 GiB (available memory unknown: " + err.Error() + ")"
+		return min(need, 1<<30), "1 GiB at most (available memory unknown: " + err.Error() + ")"
 	}
-	return int64(cfg.KVCacheFraction * float64(avail)), fmt.Sprintf("%.2f of %d available bytes", cfg.KVCacheFraction, avail)
+	b := int64(cfg.KVCacheFraction * float64(avail))
+	if need < b {
+		return need, fmt.Sprintf("--max-num-seqs × the context (less than %.2f of %d available bytes)", cfg.KVCacheFraction, avail)
+	}
+	return b, fmt.Sprintf("%.2f of %d available bytes", cfg.KVCacheFraction, avail)
+}
+
+// kvCacheNeed is the KV memory of --max-num-seqs sequences of the full
+// context length.
+func kvCacheNeed(cfg config.Serve, m *llama.Model) int64 {
+	ctx := m.Config.MaxPos
+	if cfg.MaxModelLen > 0 {
+		ctx = min(ctx, cfg.MaxModelLen)
+	}
+	return int64(cfg.MaxNumSeqs) * int64(ctx) * m.KVShape().BytesPerPosition()
 }
 
 // memAvailable is the memory this process may still use, in bytes: the
