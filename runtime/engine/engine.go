@@ -543,31 +543,33 @@ func (e *Engine) acquireSlot(s *sequence) error {
 // sharePrefix maps the cached blocks of s's longest cached prefix into its
 // empty cache and returns the positions they hold.
 func (e *Engine) sharePrefix(s *sequence) int {
-	bs := e.pool.BlockSize()
-	s.hashes = kvpool.ChainHashes(s.seed, s.all[:e.maxHit(s)], bs, s.hashes[:0])
-	blocks, _ := e.pool.Match(s.hashes)
-	hit := len(blocks) * bs
+	blocks, _ := e.pool.Match(s.hitChain(e.pool.BlockSize()))
+	hit := len(blocks) * e.pool.BlockSize()
 	e.pool.Count(len(s.all), hit)
 	if e.opts.Observer != nil {
 		e.opts.Observer.PrefixCache(len(s.all), hit)
 	}
 	s.cache.Share(blocks, hit)
-	s.hashes = s.hashes[:len(blocks)]
 	return hit
-}
-
-// maxHit is how many leading tokens of s may come from the prefix cache:
-// whole blocks, leaving at least the last token to run for its logits
-// (vLLM's get_computed_blocks does the same).
-func (e *Engine) maxHit(s *sequence) int {
-	bs := e.pool.BlockSize()
-	return (len(s.all) - 1) / bs * bs
 }
 
 // commit registers the full blocks s has computed in the prefix cache.
 func (e *Engine) commit(s *sequence) {
-	s.hashes = kvpool.ChainHashes(s.seed, s.all[:s.cache.Len()], e.pool.BlockSize(), s.hashes)
-	s.cache.Commit(s.hashes)
+	s.cache.Commit(s.chain(s.cache.Len(), e.pool.BlockSize()))
+}
+
+// chain is the hash chain of the full blocks of s.all[:n], memoized in
+// s.hashes (s.all only grows, so the chain of a prefix never changes).
+func (s *sequence) chain(n, blockSize int) []kvpool.Hash {
+	s.hashes = kvpool.ChainHashes(s.seed, s.all[:n], blockSize, s.hashes)
+	return s.hashes[:n/blockSize]
+}
+
+// hitChain is the chain of the blocks s may take from the prefix cache:
+// whole blocks, leaving at least the last token to run for its logits
+// (vLLM's get_computed_blocks does the same).
+func (s *sequence) hitChain(blockSize int) []kvpool.Hash {
+	return s.chain((len(s.all)-1)/blockSize*blockSize, blockSize)
 }
 
 // forward runs a batch. On an error (or a panic in a kernel, recovered)
@@ -665,11 +667,8 @@ type enginePool struct{ p *kvpool.Pool }
 func (ep enginePool) numFree() int { return ep.p.NumFree() }
 
 func (ep enginePool) prefixHit(s *sequence) (int, int) {
-	bs := ep.p.BlockSize()
-	maxHit := (len(s.all) - 1) / bs * bs
-	hashes := kvpool.ChainHashes(s.seed, s.all[:maxHit], bs, nil)
-	blocks, idle := ep.p.Match(hashes)
-	return len(blocks) * bs, idle
+	blocks, idle := ep.p.Match(s.hitChain(ep.p.BlockSize()))
+	return len(blocks) * ep.p.BlockSize(), idle
 }
 
 func (ep enginePool) exclusive(s *sequence) int { return s.cache.Exclusive() }
