@@ -158,6 +158,7 @@ type Claim struct {
 // hostCopy is an adapter version's weights in host memory, shared by the
 // claims on it and by the slot it is installed in.
 type hostCopy struct {
+	key  string // loadKey(name, version), its place in Pool.copies
 	ad   *peft.Adapter
 	refs int // claims and slots using it
 }
@@ -342,7 +343,7 @@ func (p *Pool) copyOf(ctx context.Context, e entry) (*hostCopy, error) {
 		delete(p.loads, key)
 		l.err = err
 		if err == nil {
-			p.copies[key] = &hostCopy{ad: ad}
+			p.copies[key] = &hostCopy{key: key, ad: ad}
 		}
 		close(l.done)
 		p.mu.Unlock()
@@ -357,12 +358,8 @@ func (p *Pool) dropCopy(hc *hostCopy) {
 	if hc == nil {
 		return
 	}
-	if hc.refs--; hc.refs == 0 {
-		for k, v := range p.copies {
-			if v == hc {
-				delete(p.copies, k)
-			}
-		}
+	if hc.refs--; hc.refs == 0 && p.copies[hc.key] == hc {
+		delete(p.copies, hc.key)
 	}
 }
 

@@ -545,7 +545,6 @@ func (e *Engine) acquireSlot(s *sequence) error {
 func (e *Engine) sharePrefix(s *sequence) int {
 	blocks, _ := e.pool.Match(s.hitChain(e.pool.BlockSize()))
 	hit := len(blocks) * e.pool.BlockSize()
-	e.pool.Count(len(s.all), hit)
 	if e.opts.Observer != nil {
 		e.opts.Observer.PrefixCache(len(s.all), hit)
 	}

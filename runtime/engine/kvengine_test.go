@@ -19,17 +19,16 @@ import (
 
 // countingObserver counts the scheduler's KV events.
 type countingObserver struct {
-	mu                 sync.Mutex
-	preempted          int
-	queried, hit       int
-	maxUsage, maxQueue float64
+	mu           sync.Mutex
+	preempted    int
+	queried, hit int
+	maxUsage     float64
 }
 
 func (o *countingObserver) Queue(running, waiting int, usage float64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.maxUsage = max(o.maxUsage, usage)
-	o.maxQueue = max(o.maxQueue, float64(waiting))
 }
 func (o *countingObserver) Preempted() { o.mu.Lock(); o.preempted++; o.mu.Unlock() }
 func (o *countingObserver) PrefixCache(q, h int) {

@@ -1,6 +1,10 @@
 package engine
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/parrot-llm/parrot/runtime/kvpool"
+)
 
 // schedLimits size one scheduling step.
 type schedLimits struct {
@@ -57,8 +61,10 @@ func schedule(running, waiting []*sequence, pool schedPool, lim schedLimits) pla
 	var p plan
 	free, budget := pool.numFree(), lim.tokens
 	active := slices.Clone(running) // running and not preempted, oldest first
-	planned := map[*sequence]work{} // with the blocks reserved for it in n's place
-	reserved := map[*sequence]int{}
+	// The running sequences planned so far: their tokens and the blocks
+	// reserved for them, given back if a later one preempts them.
+	type reservation struct{ tokens, blocks int }
+	planned := map[*sequence]reservation{}
 
 	// blocksFor is the number of new blocks s needs to hold n positions.
 	blocksFor := func(s *sequence, n int) int {
@@ -72,10 +78,10 @@ func schedule(running, waiting []*sequence, pool schedPool, lim schedLimits) pla
 			active = active[:len(active)-1]
 			p.preempt = append(p.preempt, victim)
 			free += pool.exclusive(victim)
-			if w, ok := planned[victim]; ok { // a decode planned before this prefill
+			if r, ok := planned[victim]; ok { // a decode planned before this prefill
 				delete(planned, victim)
-				budget += w.n
-				free += reserved[victim]
+				budget += r.tokens
+				free += r.blocks
 			}
 			if victim == s {
 				return false
@@ -99,8 +105,7 @@ func schedule(running, waiting []*sequence, pool schedPool, lim schedLimits) pla
 			if !take(s, need) {
 				continue // s was preempted; active shrank past it
 			}
-			planned[s] = work{s, n}
-			reserved[s] = need
+			planned[s] = reservation{n, need}
 			p.work = append(p.work, work{s, n})
 			budget -= n
 		}
@@ -116,7 +121,7 @@ func schedule(running, waiting []*sequence, pool schedPool, lim schedLimits) pla
 	}
 
 	inGroup := map[string]int{}
-	prefilling := map[[32]byte]bool{} // prompt keys still being prefilled
+	prefilling := map[kvpool.Hash]bool{} // prompt keys still being prefilled
 	for _, s := range active {
 		if g := s.req.Group; g != "" {
 			inGroup[g]++

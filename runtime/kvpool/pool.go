@@ -125,13 +125,6 @@ type Pool struct {
 	head, tail int32
 	nFree      int
 	cached     map[Hash]int32
-	stats      Stats
-}
-
-// Stats count prefix-cache activity in tokens, as vLLM's
-// prefix_cache_queries and prefix_cache_hits do.
-type Stats struct {
-	QueriedTokens, HitTokens int64
 }
 
 // New allocates numBlocks blocks of blockSize positions for every layer.
@@ -195,9 +188,6 @@ func (p *Pool) NumFree() int { return p.nFree }
 // kv_cache_usage_perc: cached blocks no sequence holds count as free).
 func (p *Pool) Usage() float64 { return 1 - float64(p.nFree)/float64(len(p.blocks)) }
 
-// Stats returns the prefix-cache counters.
-func (p *Pool) Stats() Stats { return p.stats }
-
 // BlocksFor is the number of blocks n positions take.
 func (p *Pool) BlocksFor(n int) int { return (n + p.blockSize - 1) / p.blockSize }
 
@@ -216,13 +206,6 @@ func (p *Pool) Match(hashes []Hash) (blocks []int32, idle int) {
 		}
 	}
 	return blocks, idle
-}
-
-// Count records a prefix-cache lookup of queried tokens of which hit were
-// found cached.
-func (p *Pool) Count(queried, hit int) {
-	p.stats.QueriedTokens += int64(queried)
-	p.stats.HitTokens += int64(hit)
 }
 
 // Share appends cached blocks (from Match, in order) to an empty table and
