@@ -62,10 +62,19 @@ func BenchmarkNF4MatVec(bb *testing.B) {
 	shapes := [][2]int{{2048, 2048}, {8192, 2048}, {2048, 8192}}
 	for _, s := range shapes {
 		ws := nf4Copies(s[0], s[1])
-		for _, T := range []int{1, 8} {
-			bb.Run(fmt.Sprintf("%dx%d/T=%d", s[0], s[1], T), func(bb *testing.B) {
+		for _, c := range []struct {
+			T    int
+			int8 bool
+		}{{1, false}, {1, true}, {8, false}, {8, true}} {
+			T := c.T
+			name := fmt.Sprintf("%dx%d/T=%d", s[0], s[1], T)
+			if c.int8 {
+				name += "/int8"
+			}
+			bb.Run(name, func(bb *testing.B) {
 				b := New(0)
 				defer b.Close()
+				b.SetInt8Activations(c.int8)
 				rng := rand.New(rand.NewPCG(3, 4))
 				x := kernels.HostBuf(kerneltest.Vec(rng, T*s[1]))
 				y := kernels.HostBuf(make([]float32, T*s[0]))
@@ -119,6 +128,20 @@ func BenchmarkNF4Kernel(bb *testing.B) {
 	versions := []string{"go"}
 	if haveSIMD() {
 		versions = append(versions, "avx2", "planes")
+	}
+	if haveSIMD() {
+		// 4 rows of the same weights, as the int8 kernel reads them.
+		m4 := kerneltest.NF4(rng, 4, cols, kernels.NF4Code)
+		c := newInt8Code(&m4.Code)
+		xq, xd := make([]int8, cols), make([]float32, cols/blockElems)
+		quantizeInt8Planes(xq, xd, x, c.scale)
+		bb.Run("dot4/int8", func(bb *testing.B) {
+			bb.SetBytes(int64(nf4Bytes(m4)))
+			var out [4]float32
+			for bb.Loop() {
+				dotNF4Int8x4AVX2(&out, &c.tbl, m4.Packed, cols/2, m4.Absmax, cols/blockElems, xq, xd, cols/blockElems)
+			}
+		})
 	}
 	for _, v := range versions {
 		bb.Run("dot/"+v, func(bb *testing.B) {

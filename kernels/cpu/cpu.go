@@ -34,6 +34,9 @@ type Backend struct {
 	simd    bool        // use the AVX2/FMA kernels
 	scratch [][]float32 // [workers][...] per-worker space, grown on demand
 	xperm   []float32   // [T, Cols] activations permuted for the NF4 planes kernels
+	int8Act bool        // NF4 decode products take int8 activations (SetInt8Activations)
+	xq      []int8      // [T, Cols] quantized activations for them
+	xd      []float32   // [T, Cols/64] and their scales
 
 	// One preallocated job per op, reused under mu, so that dispatching
 	// work to the pool does not allocate.
@@ -67,6 +70,19 @@ func newBackend(threads int, simd bool) *Backend {
 	// A backend dropped without Close still lets its workers exit.
 	runtime.AddCleanup(b, func(p *pool) { p.close() }, b.pool)
 	return b
+}
+
+// SetInt8Activations chooses how NF4 products of decode-sized batches
+// (T <= 8 tokens, rows of whole 64-element blocks) compute: on, each token's
+// activations are quantized to int8 per block and multiplied by the int8
+// code book in integers (kernels/ref.MatMulNF4Int8, within
+// ref.Int8Bound of the exact product), which reads the weights at memory
+// speed; off (the default), in float32, exactly as kernels/ref.MatMul.
+// Prefill and training batches always compute in float32.
+func (b *Backend) SetInt8Activations(on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.int8Act = on
 }
 
 // Name returns "cpu", or "cpu-avx2" when the assembly kernels are in use.

@@ -32,6 +32,13 @@ type nf4Job struct {
 	// planes kernels run, with x permuted to match.
 	planes bool
 
+	// useInt8: the activations are quantized (xq, xd) and the int8
+	// kernels run (whole-block rows, T <= smallBatch).
+	useInt8 bool
+	xq      []int8    // [T, Cols] in quantizeInt8Planes order
+	xd      []float32 // [T, Cols/64] block scales
+	int8    int8Code
+
 	lut    [256][2]float32 // packed byte → (Code[high nibble], Code[low nibble])
 	planeT [4][32]byte     // planeT[k][c] = byte k of Code[c], twice (one per 128-bit lane)
 	code   [16]float32     // the code book the tables were built from
@@ -53,6 +60,7 @@ func (j *nf4Job) setCode(code *[16]float32) {
 			j.planeT[k][c+16] = byte(bits >> (8 * k))
 		}
 	}
+	j.int8 = newInt8Code(code)
 	j.code, j.hasLU = *code, true
 }
 
@@ -111,7 +119,17 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	case T > 1:
 		b.reserve(min(grain, 3) * m.Cols)
 	}
-	j.planes = b.simd && m.Cols%blockElems == 0
+	j.useInt8 = b.int8Act && m.Cols%blockElems == 0 && T <= smallBatch
+	j.planes = b.simd && m.Cols%blockElems == 0 && !j.useInt8
+	if j.useInt8 {
+		n, nb := T*m.Cols, T*m.Cols/blockElems
+		if len(b.xq) < n {
+			b.xq, b.xd = make([]int8, n), make([]float32, nb)
+		}
+		quantizeInt8Planes(b.xq[:n], b.xd[:nb], x[:n], j.int8.scale)
+		j.xq, j.xd = b.xq[:n], b.xd[:nb]
+		grain = (grain + 3) &^ 3
+	}
 	if j.planes {
 		n := T * m.Cols
 		if len(b.xperm) < n {
@@ -122,10 +140,14 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	}
 	j.m, j.x, j.y, j.T, j.scratch, j.simd = m, x, y, T, b.scratch, b.simd
 	b.pool.parallel(j, m.Rows, grain)
-	j.m, j.x, j.y, j.scratch = nil, nil, nil, nil
+	j.m, j.x, j.y, j.scratch, j.xq, j.xd = nil, nil, nil, nil, nil, nil
 }
 
 func (j *nf4Job) run(w, lo, hi int) {
+	if j.useInt8 {
+		j.runInt8(lo, hi)
+		return
+	}
 	m := j.m
 	cols := m.Cols
 	if j.T == 1 {

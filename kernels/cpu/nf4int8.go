@@ -1,0 +1,100 @@
+package cpu
+
+import "github.com/parrot-llm/parrot/kernels"
+
+// NF4 × int8 activations (Backend.SetInt8Activations): decode-sized batches
+// of NF4 products with whole-block rows quantize each token's activations
+// once per call (kernels.QuantizeBlocksInt8) and take integer dot products
+// against the int8 code book, 4 rows per pass so that each activation block
+// is loaded once for 4 rows. kernels/ref.MatMulNF4Int8 is the specification;
+// the AVX2 kernel is nf4int8_amd64.s, the pure Go one dotNF4Int8Go.
+
+// int8Code is a code book as the int8 kernels use it.
+type int8Code struct {
+	q     [16]int8
+	tbl   [32]int8 // q twice: VPSHUFB looks up within each 128-bit lane
+	scale float32  // q·scale ≈ code
+}
+
+func newInt8Code(code *[16]float32) int8Code {
+	var c int8Code
+	c.q, c.scale = kernels.Int8Code(code)
+	copy(c.tbl[:16], c.q[:])
+	copy(c.tbl[16:], c.q[:])
+	return c
+}
+
+// quantizeInt8Planes quantizes x [T, cols] block by block into q [T, cols]
+// and d [T, cols/64], each block's 64 bytes reordered as the kernels read
+// them: the 32 even elements (the high nibbles of the block's packed bytes),
+// then the 32 odd ones. d already includes the code book's scale.
+func quantizeInt8Planes(q []int8, d []float32, x []float32, codeScale float32) {
+	var nat [blockElems]int8
+	for b := range len(x) / blockElems {
+		kernels.QuantizeBlocksInt8(nat[:], d[b:b+1], x[b*blockElems:(b+1)*blockElems])
+		d[b] *= codeScale
+		qb := (*[blockElems]int8)(q[b*blockElems:])
+		for i := range blockBytes {
+			qb[i] = nat[2*i]
+			qb[blockBytes+i] = nat[2*i+1]
+		}
+	}
+}
+
+// dotNF4Int8Go returns Σ_b absmax[b]·d[b]·Σ_e code(e)·xq over whole
+// blocks, xq in quantizeInt8Planes order.
+func dotNF4Int8Go(c *int8Code, packed []byte, absmax []float32, xq []int8, d []float32) float32 {
+	var s float32
+	for b, a := range absmax {
+		p := (*[blockBytes]byte)(packed[b*blockBytes:])
+		x := (*[blockElems]int8)(xq[b*blockElems:])
+		var even, odd int32
+		for i, v := range p {
+			even += int32(c.q[v>>4]) * int32(x[i])
+			odd += int32(c.q[v&0x0F]) * int32(x[blockBytes+i])
+		}
+		s += float32(even+odd) * (a * d[b])
+	}
+	return s
+}
+
+// runInt8 computes rows [lo, hi) of y for every token, 4 rows per pass
+// (the last pass of a range overlaps the one before, rather than leaving a
+// short group: the recomputed rows come out the same).
+func (j *nf4Job) runInt8(lo, hi int) {
+	m := j.m
+	nb := m.Cols / blockElems
+	pstride := m.Cols / 2
+	for r0 := lo; r0 < hi; r0 += 4 {
+		if r0+4 > hi && hi-lo >= 4 {
+			r0 = hi - 4
+		}
+		n := min(4, hi-r0)
+		for t := range j.T {
+			xq := j.xq[t*m.Cols : (t+1)*m.Cols]
+			xd := j.xd[t*nb : (t+1)*nb]
+			y := j.y[t*m.Rows:]
+			if j.simd {
+				var out [4]float32
+				if n == 4 {
+					dotNF4Int8x4AVX2(&out, &j.int8.tbl, m.Packed[r0*pstride:], pstride, m.Absmax[r0*nb:], nb, xq, xd, nb)
+					copy(y[r0:r0+4], out[:])
+					continue
+				}
+				// Fewer than 4 rows in all: the same kernel, on one row
+				// four times, so that every row sums in the same order.
+				for r := r0; r < r0+n; r++ {
+					dotNF4Int8x4AVX2(&out, &j.int8.tbl, m.Packed[r*pstride:], 0, m.Absmax[r*nb:], 0, xq, xd, nb)
+					y[r] = out[0]
+				}
+				continue
+			}
+			for r := r0; r < r0+n; r++ {
+				y[r] = dotNF4Int8Go(&j.int8, m.Packed[r*pstride:(r+1)*pstride], m.Absmax[r*nb:(r+1)*nb], xq, xd)
+			}
+		}
+		if r0+4 >= hi {
+			break
+		}
+	}
+}

@@ -1,0 +1,104 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// NF4 × int8 activations, AVX2 (the integer dot product of llama.cpp's
+// IQ4_NL × Q8_0 in ggml-cpu's quants.c, on bitsandbytes NF4 blocks).
+//
+// Per 64-element block: the 32 packed bytes split into high nibbles (even
+// elements) and low nibbles (odd ones); VPSHUFB maps each nibble to its
+// int8 code. The activations come quantized and split the same way: 32
+// even bytes, then 32 odd ones (quantizeInt8Planes). VPMADDUBSW multiplies
+// unsigned by signed bytes, so it gets |x| and the codes carrying x's sign
+// (VPSIGNB): |x|·sign(x)·w = x·w, and |x|, |w| <= 127 keep each pair sum
+// below 2^15 (no saturation). VPMADDWD by ones widens to int32, and the
+// block's 8 lane sums are scaled once, in float, by absmax·d.
+
+DATA i8nib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA i8nib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA i8nib<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA i8nib<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL i8nib<>(SB), RODATA|NOPTR, $32
+
+DATA i8ones<>+0(SB)/8, $0x0001000100010001
+DATA i8ones<>+8(SB)/8, $0x0001000100010001
+DATA i8ones<>+16(SB)/8, $0x0001000100010001
+DATA i8ones<>+24(SB)/8, $0x0001000100010001
+GLOBL i8ones<>(SB), RODATA|NOPTR, $32
+
+// ROW adds one row's block to acc: packed bytes at p, absmax at a, with the
+// even/odd activations in Y4/Y5, their magnitudes in Y6/Y7, the block's
+// activation scale broadcast in Y8, the code table in Y14, the nibble mask
+// in Y15 and int16 ones in Y13. Clobbers Y9-Y11.
+#define ROW(p, a, acc) \
+	VMOVDQU      p, Y9; \
+	VPSRLW       $4, Y9, Y10; \
+	VPAND        Y15, Y10, Y10; \
+	VPAND        Y15, Y9, Y9; \
+	VPSHUFB      Y10, Y14, Y10; \
+	VPSHUFB      Y9, Y14, Y9; \
+	VPSIGNB      Y4, Y10, Y10; \
+	VPSIGNB      Y5, Y9, Y9; \
+	VPMADDUBSW   Y10, Y6, Y10; \
+	VPMADDUBSW   Y9, Y7, Y9; \
+	VPMADDWD     Y13, Y10, Y10; \
+	VPMADDWD     Y13, Y9, Y9; \
+	VPADDD       Y9, Y10, Y10; \
+	VCVTDQ2PS    Y10, Y10; \
+	VBROADCASTSS a, Y11; \
+	VMULPS       Y8, Y11, Y11; \
+	VFMADD231PS  Y11, Y10, acc
+
+// func dotNF4Int8x4Asm(out *[4]float32, tbl *[32]int8, packed *byte, pstride int, absmax *float32, astride int, xq *int8, xd *float32, n int)
+//
+// out[r] = Σ_{b<n} absmax[r·astride+b]·xd[b]·Σ_e code(packed row r)·xq, for
+// the 4 rows starting pstride bytes (astride scales) apart.
+TEXT ·dotNF4Int8x4Asm(SB), NOSPLIT, $0-72
+	MOVQ    tbl+8(FP), AX
+	MOVQ    packed+16(FP), SI
+	MOVQ    pstride+24(FP), R8
+	MOVQ    absmax+32(FP), DX
+	MOVQ    astride+40(FP), R10
+	SHLQ    $2, R10
+	MOVQ    xq+48(FP), DI
+	MOVQ    xd+56(FP), BX
+	MOVQ    n+64(FP), CX
+	LEAQ    (SI)(R8*1), R9
+	LEAQ    (DX)(R10*1), R11
+	VMOVDQU (AX), Y14
+	VMOVDQU i8nib<>(SB), Y15
+	VMOVDQU i8ones<>(SB), Y13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+int8x4:
+	VMOVDQU      (DI), Y4
+	VMOVDQU      32(DI), Y5
+	VPABSB       Y4, Y6
+	VPABSB       Y5, Y7
+	VBROADCASTSS (BX), Y8
+	ROW((SI), (DX), Y0)
+	ROW((R9), (R11), Y1)
+	ROW((SI)(R8*2), (DX)(R10*2), Y2)
+	ROW((R9)(R8*2), (R11)(R10*2), Y3)
+	ADDQ         $32, SI
+	ADDQ         $32, R9
+	ADDQ         $4, DX
+	ADDQ         $4, R11
+	ADDQ         $64, DI
+	ADDQ         $4, BX
+	DECQ         CX
+	JNZ          int8x4
+
+	// Y0 = [Σ row0, Σ row1, Σ row2, Σ row3] in each half, then one add.
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         out+0(FP), AX
+	VMOVUPS      X0, (AX)
+	VZEROUPPER
+	RET

@@ -1,0 +1,85 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/kerneltest"
+	"github.com/parrot-llm/parrot/kernels/ref"
+)
+
+// fp4Code is not value-sorted and not symmetric, to catch a kernel that
+// ignores the matrix's own code book.
+var fp4Code = [16]float32{0, 0.0052083, 0.6666667, 1, 0.3333333, 0.5, 0.1666667, 0.25,
+	0, -0.0052083, -0.6666667, -1, -0.3333333, -0.5, -0.1666667, -0.25}
+
+// TestMatMulNF4Int8 checks the int8-activation path of MatMul, on the AVX2
+// and the pure Go kernels, against its specification ref.MatMulNF4Int8 to
+// float rounding (the integer block sums are exact in both), and that
+// batches beyond decode size still match the exact product.
+func TestMatMulNF4Int8(t *testing.T) {
+	for _, simd := range simdModes() {
+		for _, threads := range []int{1, 2} {
+			t.Run(fmt.Sprintf("simd=%v/threads=%d", simd, threads), func(t *testing.T) {
+				b := newBackend(threads, simd)
+				defer b.Close()
+				b.SetInt8Activations(true)
+				rng := rand.New(rand.NewPCG(11, 12))
+				for _, rows := range []int{1, 2, 3, 4, 5, 7, 33, 301} {
+					for _, cols := range []int{64, 128, 192, 2048} {
+						code := kernels.NF4Code
+						if rows%2 == 0 {
+							code = fp4Code
+						}
+						m := kerneltest.NF4(rng, rows, cols, code)
+						for _, T := range []int{1, 2, 3, 8, 9} {
+							x := kerneltest.Vec(rng, T*cols)
+							if T == 2 {
+								clear(x[:64]) // a block of zeros: scale 0
+							}
+							checkInt8MatMul(t, b, m, x, T)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func simdModes() []bool {
+	if haveSIMD() {
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+func checkInt8MatMul(t *testing.T, b *Backend, m *kernels.NF4Matrix, x []float32, T int) {
+	t.Helper()
+	got := make([]float32, T*m.Rows+1)
+	got[T*m.Rows] = 12345 // past the end: must stay
+	b.MatMul(kernels.HostBuf(got[:T*m.Rows]), kernels.HostBuf(x), m, T)
+	if got[T*m.Rows] != 12345 {
+		t.Fatalf("[%d,%d] T=%d: wrote past y", m.Rows, m.Cols, T)
+	}
+	want := make([]float32, T*m.Rows)
+	if T <= smallBatch {
+		ref.MatMulNF4Int8(want, x, m, T)
+	} else {
+		ref.Backend{}.MatMul(kernels.HostBuf(want), kernels.HostBuf(x), m, T)
+	}
+	for tok := range T {
+		for r := range m.Rows {
+			var sumAbs float64 // Σ|W·x|: the scale of the rounding
+			for c := range m.Cols {
+				sumAbs += math.Abs(float64(ref.NF4Element(m, r*m.Cols+c)) * float64(x[tok*m.Cols+c]))
+			}
+			i := tok*m.Rows + r
+			if d := math.Abs(float64(got[i] - want[i])); d > 2*kerneltest.SumTol*sumAbs+1e-30 {
+				t.Fatalf("[%d,%d] T=%d y[%d,%d] = %g, want %g (|Δ| %g, Σ|terms| %g)", m.Rows, m.Cols, T, tok, r, got[i], want[i], d, sumAbs)
+			}
+		}
+	}
+}
