@@ -34,8 +34,9 @@ type Serve struct {
 	ServedModelNames []string // names clients use; default [Model]
 	Host             string   // "" = all interfaces
 	Port             int
-	LMHead8Bit       bool // keep an 8-bit copy of the lm_head for faster decoding
-	MaxModelLen      int  // 0 = the model's max_position_embeddings
+	LMHead8Bit       bool   // keep an 8-bit copy of the lm_head for faster decoding
+	NF4Decode        string // "int8": NF4 decode products take int8 activations; "float32": exact
+	MaxModelLen      int    // 0 = the model's max_position_embeddings
 	APIKeys          []string
 	AdaptersDir      string
 	LoRAs            []string // explicit adapters, "name=path"
@@ -78,6 +79,9 @@ func serveFlags() *pflag.FlagSet {
 	fs.String("host", "", "address to listen on; empty = all interfaces")
 	fs.Int("port", 8000, "port to listen on")
 	fs.Bool("lm-head-8bit", false, "store the lm_head in 8 bits (blocks of 32): a quarter of float32's decode bandwidth, slightly different logits")
+	fs.String("nf4-decode", "int8", "how the cpu backend multiplies NF4 weights in decode steps (up to 8 tokens): int8 quantizes each 64-value block of activations to 8 bits and "+
+		"takes integer dot products with the 4-bit codes (llama.cpp's IQ4_NL x Q8_0 scheme), which runs at memory speed, within half an 8-bit step of the exact product; "+
+		"float32 computes exactly, at about half the speed. Prompts always compute in float32")
 	fs.Int("max-model-len", 0, "context length in tokens; 0 = the model's max_position_embeddings")
 	fs.StringSlice("api-key", nil, "API key clients must send as 'Authorization: Bearer KEY'; repeat (or comma-separate) for several; none = no auth")
 	fs.String("adapters-dir", "", "directory of LoRA adapters to serve (one PEFT adapter per subdirectory, named by it; watched: new or changed adapters are served without a restart)")
@@ -138,6 +142,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		Host:                g.str("host"),
 		Port:                g.int("port"),
 		LMHead8Bit:          g.bool("lm-head-8bit"),
+		NF4Decode:           strings.ToLower(g.str("nf4-decode")),
 		MaxModelLen:         g.int("max-model-len"),
 		APIKeys:             g.list("api-key"),
 		AdaptersDir:         g.str("adapters-dir"),
@@ -401,6 +406,9 @@ func (c *Serve) Validate() error {
 		if d.v < 0 {
 			bad("--%s %v: must not be negative", d.flag, d.v)
 		}
+	}
+	if !slices.Contains([]string{"int8", "float32"}, c.NF4Decode) {
+		bad("--nf4-decode %q: must be int8 or float32", c.NF4Decode)
 	}
 	if !slices.Contains([]string{"vllm", "none"}, c.MetricsCompat) {
 		bad("--metrics-compat %q: must be vllm or none", c.MetricsCompat)

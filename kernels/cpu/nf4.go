@@ -128,7 +128,6 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 		}
 		quantizeInt8Planes(b.xq[:n], b.xd[:nb], x[:n], j.int8.scale)
 		j.xq, j.xd = b.xq[:n], b.xd[:nb]
-		grain = (grain + 3) &^ 3
 	}
 	if j.planes {
 		n := T * m.Cols

@@ -5,8 +5,7 @@ import "github.com/parrot-llm/parrot/kernels"
 // NF4 × int8 activations (Backend.SetInt8Activations): decode-sized batches
 // of NF4 products with whole-block rows quantize each token's activations
 // once per call (kernels.QuantizeBlocksInt8) and take integer dot products
-// against the int8 code book, 4 rows per pass so that each activation block
-// is loaded once for 4 rows. kernels/ref.MatMulNF4Int8 is the specification;
+// against the int8 code book. kernels/ref.MatMulNF4Int8 is the specification;
 // the AVX2 kernel is nf4int8_amd64.s, the pure Go one dotNF4Int8Go.
 
 // int8Code is a code book as the int8 kernels use it.
@@ -58,43 +57,22 @@ func dotNF4Int8Go(c *int8Code, packed []byte, absmax []float32, xq []int8, d []f
 	return s
 }
 
-// runInt8 computes rows [lo, hi) of y for every token, 4 rows per pass
-// (the last pass of a range overlaps the one before, rather than leaving a
-// short group: the recomputed rows come out the same).
+// runInt8 computes rows [lo, hi) of y for every token, row after row: the
+// weights stream from memory in order (the hardware prefetcher follows one
+// stream best) and each row is read from cache for the batch's other tokens.
 func (j *nf4Job) runInt8(lo, hi int) {
 	m := j.m
 	nb := m.Cols / blockElems
 	pstride := m.Cols / 2
-	for r0 := lo; r0 < hi; r0 += 4 {
-		if r0+4 > hi && hi-lo >= 4 {
-			r0 = hi - 4
-		}
-		n := min(4, hi-r0)
+	for r := lo; r < hi; r++ {
+		packed, absmax := m.Packed[r*pstride:(r+1)*pstride], m.Absmax[r*nb:(r+1)*nb]
 		for t := range j.T {
-			xq := j.xq[t*m.Cols : (t+1)*m.Cols]
-			xd := j.xd[t*nb : (t+1)*nb]
-			y := j.y[t*m.Rows:]
+			xq, xd := j.xq[t*m.Cols:(t+1)*m.Cols], j.xd[t*nb:(t+1)*nb]
 			if j.simd {
-				var out [4]float32
-				if n == 4 {
-					dotNF4Int8x4AVX2(&out, &j.int8.tbl, m.Packed[r0*pstride:], pstride, m.Absmax[r0*nb:], nb, xq, xd, nb)
-					copy(y[r0:r0+4], out[:])
-					continue
-				}
-				// Fewer than 4 rows in all: the same kernel, on one row
-				// four times, so that every row sums in the same order.
-				for r := r0; r < r0+n; r++ {
-					dotNF4Int8x4AVX2(&out, &j.int8.tbl, m.Packed[r*pstride:], 0, m.Absmax[r*nb:], 0, xq, xd, nb)
-					y[r] = out[0]
-				}
-				continue
+				j.y[t*m.Rows+r] = dotNF4Int8AVX2(&j.int8.tbl, packed, absmax, xq, xd)
+			} else {
+				j.y[t*m.Rows+r] = dotNF4Int8Go(&j.int8, packed, absmax, xq, xd)
 			}
-			for r := r0; r < r0+n; r++ {
-				y[r] = dotNF4Int8Go(&j.int8, m.Packed[r*pstride:(r+1)*pstride], m.Absmax[r*nb:(r+1)*nb], xq, xd)
-			}
-		}
-		if r0+4 >= hi {
-			break
 		}
 	}
 }

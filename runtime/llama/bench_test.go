@@ -87,7 +87,8 @@ func weightBytes(w *Weights) int64 {
 
 // BenchmarkDecodeStep1B times one decode step of a Llama-3.2-1B-shaped NF4
 // model at a context of 128 tokens, for batch sizes 1 and 8, with the tied
-// bf16 lm_head and with an 8-bit copy of it, and reports the
+// bf16 lm_head and with an 8-bit copy of it, with the NF4 products in
+// float32 and with int8 activations, and reports the
 // bytes of weights read per step over the time as GB/s and as a fraction of
 // the streaming-read bandwidth measured in the same run.
 func BenchmarkDecodeStep1B(b *testing.B) {
@@ -108,8 +109,13 @@ func BenchmarkDecodeStep1B(b *testing.B) {
 	}{{"bf16", bf16Head}, {"q8", q8Head}} {
 		w.LMHead = head.m
 		bytes := weightBytes(w)
-		for _, batch := range []int{1, 8} {
-			b.Run(fmt.Sprintf("lm_head=%s/batch=%d", head.name, batch), func(b *testing.B) {
+		for _, run := range []struct {
+			batch int
+			nf4   string
+		}{{1, "float32"}, {1, "int8"}, {8, "float32"}, {8, "int8"}} {
+			batch := run.batch
+			b.Run(fmt.Sprintf("lm_head=%s/batch=%d/nf4=%s", head.name, batch, run.nf4), func(b *testing.B) {
+				be.SetInt8Activations(run.nf4 == "int8")
 				caches := sharedCaches(b, m, batch, 512)
 				for s := range caches {
 					var pre Batch
