@@ -24,6 +24,10 @@ type streamJob struct {
 	T       int
 	scratch [][]float32 // per worker: the decoded tile of rows (T > smallBatch)
 	simd    bool
+	// Q8 with int8 activations (Backend.SetInt8Activations, T <=
+	// smallBatch, Cols % 64 == 0): x quantized per 64 in natural order.
+	xq []int8    // [T, Cols]
+	xd []float32 // [T, Cols/64]
 }
 
 const q8Block = kernels.Q8BlockSize
@@ -57,6 +61,14 @@ func (b *Backend) matMulStream(y, x []float32, bf16 *kernels.BF16Matrix, q8 *ker
 		b.reserve(grain * cols)
 	}
 	b.stream = streamJob{bf16: bf16, q8: q8, x: x, y: y, T: T, scratch: b.scratch, simd: b.simd}
+	if q8 != nil && b.int8Act && T <= smallBatch && cols%blockElems == 0 {
+		n, nb := T*cols, T*cols/blockElems
+		if len(b.xq) < n {
+			b.xq, b.xd = make([]int8, n), make([]float32, nb)
+		}
+		kernels.QuantizeBlocksInt8(b.xq[:n], b.xd[:nb], x[:n])
+		b.stream.xq, b.stream.xd = b.xq[:n], b.xd[:nb]
+	}
 	b.pool.parallel(&b.stream, rows, grain)
 	b.stream = streamJob{}
 }
@@ -64,6 +76,20 @@ func (b *Backend) matMulStream(y, x []float32, bf16 *kernels.BF16Matrix, q8 *ker
 func (j *streamJob) run(w, lo, hi int) {
 	rows, cols := j.shape()
 	switch {
+	case j.xq != nil:
+		// Q8 × int8, row after row (see nf4Job.runInt8).
+		m, nb := j.q8, cols/blockElems
+		for r := lo; r < hi; r++ {
+			q, scale := m.Q[r*cols:(r+1)*cols], m.Scale[r*cols/q8Block:(r+1)*cols/q8Block]
+			for t := range j.T {
+				xq, xd := j.xq[t*cols:(t+1)*cols], j.xd[t*nb:(t+1)*nb]
+				if j.simd {
+					j.y[t*rows+r] = dotQ8Int8AVX2(q, scale, xq, xd)
+				} else {
+					j.y[t*rows+r] = dotQ8Int8Go(q, scale, xq, xd)
+				}
+			}
+		}
 	case j.T == 1 || j.T <= smallBatch && !j.simd:
 		for r := lo; r < hi; r++ {
 			for t := 0; t < j.T; t++ {

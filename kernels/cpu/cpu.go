@@ -72,13 +72,14 @@ func newBackend(threads int, simd bool) *Backend {
 	return b
 }
 
-// SetInt8Activations chooses how NF4 products of decode-sized batches
-// (T <= 8 tokens, rows of whole 64-element blocks) compute: on, each token's
-// activations are quantized to int8 per block and multiplied by the int8
-// code book in integers (kernels/ref.MatMulNF4Int8, within
-// ref.Int8Bound of the exact product), which reads the weights at memory
-// speed; off (the default), in float32, exactly as kernels/ref.MatMul.
-// Prefill and training batches always compute in float32.
+// SetInt8Activations chooses how NF4 and Q8 products of decode-sized
+// batches (T <= 8 tokens, rows of whole 64-element blocks) compute: on,
+// each token's activations are quantized to int8 per block and multiplied
+// by the int8 codes or weights in integers (kernels/ref.MatMulNF4Int8,
+// within ref.Int8Bound of the exact product, and ref.MatMulQ8Int8), which
+// reads the weights at memory speed; off (the default), in float32, exactly
+// as kernels/ref.MatMul. Prefill and training batches always compute in
+// float32, and so do BF16 and F32 weights.
 func (b *Backend) SetInt8Activations(on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -76,3 +76,18 @@ func (j *nf4Job) runInt8(lo, hi int) {
 		}
 	}
 }
+
+// dotQ8Int8Go returns Σ_b d[b]·Σ_{half} scale·Σ_e q·xq: a row of Q8
+// weights (blocks of 32) against int8 activations in natural order (blocks
+// of 64), len(d) blocks.
+func dotQ8Int8Go(q []int8, scale []float32, xq []int8, d []float32) float32 {
+	var s float32
+	for b, db := range d {
+		var half [2]int32
+		for e := range blockElems {
+			half[e/q8Block] += int32(q[b*blockElems+e]) * int32(xq[b*blockElems+e])
+		}
+		s += (float32(half[0])*scale[2*b] + float32(half[1])*scale[2*b+1]) * db
+	}
+	return s
+}

@@ -89,3 +89,52 @@ int8dot:
 	VZEROUPPER
 	MOVSS        X0, ret+48(FP)
 	RET
+
+// func dotQ8Int8Asm(q *int8, scale *float32, xq *int8, xd *float32, n int) float32
+//
+// Q8 weights (blocks of 32, one scale each) against int8 activations
+// (blocks of 64 in natural order, one scale each), n activation blocks:
+// Σ_b xd[b]·(scale[2b]·Σ q·xq + scale[2b+1]·Σ q·xq), with the same
+// VPSIGNB/VPMADDUBSW pairing as ROW (|q|, |xq| <= 127).
+TEXT ·dotQ8Int8Asm(SB), NOSPLIT, $0-44
+	MOVQ    q+0(FP), SI
+	MOVQ    scale+8(FP), DX
+	MOVQ    xq+16(FP), DI
+	MOVQ    xd+24(FP), BX
+	MOVQ    n+32(FP), CX
+	VMOVDQU i8ones<>(SB), Y13
+	VXORPS  Y7, Y7, Y7
+
+q8int8:
+	VMOVDQU      (SI), Y0
+	VMOVDQU      32(SI), Y1
+	VPSIGNB      (DI), Y0, Y0
+	VPSIGNB      32(DI), Y1, Y1
+	VPABSB       (DI), Y2
+	VPABSB       32(DI), Y3
+	VPMADDUBSW   Y0, Y2, Y0
+	VPMADDUBSW   Y1, Y3, Y1
+	VPMADDWD     Y13, Y0, Y0
+	VPMADDWD     Y13, Y1, Y1
+	VCVTDQ2PS    Y0, Y0
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (DX), Y4
+	VBROADCASTSS 4(DX), Y5
+	VMULPS       Y4, Y0, Y0
+	VFMADD231PS  Y5, Y1, Y0
+	VBROADCASTSS (BX), Y6
+	VFMADD231PS  Y6, Y0, Y7
+	ADDQ         $64, SI
+	ADDQ         $8, DX
+	ADDQ         $64, DI
+	ADDQ         $4, BX
+	DECQ         CX
+	JNZ          q8int8
+
+	VEXTRACTF128 $1, Y7, X1
+	VADDPS       X1, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+40(FP)
+	RET

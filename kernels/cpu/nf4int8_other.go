@@ -7,3 +7,5 @@ package cpu
 func dotNF4Int8AVX2(tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32) float32 {
 	panic("unreachable")
 }
+
+func dotQ8Int8AVX2(q []int8, scale []float32, xq []int8, xd []float32) float32 { panic("unreachable") }

@@ -49,6 +49,52 @@ func TestMatMulNF4Int8(t *testing.T) {
 	}
 }
 
+// TestMatMulQ8Int8 is TestMatMulNF4Int8 for Q8 weights (an 8-bit lm_head):
+// against ref.MatMulQ8Int8 up to 8 tokens, the exact product beyond.
+func TestMatMulQ8Int8(t *testing.T) {
+	for _, simd := range simdModes() {
+		t.Run(fmt.Sprintf("simd=%v", simd), func(t *testing.T) {
+			b := newBackend(2, simd)
+			defer b.Close()
+			b.SetInt8Activations(true)
+			rng := rand.New(rand.NewPCG(13, 14))
+			for _, rows := range []int{1, 3, 33, 700} {
+				for _, cols := range []int{64, 128, 2048} {
+					m := kerneltest.Q8(rng, rows, cols)
+					for _, T := range []int{1, 2, 8, 9} {
+						x := kerneltest.Vec(rng, T*cols)
+						if T == 2 {
+							clear(x[64:128])
+						}
+						got := make([]float32, T*rows+1)
+						got[T*rows] = 12345
+						b.MatMul(kernels.HostBuf(got[:T*rows]), kernels.HostBuf(x), m, T)
+						if got[T*rows] != 12345 {
+							t.Fatalf("[%d,%d] T=%d: wrote past y", rows, cols, T)
+						}
+						want := make([]float32, T*rows)
+						if T <= smallBatch {
+							ref.MatMulQ8Int8(want, x, m, T)
+						} else {
+							ref.Backend{}.MatMul(kernels.HostBuf(want), kernels.HostBuf(x), m, T)
+						}
+						for i := range want {
+							tok, r := i/rows, i%rows
+							var sumAbs float64
+							for c := range cols {
+								sumAbs += math.Abs(float64(ref.Q8Element(m, r*cols+c)) * float64(x[tok*cols+c]))
+							}
+							if d := math.Abs(float64(got[i] - want[i])); d > 2*kerneltest.SumTol*sumAbs+1e-30 {
+								t.Fatalf("[%d,%d] T=%d y[%d,%d] = %g, want %g", rows, cols, T, tok, r, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 func simdModes() []bool {
 	if haveSIMD() {
 		return []bool{false, true}

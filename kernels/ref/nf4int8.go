@@ -84,3 +84,31 @@ func Int8Bound(bound, x []float32, m *kernels.NF4Matrix, T int) {
 		}
 	}
 }
+
+// MatMulQ8Int8 is y[t,:] = W·x[t,:] for a Q8 weight with x quantized per
+// 64-element block (kernels.QuantizeBlocksInt8): each 32-element weight
+// block's integer sum scaled by its scale and the activation block's.
+// m.Cols % 64 == 0. The error against the exact product is at most half an
+// activation step on every weight: Σ_b d_b/2·Σ_e|w_e|.
+func MatMulQ8Int8(y, x []float32, m *kernels.Q8Matrix, T int) {
+	if m.Cols%kernels.NF4BlockSize != 0 {
+		panic("ref: MatMulQ8Int8 needs whole 64-element blocks per row")
+	}
+	nb := m.Cols / kernels.NF4BlockSize
+	qx := make([]int8, m.Cols)
+	dx := make([]float32, nb)
+	for t := range T {
+		kernels.QuantizeBlocksInt8(qx, dx, x[t*m.Cols:(t+1)*m.Cols])
+		for r := range m.Rows {
+			var acc float64
+			for c0 := 0; c0 < m.Cols; c0 += kernels.Q8BlockSize {
+				var isum int32
+				for c := c0; c < c0+kernels.Q8BlockSize; c++ {
+					isum += int32(m.Q[r*m.Cols+c]) * int32(qx[c])
+				}
+				acc += float64(m.Scale[(r*m.Cols+c0)/kernels.Q8BlockSize]) * float64(dx[c0/kernels.NF4BlockSize]) * float64(isum)
+			}
+			y[t*m.Rows+r] = float32(acc)
+		}
+	}
+}

@@ -74,3 +74,42 @@ func TestMatMulNF4Int8WithinBound(t *testing.T) {
 		t.Fatalf("bound up to %.3g and mean error %.3g of Σ|W·x|: want under 0.05 and 0.002", worst, meanErr)
 	}
 }
+
+// TestMatMulQ8Int8WithinBound: every output within half an activation step
+// on every weight, Σ_b d_b/2·Σ|w|, of the exact Q8 product.
+func TestMatMulQ8Int8WithinBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const rows, cols, T = 30, 256, 2
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	m, err := kernels.QuantizeQ8(w, rows, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, T*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	got, exact := make([]float32, T*rows), make([]float32, T*rows)
+	MatMulQ8Int8(got, x, m, T)
+	Backend{}.MatMul(kernels.HostBuf(exact), kernels.HostBuf(x), m, T)
+	for i := range got {
+		tok, r := i/rows, i%rows
+		var bound float64
+		for b := range cols / 64 {
+			var amax, sumW, sumX float64
+			for e := range 64 {
+				c := 64*b + e
+				amax = math.Max(amax, math.Abs(float64(x[tok*cols+c])))
+				sumW += math.Abs(float64(Q8Element(m, r*cols+c)))
+				sumX += math.Abs(float64(Q8Element(m, r*cols+c)) * float64(x[tok*cols+c]))
+			}
+			bound += amax/127/2*sumW + 1e-6*sumX
+		}
+		if d := math.Abs(float64(got[i] - exact[i])); d > bound {
+			t.Fatalf("y[%d] = %g, exact %g: |Δ| %g beyond %g", i, got[i], exact[i], d, bound)
+		}
+	}
+}
