@@ -133,6 +133,15 @@ func BenchmarkNF4Kernel(bb *testing.B) {
 		c := newInt8Code(&m.Code)
 		xq, xd := make([]int8, cols), make([]float32, cols/blockElems)
 		quantizeInt8Planes(xq, xd, x, c.scale)
+		xq4, xd4 := make([]int8, 4*cols), make([]float32, 4*cols/blockElems)
+		quantizeInt8Planes(xq4, xd4, append(append(append(append([]float32(nil), x...), x...), x...), x...), c.scale)
+		bb.Run("dot4tokens/int8", func(bb *testing.B) {
+			bb.SetBytes(4 * int64(nf4Bytes(m))) // per token, as if each read its row
+			var out [4]float32
+			for bb.Loop() {
+				dotNF4Int8x4TokAVX2(&out, &c.tbl, m.Packed, m.Absmax, xq4, xd4, cols)
+			}
+		})
 		bb.Run("dot/int8", func(bb *testing.B) {
 			bb.SetBytes(int64(nf4Bytes(m)))
 			var s float32

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/kerneltest"
@@ -297,3 +298,23 @@ func TestPoolPanicReachesTheCaller(t *testing.T) {
 type countJob struct{ n *atomic.Int64 }
 
 func (j countJob) run(_, lo, hi int) { j.n.Add(int64(hi - lo)) }
+
+// Jobs of every width, back to back (helpers spinning, some of them left
+// out of a job and lagging behind it) and after pauses (helpers parked),
+// each run exactly once per item.
+func TestPoolJobsOfEveryWidth(t *testing.T) {
+	p := newPool(3)
+	defer p.close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5000 {
+		n, grain := 1+rng.IntN(60), 1+rng.IntN(12)
+		var sum atomic.Int64
+		p.parallel(countJob{&sum}, n, grain)
+		if sum.Load() != int64(n) {
+			t.Fatalf("job %d: %d items of %d run", i, sum.Load(), n)
+		}
+		if i%500 == 0 {
+			time.Sleep(time.Millisecond) // let the helpers go idle
+		}
+	}
+}

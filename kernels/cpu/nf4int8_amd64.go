@@ -31,3 +31,21 @@ func dotQ8Int8AVX2(q []int8, scale []float32, xq []int8, xd []float32) float32 {
 
 //go:noescape
 func dotQ8Int8Asm(q *int8, scale *float32, xq *int8, xd *float32, n int) float32
+
+// dotNF4Int8x4TokAVX2: out[i] = dotNF4Int8Go of one row (len(absmax)
+// blocks) against tokens i < 4 of xq [4, cols] and xd [4, cols/64].
+func dotNF4Int8x4TokAVX2(out *[4]float32, tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32, cols int) {
+	n := len(absmax)
+	if n == 0 {
+		*out = [4]float32{}
+		return
+	}
+	nb := cols / blockElems
+	_ = packed[n*blockBytes-1]
+	_ = xq[3*cols+n*blockElems-1]
+	_ = xd[3*nb+n-1]
+	dotNF4Int8x4TokAsm(out, tbl, &packed[0], &absmax[0], &xq[0], cols, &xd[0], nb, n)
+}
+
+//go:noescape
+func dotNF4Int8x4TokAsm(out *[4]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)

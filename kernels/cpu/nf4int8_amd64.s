@@ -138,3 +138,77 @@ q8int8:
 	VZEROUPPER
 	MOVSS        X0, ret+40(FP)
 	RET
+
+// TOK adds one token's block to acc, for the row's codes decoded in Y10
+// (even elements) and Y9 (odd ones) and its absmax broadcast in Y12: the
+// token's quantized block at xe/xo (even, odd halves) and its scale at xd.
+// Clobbers Y4-Y7.
+#define TOK(xe, xo, xd, acc) \
+	VPSIGNB      xe, Y10, Y4; \
+	VPSIGNB      xo, Y9, Y5; \
+	VPABSB       xe, Y6; \
+	VPABSB       xo, Y7; \
+	VPMADDUBSW   Y4, Y6, Y4; \
+	VPMADDUBSW   Y5, Y7, Y5; \
+	VPMADDWD     Y13, Y4, Y4; \
+	VPMADDWD     Y13, Y5, Y5; \
+	VPADDD       Y5, Y4, Y4; \
+	VCVTDQ2PS    Y4, Y4; \
+	VBROADCASTSS xd, Y6; \
+	VMULPS       Y12, Y6, Y6; \
+	VFMADD231PS  Y6, Y4, acc
+
+// func dotNF4Int8x4TokAsm(out *[4]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)
+//
+// One row against 4 tokens (xqStride bytes, xdStride scales apart): each
+// block's codes are decoded once for the 4.
+TEXT ·dotNF4Int8x4TokAsm(SB), NOSPLIT, $0-72
+	MOVQ    tbl+8(FP), AX
+	MOVQ    packed+16(FP), SI
+	MOVQ    absmax+24(FP), DX
+	MOVQ    xq+32(FP), DI
+	MOVQ    xqStride+40(FP), R8
+	MOVQ    xd+48(FP), BX
+	MOVQ    xdStride+56(FP), R10
+	SHLQ    $2, R10
+	MOVQ    n+64(FP), CX
+	LEAQ    (DI)(R8*1), R9
+	LEAQ    (BX)(R10*1), R11
+	VMOVDQU (AX), Y14
+	VMOVDQU i8nib<>(SB), Y15
+	VMOVDQU i8ones<>(SB), Y13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+int8tok:
+	VMOVDQU      (SI), Y9
+	VPSRLW       $4, Y9, Y10
+	VPAND        Y15, Y10, Y10
+	VPAND        Y15, Y9, Y9
+	VPSHUFB      Y10, Y14, Y10
+	VPSHUFB      Y9, Y14, Y9
+	VBROADCASTSS (DX), Y12
+	TOK((DI), 32(DI), (BX), Y0)
+	TOK((R9), 32(R9), (R11), Y1)
+	TOK((DI)(R8*2), 32(DI)(R8*2), (BX)(R10*2), Y2)
+	TOK((R9)(R8*2), 32(R9)(R8*2), (R11)(R10*2), Y3)
+	ADDQ         $32, SI
+	ADDQ         $4, DX
+	ADDQ         $64, DI
+	ADDQ         $64, R9
+	ADDQ         $4, BX
+	ADDQ         $4, R11
+	DECQ         CX
+	JNZ          int8tok
+
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	MOVQ         out+0(FP), AX
+	VMOVUPS      X0, (AX)
+	VZEROUPPER
+	RET

@@ -35,7 +35,7 @@ func TestMatMulNF4Int8(t *testing.T) {
 							code = fp4Code
 						}
 						m := kerneltest.NF4(rng, rows, cols, code)
-						for _, T := range []int{1, 2, 3, 8, 9} {
+						for _, T := range []int{1, 2, 3, 5, 8, 9} {
 							x := kerneltest.Vec(rng, T*cols)
 							if T == 2 {
 								clear(x[:64]) // a block of zeros: scale 0
