@@ -149,6 +149,7 @@ func TestServeInvalid(t *testing.T) {
 		{"log format", []string{"--model", "m", "--log-format", "xml"}, nil, "", "--log-format"},
 		{"metrics compat", []string{"--model", "m", "--metrics-compat", "sglang"}, nil, "", "--metrics-compat \"sglang\": must be vllm or none"},
 		{"nf4 decode", []string{"--model", "m", "--nf4-decode", "int4"}, nil, "", "--nf4-decode \"int4\": must be int8 or float32"},
+		{"two lm_head widths", []string{"--model", "m", "--lm-head-8bit", "--lm-head-4bit"}, nil, "", "--lm-head-8bit and --lm-head-4bit: choose one"},
 		{"metrics compat env", []string{"--model", "m"}, map[string]string{"PARROT_METRICS_COMPAT": "tgi"}, "", "--metrics-compat \"tgi\""},
 		{"negative len", []string{"--model", "m", "--max-model-len", "-1"}, nil, "", "--max-model-len -1"},
 		{"kv memory", []string{"--model", "m", "--kv-cache-memory", "lots"}, nil, "", "--kv-cache-memory"},

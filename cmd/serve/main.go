@@ -186,7 +186,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs engine.Ob
 	}
 	start := time.Now()
 	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend, "nf4_decode", cfg.NF4Decode)
-	loaded, err := llama.Load(dir, llama.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate, LMHead8Bit: cfg.LMHead8Bit})
+	loaded, err := llama.Load(dir, llama.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate, LMHead8Bit: cfg.LMHead8Bit, LMHead4Bit: cfg.LMHead4Bit})
 	if err != nil {
 		closeBackend()
 		return nil, nil, nil, err

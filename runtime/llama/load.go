@@ -18,6 +18,8 @@ type LoadOptions struct {
 	Backend  kernels.Backend // required
 	// LMHead8Bit stores the lm_head in 8 bits (Q8) for faster decoding.
 	LMHead8Bit bool
+	// LMHead4Bit stores it in NF4 (and a tied embedding table with it).
+	LMHead4Bit bool
 	// ChatTemplate overrides the checkpoint's template: a built-in name
 	// (e.g. "llama-3.1"), the path of a template file, or Jinja source (see
 	// chat.ResolveSource; anything else is refused). Empty = the
@@ -60,8 +62,15 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	if opts.LMHead8Bit {
+	switch {
+	case opts.LMHead8Bit && opts.LMHead4Bit:
+		return nil, errors.New("the lm_head is stored in 8 bits or in 4, not both")
+	case opts.LMHead8Bit:
 		if err := w.QuantizeLMHead(); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	case opts.LMHead4Bit:
+		if err := w.QuantizeLMHeadNF4(); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
 	}

@@ -1,15 +1,19 @@
 package llama
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/ref"
 	"github.com/parrot-llm/parrot/runtime/chat"
+	"github.com/parrot-llm/parrot/runtime/quant"
 	"github.com/parrot-llm/parrot/runtime/safetensors"
 	"github.com/parrot-llm/parrot/runtime/testmodel"
 )
@@ -220,5 +224,46 @@ func TestBF16EmbeddingStaysBF16(t *testing.T) {
 		if kernels.BF16ToF32(h) != want[i] {
 			t.Fatalf("embedding element %d = %v, want %v", i, kernels.BF16ToF32(h), want[i])
 		}
+	}
+}
+
+// --lm-head-4bit: the lm_head, and the tied embedding with it, become the
+// NF4 quantization of the bf16 table, the same bits quant.QuantizeNF4 makes
+// of it in one piece (the copy is made chunk by chunk).
+func TestLMHead4Bit(t *testing.T) {
+	const rows, cols = 2*(4<<20)/1024 + 3, 1024 // three chunks
+	rng := rand.New(rand.NewPCG(1, 2))
+	table := &kernels.BF16Matrix{Rows: rows, Cols: cols, Data: make([]uint16, rows*cols)}
+	f := make([]float32, rows*cols)
+	for i := range table.Data {
+		table.Data[i] = kernels.F32ToBF16(float32(rng.NormFloat64()) * 0.02)
+		f[i] = kernels.BF16ToF32(table.Data[i])
+	}
+	w := &Weights{Embed: table, LMHead: table}
+	if err := w.QuantizeLMHeadNF4(); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := w.LMHead.(*kernels.NF4Matrix)
+	if !ok || w.Embed != w.LMHead {
+		t.Fatalf("lm_head %T, embedding %T: want one NF4 matrix for both", w.LMHead, w.Embed)
+	}
+	want, err := quant.QuantizeNF4(f, rows, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Packed, want.Packed) || !slices.Equal(got.Absmax, want.Absmax) || got.Rows != rows || got.Cols != cols {
+		t.Fatal("chunked NF4 copy differs from quantizing the table in one piece")
+	}
+
+	dir := testmodel.TinyDir(t, false)
+	if _, err := Load(dir, LoadOptions{Backend: ref.New(), LMHead4Bit: true, LMHead8Bit: true}); err == nil {
+		t.Fatal("loaded with both --lm-head-8bit and --lm-head-4bit")
+	}
+	l, err := Load(dir, LoadOptions{Backend: ref.New(), LMHead4Bit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Model.Weights.LMHead.(*kernels.NF4Matrix); !ok {
+		t.Fatalf("lm_head loaded as %T, want NF4", l.Model.Weights.LMHead)
 	}
 }

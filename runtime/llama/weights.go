@@ -150,6 +150,59 @@ func (w *Weights) QuantizeLMHead() error {
 	return nil
 }
 
+// QuantizeLMHeadNF4 replaces the lm_head by a 4-bit copy (NF4, blocks of
+// 64, as bitsandbytes' quantize_4bit makes it): a quarter of bf16's bytes
+// per decode step, as llama.cpp's pure Q4_0 files store their output matrix.
+// A tied embedding table is replaced by the same copy (Embed reads NF4 rows),
+// so the bf16 table's memory is freed too. Logits move more than with
+// QuantizeLMHead's 8 bits.
+func (w *Weights) QuantizeLMHeadNF4() error {
+	tied := w.LMHead == w.Embed
+	rows, cols := w.LMHead.Shape()
+	var row func(r int, dst []float32)
+	switch m := w.LMHead.(type) {
+	case *kernels.F32Matrix:
+		row = func(r int, dst []float32) { copy(dst, m.Data[r*cols:(r+1)*cols]) }
+	case *kernels.BF16Matrix:
+		row = func(r int, dst []float32) {
+			for c, h := range m.Data[r*cols : (r+1)*cols] {
+				dst[c] = kernels.BF16ToF32(h)
+			}
+		}
+	case *kernels.NF4Matrix:
+		return nil
+	default:
+		return fmt.Errorf("lm_head of kind %T cannot be quantized to 4 bits", w.LMHead)
+	}
+	// Rows of whole blocks quantize chunk by chunk (a float32 copy of a
+	// 128k-token vocabulary would be a gigabyte); others all at once.
+	chunk := rows
+	if cols%kernels.NF4BlockSize == 0 {
+		chunk = max(1, (4<<20)/cols)
+	}
+	q := &kernels.NF4Matrix{Rows: rows, Cols: cols, Code: kernels.NF4Code,
+		Packed: make([]byte, 0, (rows*cols+1)/2), Absmax: make([]float32, 0, (rows*cols+kernels.NF4BlockSize-1)/kernels.NF4BlockSize)}
+	buf := make([]float32, min(chunk, rows)*cols)
+	for r0 := 0; r0 < rows; r0 += chunk {
+		r1 := min(r0+chunk, rows)
+		f := buf[:(r1-r0)*cols]
+		for r := r0; r < r1; r++ {
+			row(r, f[(r-r0)*cols:(r-r0+1)*cols])
+		}
+		part, err := quant.QuantizeNF4(f, r1-r0, cols)
+		if err != nil {
+			return fmt.Errorf("lm_head: %w", err)
+		}
+		q.Packed = append(q.Packed, part.Packed...)
+		q.Absmax = append(q.Absmax, part.Absmax...)
+	}
+	w.LMHead = q
+	if tied {
+		w.Embed = q
+	}
+	return nil
+}
+
 // loadLinear reads a projection: bnb 4-bit tensors directly, or a float
 // weight quantized to NF4 (or kept float) per the requested mode.
 func loadLinear(set *safetensors.Set, module string, out, in int, quantize string) (*Linear, error) {
