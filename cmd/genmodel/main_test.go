@@ -58,10 +58,39 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"--out", "x", "--dtype", "f16"}, "float32 or bfloat16"},
 		{[]string{"--out", "x", "--layers", "two"}, "invalid value"},
 		{[]string{"--out", "x", "extra"}, "unexpected argument"},
+		{[]string{"--out", "x", "--gguf", "q5_k"}, "unknown GGUF tensor type"},
+		{[]string{"--out", "x", "--gguf", "q4_0", "--gguf-embd", "bf16"}, "unknown GGUF tensor type"},
+		{[]string{"--out", "x", "--gguf-out", "x.gguf"}, "need --gguf TYPE"},
+		{[]string{"--gguf-from", "x", "--gguf", "f16", "--out", "y"}, "give no --out"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(c.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, errb.String(), c.want)
 		}
+	}
+}
+
+// --gguf-from converts an existing directory, by default to DIR/model-TYPE.gguf.
+func TestRunGGUFFrom(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	var out, errb bytes.Buffer
+	if code := run([]string{"--preset", "tiny", "--layers", "1", "--out", dir}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"--gguf-from", dir, "--gguf", "q8_0"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	path := filepath.Join(dir, "model-q8_0.gguf")
+	if !strings.Contains(out.String(), "wrote "+path) {
+		t.Errorf("stdout %q", out.String())
+	}
+	f := readGGUF(t, path)
+	if len(f.tensors) != 1*9+3 || f.kv["general.file_type"] != uint32(7) {
+		t.Errorf("%d tensors, file type %v", len(f.tensors), f.kv["general.file_type"])
+	}
+	// A missing directory is an error, not a crash.
+	if code := run([]string{"--gguf-from", filepath.Join(dir, "nope"), "--gguf", "f16"}, &out, &errb); code != 1 {
+		t.Errorf("missing directory: exit %d", code)
 	}
 }
