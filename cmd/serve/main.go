@@ -283,7 +283,10 @@ func boundHeap(log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	goruntime.GC() // what is live, not the garbage of loading
+	// What is live, not the garbage of loading (a replaced bf16 table, the
+	// conversions' buffers), and that garbage's pages given back to the
+	// system now rather than by the background scavenger over minutes.
+	debug.FreeOSMemory()
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	limit := int64(ms.HeapAlloc) + int64(ms.StackSys) + heapHeadroom
