@@ -62,12 +62,8 @@ func (b *Backend) matMulStream(y, x []float32, bf16 *kernels.BF16Matrix, q8 *ker
 	}
 	b.stream = streamJob{bf16: bf16, q8: q8, x: x, y: y, T: T, scratch: b.scratch, simd: b.simd}
 	if q8 != nil && b.int8Act && T <= smallBatch && cols%blockElems == 0 {
-		n, nb := T*cols, T*cols/blockElems
-		if len(b.xq) < n {
-			b.xq, b.xd = make([]int8, n), make([]float32, nb)
-		}
-		kernels.QuantizeBlocksInt8(b.xq[:n], b.xd[:nb], x[:n])
-		b.stream.xq, b.stream.xd = b.xq[:n], b.xd[:nb]
+		b.stream.xq, b.stream.xd = b.int8Activations(T * cols)
+		kernels.QuantizeBlocksInt8(b.stream.xq, b.stream.xd, x[:T*cols])
 	}
 	b.pool.parallel(&b.stream, rows, grain)
 	b.stream = streamJob{}

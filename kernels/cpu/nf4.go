@@ -113,21 +113,18 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	j := &b.nf4
 	j.setCode(&m.Code)
 	grain := nf4Grain(m.Cols, T)
+	j.useInt8 = b.int8Act && m.Cols%blockElems == 0 && T <= smallBatch
 	switch {
+	case j.useInt8: // no tile: the int8 kernels decode in registers
 	case T > smallBatch:
 		b.reserve(grain * m.Cols)
 	case T > 1:
 		b.reserve(min(grain, 3) * m.Cols)
 	}
-	j.useInt8 = b.int8Act && m.Cols%blockElems == 0 && T <= smallBatch
 	j.planes = b.simd && m.Cols%blockElems == 0 && !j.useInt8
 	if j.useInt8 {
-		n, nb := T*m.Cols, T*m.Cols/blockElems
-		if len(b.xq) < n {
-			b.xq, b.xd = make([]int8, n), make([]float32, nb)
-		}
-		quantizeInt8Planes(b.xq[:n], b.xd[:nb], x[:n], j.int8.scale)
-		j.xq, j.xd = b.xq[:n], b.xd[:nb]
+		j.xq, j.xd = b.int8Activations(T * m.Cols)
+		quantizeInt8Planes(j.xq, j.xd, x[:T*m.Cols], j.int8.scale)
 	}
 	if j.planes {
 		n := T * m.Cols

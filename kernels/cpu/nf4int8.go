@@ -23,6 +23,16 @@ func newInt8Code(code *[16]float32) int8Code {
 	return c
 }
 
+// int8Activations returns the backend's buffers for n quantized
+// activations and their n/64 block scales, grown on demand (one op at a
+// time uses them: ops run under Backend.mu).
+func (b *Backend) int8Activations(n int) ([]int8, []float32) {
+	if len(b.xq) < n {
+		b.xq, b.xd = make([]int8, n), make([]float32, n/blockElems)
+	}
+	return b.xq[:n], b.xd[:n/blockElems]
+}
+
 // quantizeInt8Planes quantizes x [T, cols] block by block into q [T, cols]
 // and d [T, cols/64], each block's 64 bytes reordered as the kernels read
 // them: the 32 even elements (the high nibbles of the block's packed bytes),
