@@ -110,6 +110,41 @@ func BenchmarkF32MatMul(bb *testing.B) {
 			bb.ReportMetric(2*T*rows*cols*float64(bb.N)/bb.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
+	// Prefill of a long prompt through Llama-3.2-1B's MLP shapes: x no
+	// longer fits in cache, so the blocking over tokens decides the speed.
+	for _, s := range [][3]int{{512, 8192, 2048}, {512, 2048, 8192}} {
+		T, rows, cols := s[0], s[1], s[2]
+		x := kernels.HostBuf(kerneltest.Vec(rng, T*cols))
+		y := kernels.HostBuf(make([]float32, T*rows))
+		w := kerneltest.NF4(rng, rows, cols, kernels.NF4Code)
+		bb.Run(fmt.Sprintf("%T/T=%d/%dx%d", w, T, rows, cols), func(bb *testing.B) {
+			b := New(0)
+			defer b.Close()
+			for bb.Loop() {
+				b.MatMul(y, x, w, T)
+			}
+			bb.ReportMetric(2*float64(T*rows*cols)*float64(bb.N)/bb.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkGemmKernel times the packed GEMM's micro-kernel alone on one
+// goroutine, 6 tokens × 16 rows × 256 columns in L1: the compute ceiling
+// of prefill, to set beside the core's FMA peak (2 FMA units × 8 lanes × 2
+// FLOP per cycle on AVX2 cores with two FMA ports).
+func BenchmarkGemmKernel(bb *testing.B) {
+	if !haveSIMD() {
+		bb.Skip("no AVX2/FMA")
+	}
+	const k = gemmKC
+	rng := rand.New(rand.NewPCG(9, 10))
+	x := kerneltest.Vec(rng, gemmMR*k)
+	p := kerneltest.Vec(rng, gemmNR*k)
+	y := make([]float32, gemmMR*gemmNR)
+	for bb.Loop() {
+		gemm6x16(y, gemmNR, x, k, p, k, false, true)
+	}
+	bb.ReportMetric(2*gemmMR*gemmNR*k*float64(bb.N)/bb.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
 // BenchmarkNF4Kernel times the inner loops alone on one goroutine, on a

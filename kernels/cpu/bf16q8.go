@@ -23,6 +23,7 @@ type streamJob struct {
 	x, y    []float32 // [T, Cols], [T, Rows]
 	T       int
 	scratch [][]float32 // per worker: the decoded tile of rows (T > smallBatch)
+	gemm    []gemmBuf   // per worker, for the packed GEMM (T > smallBatch)
 	simd    bool
 	// Q8 with int8 activations (Backend.SetInt8Activations, T <=
 	// smallBatch, Cols % 64 == 0): x quantized per 64 in natural order.
@@ -57,10 +58,14 @@ func (b *Backend) matMulStream(y, x []float32, bf16 *kernels.BF16Matrix, q8 *ker
 		rows, cols, rowBytes = q8.Rows, q8.Cols, q8.Cols+4*q8.Cols/q8Block
 	}
 	grain := streamGrain(rowBytes, cols, T)
-	if T > smallBatch {
+	switch {
+	case packed(T, b.simd):
+		grain = gemmGrain
+		b.reserveGemm(grain)
+	case T > smallBatch:
 		b.reserve(grain * cols)
 	}
-	b.stream = streamJob{bf16: bf16, q8: q8, x: x, y: y, T: T, scratch: b.scratch, simd: b.simd}
+	b.stream = streamJob{bf16: bf16, q8: q8, x: x, y: y, T: T, scratch: b.scratch, gemm: b.gemm, simd: b.simd}
 	if q8 != nil && b.int8Act && T <= smallBatch && cols%blockElems == 0 {
 		b.stream.xq, b.stream.xd = b.int8Activations(T * cols)
 		kernels.QuantizeBlocksInt8(b.stream.xq, b.stream.xd, x[:T*cols])
@@ -72,6 +77,8 @@ func (b *Backend) matMulStream(y, x []float32, bf16 *kernels.BF16Matrix, q8 *ker
 func (j *streamJob) run(w, lo, hi int) {
 	rows, cols := j.shape()
 	switch {
+	case packed(j.T, j.simd):
+		gemmPacked(j.y[lo:], rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd)
 	case j.xq != nil:
 		// Q8 × int8, row after row (see nf4Job.runInt8).
 		m, nb := j.q8, cols/blockElems
@@ -166,6 +173,22 @@ func (j *streamJob) dotRow(r int, x []float32) float32 {
 }
 
 // decodeRows writes rows [r0, r1) of W to dst [(r1-r0)*Cols] as float32.
+// wRows decodes W[r0:r0+nr, k0:k0+k] into tile; k0 and k are whole Q8
+// blocks (gemmKC%32 == 0 and Cols%32 == 0).
+func (j *streamJob) wRows(tile []float32, r0, nr, k0, k int) ([]float32, int) {
+	_, cols := j.shape()
+	for i := range nr {
+		i0 := (r0+i)*cols + k0
+		dst := tile[i*k : (i+1)*k]
+		if m := j.bf16; m != nil {
+			decodeBF16(dst, m.Data[i0:i0+k], j.simd)
+		} else {
+			decodeQ8(dst, j.q8.Q[i0:i0+k], j.q8.Scale[i0/q8Block:(i0+k)/q8Block], j.simd)
+		}
+	}
+	return tile, k
+}
+
 func (j *streamJob) decodeRows(dst []float32, r0, r1 int) {
 	if m := j.bf16; m != nil {
 		decodeBF16(dst, m.Data[r0*m.Cols:r1*m.Cols], j.simd)

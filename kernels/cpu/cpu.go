@@ -33,6 +33,7 @@ type Backend struct {
 	threads int
 	simd    bool        // use the AVX2/FMA kernels
 	scratch [][]float32 // [workers][...] per-worker space, grown on demand
+	gemm    []gemmBuf   // [workers] space for the packed GEMM
 	xperm   []float32   // [T, Cols] activations permuted for the NF4 planes kernels
 	int8Act bool        // NF4 decode products take int8 activations (SetInt8Activations)
 	xq      []int8      // [T, Cols] quantized activations for them
@@ -66,6 +67,7 @@ func newBackend(threads int, simd bool) *Backend {
 		threads: threads,
 		simd:    simd,
 		scratch: make([][]float32, threads),
+		gemm:    make([]gemmBuf, threads),
 	}
 	// A backend dropped without Close still lets its workers exit.
 	runtime.AddCleanup(b, func(p *pool) { p.close() }, b.pool)
@@ -142,6 +144,14 @@ func (b *Backend) reserve(n int) {
 		if len(b.scratch[w]) < n {
 			b.scratch[w] = make([]float32, n)
 		}
+	}
+}
+
+// reserveGemm readies every worker's packed-GEMM space for items of up to
+// nr rows.
+func (b *Backend) reserveGemm(nr int) {
+	for w := range b.gemm {
+		b.gemm[w].reserve(nr)
 	}
 }
 

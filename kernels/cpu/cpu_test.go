@@ -10,6 +10,7 @@ import (
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/kerneltest"
+	"github.com/parrot-llm/parrot/kernels/ref"
 )
 
 // variants are the backends under test: pure Go and (where the CPU has it)
@@ -317,4 +318,71 @@ func TestPoolJobsOfEveryWidth(t *testing.T) {
 			time.Sleep(time.Millisecond) // let the helpers go idle
 		}
 	}
+}
+
+// TestF32BatchInvariant: with AVX2, float32 products take the packed GEMM
+// at every batch size, so each token's outputs are bit-for-bit those it
+// gets alone (the engine's tests compare batched streams with solo runs
+// exactly); partial groups of tokens and rows, and several column passes,
+// included.
+func TestF32BatchInvariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	const rows, cols, T = 70, 600, 13
+	w := kerneltest.F32(rng, rows, cols)
+	x := kerneltest.Vec(rng, T*cols)
+	for _, b := range variants(t) {
+		if !b.simd {
+			continue
+		}
+		all := make([]float32, T*rows)
+		b.MatMul(kernels.HostBuf(all), kernels.HostBuf(x), w, T)
+		one := make([]float32, rows)
+		for tok := range T {
+			b.MatMul(kernels.HostBuf(one), kernels.HostBuf(x[tok*cols:(tok+1)*cols]), w, 1)
+			for r, v := range one {
+				if got := all[tok*rows+r]; math.Float32bits(got) != math.Float32bits(v) {
+					t.Fatalf("%s-%d: token %d row %d: %v in a batch of %d, %v alone", b.Name(), b.Threads(), tok, r, got, T, v)
+				}
+			}
+		}
+	}
+}
+
+// TestGemmPacked runs the packed GEMM on its own, with the pure Go
+// micro-kernel and packing as well as the assembly, on shapes that leave
+// partial panels, partial groups of tokens and a short last column pass,
+// against ref within kerneltest.SumTol of Σ|terms|.
+func TestGemmPacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 11))
+	for _, s := range [][3]int{{1, 1, 1}, {7, 17, 9}, {13, 33, 300}, {6, 16, 256}, {20, 64, 520}} {
+		T, rows, cols := s[0], s[1], s[2]
+		w := kerneltest.F32(rng, rows, cols)
+		x := kerneltest.Vec(rng, T*cols)
+		want, bound := make([]float32, T*rows), make([]float32, T*rows)
+		var rb ref.Backend
+		rb.MatMul(kernels.HostBuf(want), kernels.HostBuf(x), w, T)
+		rb.MatMul(kernels.HostBuf(bound), kernels.HostBuf(absVec(x)), &kernels.F32Matrix{Rows: rows, Cols: cols, Data: absVec(w.Data)}, T)
+		for _, simd := range []bool{false, true} {
+			if simd && !haveSIMD() {
+				continue
+			}
+			var g gemmBuf
+			g.reserve(rows)
+			got := make([]float32, T*rows)
+			gemmPacked(got, rows, x, cols, T, &f32Job{m: w}, 0, rows, cols, &g, simd)
+			for i := range got {
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= kerneltest.SumTol*float64(bound[i])) {
+					t.Fatalf("simd=%v [%d,%d] T=%d: y[%d] = %v, want %v", simd, rows, cols, T, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func absVec(v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(math.Abs(float64(x)))
+	}
+	return out
 }

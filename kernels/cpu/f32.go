@@ -7,12 +7,16 @@ import "github.com/parrot-llm/parrot/kernels"
 // streams past it.
 const kBlock = 512
 
-// f32Job: items are weight rows.
+// f32Job: items are weight rows. With AVX2 every batch size takes the
+// packed GEMM, so that a token's outputs do not depend on how many tokens
+// share its batch (float32 weights serve the test models and training's
+// transposed products, not decode at speed).
 type f32Job struct {
 	m    *kernels.F32Matrix
 	x, y []float32 // [T, Cols], [T, Rows]
 	T    int
 	simd bool
+	gemm []gemmBuf // per worker, for the packed GEMM
 }
 
 // f32Grain is the number of rows per work item: a multiple of the 3 rows of
@@ -20,14 +24,28 @@ type f32Job struct {
 const f32Grain = 24
 
 func (b *Backend) matMulF32(y, x []float32, m *kernels.F32Matrix, T int) {
-	b.f32 = f32Job{m: m, x: x, y: y, T: T, simd: b.simd}
-	b.pool.parallel(&b.f32, m.Rows, f32Grain)
+	b.f32 = f32Job{m: m, x: x, y: y, T: T, simd: b.simd, gemm: b.gemm}
+	grain := f32Grain
+	if b.simd {
+		grain = gemmGrain
+		b.reserveGemm(grain)
+	}
+	b.pool.parallel(&b.f32, m.Rows, grain)
 	b.f32 = f32Job{}
 }
 
-func (j *f32Job) run(_, lo, hi int) {
+func (j *f32Job) run(w, lo, hi int) {
 	cols := j.m.Cols
+	if j.simd {
+		gemmPacked(j.y[lo:], j.m.Rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd)
+		return
+	}
 	gemm(j.y[lo:], j.m.Rows, j.x, j.T, j.m.Data[lo*cols:hi*cols], hi-lo, cols, j.simd)
+}
+
+// wRows: the weights are float32 already, so the view is W itself.
+func (j *f32Job) wRows(_ []float32, r0, _, k0, _ int) ([]float32, int) {
+	return j.m.Data[r0*j.m.Cols+k0:], j.m.Cols
 }
 
 // gemm: y[t*ldy+r] = Σ_c x[t*cols+c]·w[r*cols+c] for t < T, r < nr.

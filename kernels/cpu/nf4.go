@@ -27,6 +27,7 @@ type nf4Job struct {
 	x, y    []float32 // [T, Cols] (in permuteBlocks order when planes), [T, Rows]
 	T       int
 	scratch [][]float32 // per worker: the dequantized [rows, Cols] tile (T > 1)
+	gemm    []gemmBuf   // per worker, for the packed GEMM (T > smallBatch)
 	simd    bool
 	// planes: Cols%64 == 0 and AVX2, so every row is whole blocks and the
 	// planes kernels run, with x permuted to match.
@@ -116,6 +117,9 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	j.useInt8 = b.int8Act && m.Cols%blockElems == 0 && T <= smallBatch
 	switch {
 	case j.useInt8: // no tile: the int8 kernels decode in registers
+	case packed(T, b.simd):
+		grain = gemmGrain
+		b.reserveGemm(grain)
 	case T > smallBatch:
 		b.reserve(grain * m.Cols)
 	case T > 1:
@@ -134,9 +138,9 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 		permuteBlocks(b.xperm[:n], x[:n])
 		x = b.xperm[:n]
 	}
-	j.m, j.x, j.y, j.T, j.scratch, j.simd = m, x, y, T, b.scratch, b.simd
+	j.m, j.x, j.y, j.T, j.scratch, j.gemm, j.simd = m, x, y, T, b.scratch, b.gemm, b.simd
 	b.pool.parallel(j, m.Rows, grain)
-	j.m, j.x, j.y, j.scratch, j.xq, j.xd = nil, nil, nil, nil, nil, nil
+	j.m, j.x, j.y, j.scratch, j.gemm, j.xq, j.xd = nil, nil, nil, nil, nil, nil, nil
 }
 
 func (j *nf4Job) run(w, lo, hi int) {
@@ -146,6 +150,10 @@ func (j *nf4Job) run(w, lo, hi int) {
 	}
 	m := j.m
 	cols := m.Cols
+	if packed(j.T, j.simd) {
+		gemmPacked(j.y[lo:], m.Rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd)
+		return
+	}
 	if j.T == 1 {
 		for r := lo; r < hi; r++ {
 			if j.planes {
@@ -178,6 +186,23 @@ func (j *nf4Job) run(w, lo, hi int) {
 			gemm(j.y[r0:], m.Rows, j.x, j.T, tile, r1-r0, cols, j.simd)
 		}
 	}
+}
+
+// wRows dequantizes W[r0:r0+nr, k0:k0+k] into tile. With planes, k0 and
+// k are whole blocks (Cols%64 == 0 and gemmKC%64 == 0), decoded in the
+// order x was permuted to.
+func (j *nf4Job) wRows(tile []float32, r0, nr, k0, k int) ([]float32, int) {
+	m := j.m
+	for i := range nr {
+		i0 := (r0+i)*m.Cols + k0
+		dst := tile[i*k : (i+1)*k]
+		if j.planes {
+			dequantNF4PlanesAVX2(dst, &j.planeT, m.Packed[i0/2:(i0+k)/2], m.Absmax[i0/blockElems:(i0+k)/blockElems])
+		} else {
+			dequantNF4(dst, m, &j.lut, i0, i0+k, j.simd)
+		}
+	}
+	return tile, k
 }
 
 // nf4At returns flattened element i of m.
