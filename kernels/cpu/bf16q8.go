@@ -12,9 +12,10 @@ import (
 // once per call for every token. Up to smallBatch tokens (decode), weights
 // are decoded in registers inside the dot products: one row at a time for
 // T = 1, 3 rows × 4 tokens at a time for T > 1 (each weight decoded once
-// per 4 tokens, each x load shared by 3 rows). For prefill a tile of rows
-// is decoded to float32 and the f32 micro-kernels multiply every token by
-// it.
+// per 4 tokens, each x load shared by 3 rows). For prefill the packed GEMM
+// (gemm.go) decodes rows 256 columns at a time into its panels and
+// multiplies every token by them; without AVX2 a tile of whole rows is
+// decoded and the pure Go micro-kernels run.
 
 // streamJob: items are weight rows of bf16 or q8 (exactly one is set).
 type streamJob struct {
