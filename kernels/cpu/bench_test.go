@@ -95,28 +95,26 @@ func BenchmarkNF4MatVec(bb *testing.B) {
 
 // BenchmarkF32MatMul is a prefill-shaped product: 128 tokens through a
 // 2048×2048 float32 weight (and, for comparison, through the same NF4 one).
+//
+// The last two cases are the prefill of a long prompt through
+// Llama-3.2-1B's MLP shapes: x no longer fits in cache, so the blocking
+// over tokens decides the speed.
 func BenchmarkF32MatMul(bb *testing.B) {
-	const T, rows, cols = 128, 2048, 2048
 	rng := rand.New(rand.NewPCG(5, 6))
-	x := kernels.HostBuf(kerneltest.Vec(rng, T*cols))
-	y := kernels.HostBuf(make([]float32, T*rows))
-	for _, w := range []kernels.Matrix{kerneltest.F32(rng, rows, cols), kerneltest.NF4(rng, rows, cols, kernels.NF4Code)} {
-		bb.Run(fmt.Sprintf("%T/T=%d/%dx%d", w, T, rows, cols), func(bb *testing.B) {
-			b := New(0)
-			defer b.Close()
-			for bb.Loop() {
-				b.MatMul(y, x, w, T)
-			}
-			bb.ReportMetric(2*T*rows*cols*float64(bb.N)/bb.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+	cases := []struct {
+		T int
+		w kernels.Matrix
+	}{
+		{128, kerneltest.F32(rng, 2048, 2048)},
+		{128, kerneltest.NF4(rng, 2048, 2048, kernels.NF4Code)},
+		{512, kerneltest.NF4(rng, 8192, 2048, kernels.NF4Code)},
+		{512, kerneltest.NF4(rng, 2048, 8192, kernels.NF4Code)},
 	}
-	// Prefill of a long prompt through Llama-3.2-1B's MLP shapes: x no
-	// longer fits in cache, so the blocking over tokens decides the speed.
-	for _, s := range [][3]int{{512, 8192, 2048}, {512, 2048, 8192}} {
-		T, rows, cols := s[0], s[1], s[2]
+	for _, c := range cases {
+		T, w := c.T, c.w
+		rows, cols := w.Shape()
 		x := kernels.HostBuf(kerneltest.Vec(rng, T*cols))
 		y := kernels.HostBuf(make([]float32, T*rows))
-		w := kerneltest.NF4(rng, rows, cols, kernels.NF4Code)
 		bb.Run(fmt.Sprintf("%T/T=%d/%dx%d", w, T, rows, cols), func(bb *testing.B) {
 			b := New(0)
 			defer b.Close()

@@ -173,30 +173,31 @@ func (j *streamJob) dotRow(r int, x []float32) float32 {
 	return dotQ8(m.Q[r*m.Cols:(r+1)*m.Cols], m.Scale[r*m.Cols/q8Block:(r+1)*m.Cols/q8Block], x, j.simd)
 }
 
-// decodeRows writes rows [r0, r1) of W to dst [(r1-r0)*Cols] as float32.
 // wRows decodes W[r0:r0+nr, k0:k0+k] into tile; k0 and k are whole Q8
 // blocks (gemmKC%32 == 0 and Cols%32 == 0).
 func (j *streamJob) wRows(tile []float32, r0, nr, k0, k int) ([]float32, int) {
 	_, cols := j.shape()
 	for i := range nr {
 		i0 := (r0+i)*cols + k0
-		dst := tile[i*k : (i+1)*k]
-		if m := j.bf16; m != nil {
-			decodeBF16(dst, m.Data[i0:i0+k], j.simd)
-		} else {
-			decodeQ8(dst, j.q8.Q[i0:i0+k], j.q8.Scale[i0/q8Block:(i0+k)/q8Block], j.simd)
-		}
+		j.decode(tile[i*k:(i+1)*k], i0, i0+k)
 	}
 	return tile, k
 }
 
+// decodeRows writes rows [r0, r1) of W to dst [(r1-r0)*Cols] as float32.
 func (j *streamJob) decodeRows(dst []float32, r0, r1 int) {
+	_, cols := j.shape()
+	j.decode(dst, r0*cols, r1*cols)
+}
+
+// decode writes flattened elements [i0, i1) of W to dst (for Q8, on block
+// boundaries).
+func (j *streamJob) decode(dst []float32, i0, i1 int) {
 	if m := j.bf16; m != nil {
-		decodeBF16(dst, m.Data[r0*m.Cols:r1*m.Cols], j.simd)
+		decodeBF16(dst, m.Data[i0:i1], j.simd)
 		return
 	}
-	m := j.q8
-	decodeQ8(dst, m.Q[r0*m.Cols:r1*m.Cols], m.Scale[r0*m.Cols/q8Block:r1*m.Cols/q8Block], j.simd)
+	decodeQ8(dst, j.q8.Q[i0:i1], j.q8.Scale[i0/q8Block:i1/q8Block], j.simd)
 }
 
 // dotBF16 returns Σ bf16(w[i])·x[i], len(x) >= len(w). The assembly takes

@@ -175,11 +175,7 @@ func (j *nf4Job) run(w, lo, hi int) {
 		r1 := min(r0+step, hi)
 		n0, n1 := r0*cols, r1*cols
 		tile := j.scratch[w][:n1-n0]
-		if j.planes {
-			dequantNF4PlanesAVX2(tile, &j.planeT, m.Packed[n0/2:n1/2], m.Absmax[n0/blockElems:n1/blockElems])
-		} else {
-			dequantNF4(tile, m, &j.lut, n0, n1, j.simd)
-		}
+		j.dequant(tile, n0, n1)
 		if j.T <= smallBatch {
 			gemmBlock(j.y[r0:], m.Rows, j.x, cols, j.T, tile, cols, r1-r0, cols, false, j.simd)
 		} else {
@@ -188,19 +184,24 @@ func (j *nf4Job) run(w, lo, hi int) {
 	}
 }
 
-// wRows dequantizes W[r0:r0+nr, k0:k0+k] into tile. With planes, k0 and
-// k are whole blocks (Cols%64 == 0 and gemmKC%64 == 0), decoded in the
-// order x was permuted to.
-func (j *nf4Job) wRows(tile []float32, r0, nr, k0, k int) ([]float32, int) {
+// dequant writes flattened elements [i0, i1) of W to dst; with planes,
+// i0 and i1 are on block boundaries and the blocks come out in the order x
+// was permuted to.
+func (j *nf4Job) dequant(dst []float32, i0, i1 int) {
 	m := j.m
+	if j.planes {
+		dequantNF4PlanesAVX2(dst, &j.planeT, m.Packed[i0/2:i1/2], m.Absmax[i0/blockElems:i1/blockElems])
+		return
+	}
+	dequantNF4(dst, m, &j.lut, i0, i1, j.simd)
+}
+
+// wRows dequantizes W[r0:r0+nr, k0:k0+k] into tile (with planes, whole
+// blocks: Cols%64 == 0 and gemmKC%64 == 0).
+func (j *nf4Job) wRows(tile []float32, r0, nr, k0, k int) ([]float32, int) {
 	for i := range nr {
-		i0 := (r0+i)*m.Cols + k0
-		dst := tile[i*k : (i+1)*k]
-		if j.planes {
-			dequantNF4PlanesAVX2(dst, &j.planeT, m.Packed[i0/2:(i0+k)/2], m.Absmax[i0/blockElems:(i0+k)/blockElems])
-		} else {
-			dequantNF4(dst, m, &j.lut, i0, i0+k, j.simd)
-		}
+		i0 := (r0+i)*j.m.Cols + k0
+		j.dequant(tile[i*k:(i+1)*k], i0, i0+k)
 	}
 	return tile, k
 }
