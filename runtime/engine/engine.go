@@ -790,10 +790,12 @@ func (e *Engine) finish(s *sequence, reason string, err error) {
 	}
 	s.timing.Finished = time.Now()
 	ev := Event{Token: -1, Text: tail, Done: true, FinishReason: reason, Err: err}
-	e.emit(s, ev)
+	// The blocks go back to the pool before the final event is sent, so a
+	// reader that has seen Done finds them free.
 	if s.cache != nil {
-		s.cache.Release() // its blocks go back to the pool at once
+		s.cache.Release()
 	}
+	e.emit(s, ev)
 	if s.req.Adapter != nil {
 		s.req.Adapter.Release()
 	}
