@@ -32,7 +32,7 @@ func randomNF4(noise []byte, rows, cols int) *kernels.NF4Matrix {
 }
 
 // randomModel builds a model of the given shape in memory, with NF4
-// projections and a tied float32 embedding, as llama.Load would hold a
+// projections and a tied bfloat16 embedding, as llama.Load holds a
 // bnb-4bit checkpoint (no file is read or written).
 func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *llama.Model {
 	b.Helper()
@@ -56,9 +56,9 @@ func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *llama.M
 	for i := range noise {
 		noise[i] = byte(rng.Uint32())
 	}
-	embed := &kernels.F32Matrix{Rows: cfg.Vocab, Cols: cfg.Hidden, Data: make([]float32, cfg.Vocab*cfg.Hidden)}
+	embed := &kernels.BF16Matrix{Rows: cfg.Vocab, Cols: cfg.Hidden, Data: make([]uint16, cfg.Vocab*cfg.Hidden)}
 	for i := range embed.Data {
-		embed.Data[i] = (float32(noise[i%len(noise)]) - 127.5) / 2550 // ±0.05
+		embed.Data[i] = kernels.F32ToBF16((float32(noise[i%len(noise)]) - 127.5) / 2550) // ±0.05
 	}
 	w := &llama.Weights{Embed: embed, LMHead: embed, Norm: ones(cfg.Hidden), Layers: make([]llama.Layer, cfg.Layers)}
 	for i := range w.Layers {
@@ -80,12 +80,16 @@ func randomModel(b *testing.B, o testmodel.Options, be kernels.Backend) *llama.M
 // BenchmarkMixedAdapterDecode: decode throughput of 8 concurrent streams on
 // the Llama-3.2-1B-shaped NF4 model, each on its own rank-16 adapter over
 // all seven projections (one batch mixing 8 slots), against the same 8
-// streams on the base model. Each iteration runs one decode step of each.
-// Reports base_tok/s, lora_tok/s and their ratio.
+// streams on the base model, on one adapter (8 tokens of one slot), and one
+// stream alone, with serve's defaults (int8 activations, bfloat16 slots).
+// Each iteration runs one decode step of each. Reports base_tok/s,
+// lora_tok/s (8 adapters), one_tok/s (one adapter), solo_tok/s (1 stream),
+// lora/base and base/solo (what 8 streams gain over one).
 func BenchmarkMixedAdapterDecode(b *testing.B) {
 	const streams, rank, ctxLen = 8, 16, 128
 	be := cpu.New(0)
 	defer be.Close()
+	be.SetInt8Activations(true)
 	m := randomModel(b, testmodel.Llama32_1B(), be)
 	ls, err := m.EnableLoRA(streams, rank)
 	if err != nil {
@@ -104,7 +108,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 		last   []int32
 		spent  time.Duration
 	}
-	newPhase := func(withAdapters bool) *phase {
+	newPhase := func(streams int, slotOf func(stream int) int32) *phase {
 		p := &phase{}
 		pool, err := kvpool.New(be, m.KVShape(), kvpool.DefaultBlockSize, streams*ctxLen/kvpool.DefaultBlockSize)
 		if err != nil {
@@ -112,11 +116,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 		}
 		for s := range streams {
 			p.caches = append(p.caches, llama.NewSeqCache(pool, ctxLen))
-			slot := int32(-1)
-			if withAdapters {
-				slot = int32(s)
-			}
-			p.slots = append(p.slots, slot)
+			p.slots = append(p.slots, slotOf(s))
 			p.last = append(p.last, int32(128000)) // BOS
 		}
 		return p
@@ -138,7 +138,7 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for s := range streams { // greedy, cheap: the model is random anyway
+		for s := range p.caches { // greedy, cheap: the model is random anyway
 			row := logits[s*m.Config.Vocab:][:m.Config.Vocab]
 			best := 0
 			for i, v := range row {
@@ -149,19 +149,29 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 			p.last[s] = int32(best)
 		}
 	}
-	base, lora := newPhase(false), newPhase(true)
-	step(base) // warm up buffers
-	step(lora)
-	base.spent, lora.spent = 0, 0
+	base := newPhase(streams, func(int) int32 { return -1 })
+	lora := newPhase(streams, func(s int) int32 { return int32(s) })
+	one := newPhase(streams, func(int) int32 { return 0 })
+	solo := newPhase(1, func(int) int32 { return -1 })
+	phases := []*phase{base, lora, one, solo}
+	for _, p := range phases {
+		step(p) // warm up buffers
+		p.spent = 0
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		step(base)
-		step(lora)
+		for _, p := range phases {
+			step(p)
+		}
 	}
 	b.StopTimer()
 	baseTPS := float64(streams*b.N) / base.spent.Seconds()
 	loraTPS := float64(streams*b.N) / lora.spent.Seconds()
 	b.ReportMetric(baseTPS, "base_tok/s")
 	b.ReportMetric(loraTPS, "lora_tok/s")
+	soloTPS := float64(b.N) / solo.spent.Seconds()
+	b.ReportMetric(float64(streams*b.N)/one.spent.Seconds(), "one_tok/s")
+	b.ReportMetric(soloTPS, "solo_tok/s")
+	b.ReportMetric(baseTPS/soloTPS, "base/solo")
 	b.ReportMetric(loraTPS/baseTPS, "lora/base")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
+	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/llama"
 )
@@ -82,12 +83,13 @@ type load struct {
 func loadKey(name, version string) string { return name + "\x00" + version }
 
 // SlotBytes is the memory one LoRA slot of rank maxRank takes on model: A
-// and B of every projection, float32.
+// and B of every projection, in the backend's storage (bfloat16 on the CPU).
 func SlotBytes(model *llama.Model, maxRank int) int64 {
 	var n int64
+	per := int64(kernels.LoRABytesPerValue(model.Backend))
 	for i := range model.Weights.Layers {
 		for _, l := range model.Weights.Layers[i].Projections() {
-			n += int64(maxRank) * int64(l.In+l.Out) * 4
+			n += int64(maxRank) * int64(l.In+l.Out) * per
 		}
 	}
 	return n

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/parrot-llm/parrot/adapters/peft"
+	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime/engine"
 	"github.com/parrot-llm/parrot/runtime/llama"
@@ -76,10 +77,7 @@ func (tp *testPool) differs(slot int, a *peft.Adapter) string {
 	for i := range tp.model.Model.Weights.Layers {
 		for _, l := range tp.model.Model.Weights.Layers[i].Projections() {
 			s, _ := tp.ls.Module(l.Name)
-			gotA := make([]float32, s.MaxRank*s.In)
-			gotB := make([]float32, s.Out*s.MaxRank)
-			tp.model.Model.Backend.Read(gotA, s.SlotA(slot))
-			tp.model.Model.Backend.Read(gotB, s.SlotB(slot))
+			gotA, gotB := s.ReadSlot(tp.model.Model.Backend, slot)
 			wantA := make([]float32, len(gotA))
 			wantB := make([]float32, len(gotB))
 			if m := a.Modules[l.Name]; m != nil {
@@ -90,6 +88,10 @@ func (tp *testPool) differs(slot int, a *peft.Adapter) string {
 						wantB[o*s.MaxRank+r] = scale * m.B[o*m.Rank+r]
 					}
 				}
+			}
+			if s.BF16 { // what the stack stores
+				roundBF16(wantA)
+				roundBF16(wantB)
 			}
 			if !slices.Equal(gotA, wantA) || !slices.Equal(gotB, wantB) {
 				return l.Name
@@ -372,8 +374,9 @@ func mustLoad(t *testing.T, dir string) *peft.Adapter {
 func TestPoolMemoryBudget(t *testing.T) {
 	l := loadStories(t)
 	per := SlotBytes(l.Model, 8)
-	// stories260K: 5 layers; per layer q,k,v,o,gate,up,down (in+out) = 128+96+96+128+236+236+236.
-	if want := int64(5 * 8 * 4 * (128 + 96 + 96 + 128 + 236 + 236 + 236)); per != want {
+	// stories260K: 5 layers; per layer q,k,v,o,gate,up,down (in+out) = 128+96+96+128+236+236+236,
+	// 2 bytes a value (the CPU backend's bfloat16 slots).
+	if want := int64(5 * 8 * 2 * (128 + 96 + 96 + 128 + 236 + 236 + 236)); per != want {
 		t.Fatalf("slot bytes %d, want %d", per, want)
 	}
 	reg, _ := NewRegistry("")
@@ -506,4 +509,11 @@ func TestPoolWaitsForChangedFilesToSettle(t *testing.T) {
 	ls := acquire(t, p, "s")
 	tp.holds(t, int(ls.Slot()), v2)
 	ls.Release()
+}
+
+// roundBF16 rounds v in place to the bfloat16 values a CPU LoRA stack stores.
+func roundBF16(v []float32) {
+	for i, x := range v {
+		v[i] = kernels.BF16ToF32(kernels.F32ToBF16(x))
+	}
 }

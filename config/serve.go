@@ -43,6 +43,7 @@ type Serve struct {
 	LoRAs            []string // explicit adapters, "name=path"
 	MaxLoRAs         int      // resident adapter slots
 	MaxLoRARank      int      // largest adapter rank a slot holds
+	LoRADtype        string   // "bfloat16" or "float32": how the cpu backend stores resident adapters
 	LoRAMemoryBudget int64    // bytes for adapter slots; 0 = no limit
 	EnableLoRAAdmin  bool     // POST /v1/load_lora_adapter, /v1/unload_lora_adapter
 	Playground       bool     // the chat page at /
@@ -91,6 +92,8 @@ func serveFlags() *pflag.FlagSet {
 	fs.StringSlice("lora", nil, "a LoRA adapter to serve, as name=path; repeat for several")
 	fs.Int("max-loras", 4, "adapters resident at once (slots); others load on demand, evicting the least recently used idle one")
 	fs.Int("max-lora-rank", 16, "largest LoRA rank served")
+	fs.String("lora-dtype", "bfloat16", "how the cpu backend stores resident LoRA adapters: bfloat16 (half the memory and the bytes each decode step reads; "+
+		"the adapter's values rounded to nearest, as vLLM holds adapters of a bf16 model) or float32 (exactly the file's values)")
 	fs.Int64("lora-memory-budget", 0, "bytes the adapter slots may use; 0 = no limit (the slot count alone bounds them)")
 	fs.Bool("enable-lora-admin", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (behind the API key)")
 	fs.Bool("playground", true, "serve the chat playground at / (static files; its API calls need the API key like any client's); --playground=false to turn it off")
@@ -153,6 +156,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		LoRAs:               g.list("lora"),
 		MaxLoRAs:            g.int("max-loras"),
 		MaxLoRARank:         g.int("max-lora-rank"),
+		LoRADtype:           strings.ToLower(g.str("lora-dtype")),
 		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
 		EnableLoRAAdmin:     g.bool("enable-lora-admin"),
 		Playground:          g.bool("playground"),
@@ -416,6 +420,9 @@ func (c *Serve) Validate() error {
 	}
 	if !slices.Contains([]string{"int8", "float32"}, c.NF4Decode) {
 		bad("--nf4-decode %q: must be int8 or float32", c.NF4Decode)
+	}
+	if !slices.Contains([]string{"bfloat16", "float32"}, c.LoRADtype) {
+		bad("--lora-dtype %q: must be bfloat16 or float32", c.LoRADtype)
 	}
 	if !slices.Contains([]string{"vllm", "none"}, c.MetricsCompat) {
 		bad("--metrics-compat %q: must be vllm or none", c.MetricsCompat)

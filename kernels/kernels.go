@@ -139,16 +139,55 @@ type Backend interface {
 // LoRAStack holds the resident adapters' weights for one linear layer, one
 // slot per adapter (vLLM's lora_a_stacked / lora_b_stacked), in backend
 // memory. Ranks below MaxRank are zero-padded, which leaves the product
-// unchanged.
+// unchanged. B is stored already multiplied by the adapter's scale.
+//
+// Two storages: float32 in backend memory (A, B), or bfloat16 in host memory
+// (A16, BT16) on backends that ask for it (LoRAStorage), as vLLM keeps
+// adapters in the model's dtype: half the bytes that 8 different adapters
+// add to each decode step. Write and read slots with WriteSlot and ReadSlot,
+// which hide the layout.
 type LoRAStack struct {
 	Slots, MaxRank int
 	In, Out        int
-	A              Buf // [Slots, MaxRank, In]
-	B              Buf // [Slots, Out, MaxRank], already multiplied by the adapter's scale
+	BF16           bool // storage: A16 and BT16 instead of A and B
+
+	A Buf // [Slots, MaxRank, In]
+	B Buf // [Slots, Out, MaxRank]
+
+	// bfloat16 bit patterns. B is transposed so that expand adds whole
+	// rows of it to a token's output (an axpy per rank, no horizontal sums).
+	A16  []uint16 // [Slots, MaxRank, In]
+	BT16 []uint16 // [Slots, MaxRank, Out]
 }
 
-// NewLoRAStack allocates zeroed slots in mem.
+// LoRAStorage is implemented by host backends that choose how their LoRA
+// slots are stored (the CPU backend: bfloat16 unless told otherwise).
+type LoRAStorage interface {
+	LoRAInBF16() bool
+}
+
+// LoRABytesPerValue is the size of one LoRA value that NewLoRAStack stores
+// in mem: 2 (bfloat16) or 4 (float32).
+func LoRABytesPerValue(mem Memory) int {
+	if ls, ok := mem.(LoRAStorage); ok && ls.LoRAInBF16() {
+		return 2
+	}
+	return 4
+}
+
+// NewLoRAStack allocates zeroed slots in mem, in bfloat16 when mem is a
+// LoRAStorage that asks for it.
 func NewLoRAStack(mem Memory, slots, maxRank, in, out int) (*LoRAStack, error) {
+	if slots <= 0 || maxRank <= 0 || in <= 0 || out <= 0 {
+		return nil, fmt.Errorf("kernels: LoRA stack of %d slots, rank %d, [%d->%d]", slots, maxRank, in, out)
+	}
+	s := &LoRAStack{Slots: slots, MaxRank: maxRank, In: in, Out: out}
+	if LoRABytesPerValue(mem) == 2 {
+		s.BF16 = true
+		s.A16 = make([]uint16, slots*maxRank*in)
+		s.BT16 = make([]uint16, slots*maxRank*out)
+		return s, nil
+	}
 	a, err := mem.Alloc(slots * maxRank * in)
 	if err != nil {
 		return nil, err
@@ -158,15 +197,67 @@ func NewLoRAStack(mem Memory, slots, maxRank, in, out int) (*LoRAStack, error) {
 		mem.Free(a)
 		return nil, err
 	}
-	return &LoRAStack{Slots: slots, MaxRank: maxRank, In: in, Out: out, A: a, B: b}, nil
+	s.A, s.B = a, b
+	return s, nil
 }
 
-// SlotA and SlotB view one slot's matrices: A [MaxRank, In], B [Out, MaxRank].
-func (s *LoRAStack) SlotA(slot int) Buf {
-	return s.A.Slice(slot*s.MaxRank*s.In, (slot+1)*s.MaxRank*s.In)
+// Free releases the stack's memory.
+func (s *LoRAStack) Free(mem Memory) {
+	if !s.BF16 {
+		mem.Free(s.A)
+		mem.Free(s.B)
+	}
+	s.A, s.B, s.A16, s.BT16 = Buf{}, Buf{}, nil, nil
 }
-func (s *LoRAStack) SlotB(slot int) Buf {
-	return s.B.Slice(slot*s.Out*s.MaxRank, (slot+1)*s.Out*s.MaxRank)
+
+// WriteSlot stores one slot: a [MaxRank, In] and b [Out, MaxRank] (scale
+// folded in), rounded to bfloat16 (nearest, ties to even) in that storage.
+func (s *LoRAStack) WriteSlot(mem Memory, slot int, a, b []float32) {
+	s.checkSlot(slot, a, b)
+	if !s.BF16 {
+		mem.Write(s.A.Slice(slot*s.MaxRank*s.In, (slot+1)*s.MaxRank*s.In), a)
+		mem.Write(s.B.Slice(slot*s.Out*s.MaxRank, (slot+1)*s.Out*s.MaxRank), b)
+		return
+	}
+	a16 := s.A16[slot*s.MaxRank*s.In:][:s.MaxRank*s.In]
+	for i, v := range a {
+		a16[i] = F32ToBF16(v)
+	}
+	bt := s.BT16[slot*s.MaxRank*s.Out:][:s.MaxRank*s.Out]
+	for o := range s.Out {
+		for r := range s.MaxRank {
+			bt[r*s.Out+o] = F32ToBF16(b[o*s.MaxRank+r])
+		}
+	}
+}
+
+// ReadSlot returns what slot holds, as float32 in WriteSlot's layout:
+// a [MaxRank, In], b [Out, MaxRank].
+func (s *LoRAStack) ReadSlot(mem Memory, slot int) (a, b []float32) {
+	a, b = make([]float32, s.MaxRank*s.In), make([]float32, s.Out*s.MaxRank)
+	s.checkSlot(slot, a, b)
+	if !s.BF16 {
+		mem.Read(a, s.A.Slice(slot*s.MaxRank*s.In, (slot+1)*s.MaxRank*s.In))
+		mem.Read(b, s.B.Slice(slot*s.Out*s.MaxRank, (slot+1)*s.Out*s.MaxRank))
+		return a, b
+	}
+	for i, h := range s.A16[slot*s.MaxRank*s.In:][:s.MaxRank*s.In] {
+		a[i] = BF16ToF32(h)
+	}
+	bt := s.BT16[slot*s.MaxRank*s.Out:][:s.MaxRank*s.Out]
+	for o := range s.Out {
+		for r := range s.MaxRank {
+			b[o*s.MaxRank+r] = BF16ToF32(bt[r*s.Out+o])
+		}
+	}
+	return a, b
+}
+
+func (s *LoRAStack) checkSlot(slot int, a, b []float32) {
+	if slot < 0 || slot >= s.Slots || len(a) != s.MaxRank*s.In || len(b) != s.Out*s.MaxRank {
+		panic(fmt.Sprintf("kernels: LoRA slot %d of %d with %d and %d values, want %d and %d",
+			slot, s.Slots, len(a), len(b), s.MaxRank*s.In, s.Out*s.MaxRank))
+	}
 }
 
 // LoRABackend is implemented by backends that apply per-token LoRA adapters

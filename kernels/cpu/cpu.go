@@ -38,6 +38,9 @@ type Backend struct {
 	int8Act bool        // NF4 decode products take int8 activations (SetInt8Activations)
 	xq      []int8      // [T, Cols] quantized activations for them
 	xd      []float32   // [T, Cols/64] and their scales
+	loraF32 bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
+
+	loraGroups []loraGroup // a LoRA op's tokens grouped by slot
 
 	// One preallocated job per op, reused under mu, so that dispatching
 	// work to the pool does not allocate.
@@ -48,6 +51,9 @@ type Backend struct {
 	norm   normJob
 	rope   ropeJob
 	elt    eltJob
+
+	loraShrink loraShrinkJob
+	loraExpand loraExpandJob
 }
 
 var _ kernels.Backend = (*Backend)(nil)

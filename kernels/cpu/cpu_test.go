@@ -40,6 +40,20 @@ func TestAgainstRef(t *testing.T) {
 	}
 }
 
+// TestLoRAFloat32Storage runs the LoRA suite on float32 slots (the default,
+// bfloat16, runs in TestAgainstRef).
+func TestLoRAFloat32Storage(t *testing.T) {
+	for _, b := range variants(t) {
+		b.SetLoRAFloat32(true)
+		if b.LoRAInBF16() {
+			t.Fatal("SetLoRAFloat32(true) left bfloat16 storage")
+		}
+		t.Run(fmt.Sprintf("%s-%d", b.Name(), b.Threads()), func(t *testing.T) {
+			kerneltest.RunLoRA(t, b)
+		})
+	}
+}
+
 // FuzzMatMulNF4 compares NF4 MatMul with ref on random shapes and contents.
 // The seed corpus runs with plain go test; go test -fuzz FuzzMatMulNF4
 // explores further.
@@ -103,6 +117,12 @@ func TestNoAllocs(t *testing.T) {
 		ids := kernels.HostIntBuf([]int32{5, 6, 7})
 		rows := kernels.HostIntBuf([]int32{4, 0, 4})
 		inv := hb(kerneltest.Vec(rng, 8))
+		lora, err := kernels.NewLoRAStack(b, 3, 16, 300, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := hb(make([]float32, 5*16))
+		loraSlots := kernels.HostIntBuf([]int32{2, -1, 0, 2, 1})
 		ops := map[string]func(){
 			"MatMulNF4 T=1":  func() { b.MatMul(y, x, nf4, 1) },
 			"MatMulNF4 T=5":  func() { b.MatMul(y, x, nf4, 5) },
@@ -115,6 +135,8 @@ func TestNoAllocs(t *testing.T) {
 			"SiLUMul":        func() { b.SiLUMul(y, x, x) },
 			"Add":            func() { b.Add(y, x) },
 			"EmbedNF4":       func() { b.Embed(y.Slice(0, 3*300), nf4, ids) },
+			"LoRAShrink":     func() { b.LoRAShrink(z, x, lora, loraSlots) },
+			"LoRAExpand":     func() { b.LoRAExpand(y.Slice(0, 5*256), z, lora, loraSlots) },
 		}
 		for name, op := range ops {
 			op() // grows scratch space once

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
@@ -11,8 +12,10 @@ import (
 
 // RunLoRA checks LoRAShrink and LoRAExpand against ref, for batches that
 // mix the base model (slot -1) with several adapters, odd sizes included,
-// the stack allocated with kernels.NewLoRAStack in b's memory. It skips a
-// backend that does not implement kernels.LoRABackend.
+// the stack allocated with kernels.NewLoRAStack in b's memory (in the
+// storage b chooses: ref computes with the values the stack holds, bfloat16
+// ones exactly rounded from the float32 written). It skips a backend that
+// does not implement kernels.LoRABackend.
 func RunLoRA(t *testing.T, b kernels.Backend) {
 	lb, ok := b.(kernels.LoRABackend)
 	if !ok {
@@ -26,15 +29,27 @@ func RunLoRA(t *testing.T, b kernels.Backend) {
 	}{
 		{1, 1, 1, 1, 1, "random"}, {2, 4, 7, 5, 3, "random"}, {4, 16, 64, 172, 7, "random"}, {3, 8, 130, 33, 16, "random"},
 		{3, 8, 40, 24, 5, "base"}, {2, 4, 33, 17, 6, "one"},
+		{3, 16, 300, 600, 24, "random"}, {1, 16, 520, 1030, 9, "one"}, // slot groups; several output chunks, a short last one
 	} {
 		what := fmt.Sprintf("%+v", tc)
 		s, err := kernels.NewLoRAStack(b, tc.slots, tc.rank, tc.in, tc.out)
 		if err != nil {
 			t.Fatalf("%s: NewLoRAStack: %v", what, err)
 		}
-		A, B := uniform(rng, s.A.Len()), uniform(rng, s.B.Len())
-		b.Write(s.A, A)
-		b.Write(s.B, B)
+		A, B := uniform(rng, tc.slots*tc.rank*tc.in), uniform(rng, tc.slots*tc.out*tc.rank)
+		for i := range tc.slots {
+			s.WriteSlot(b, i, A[i*tc.rank*tc.in:(i+1)*tc.rank*tc.in], B[i*tc.out*tc.rank:(i+1)*tc.out*tc.rank])
+		}
+		if s.BF16 {
+			roundBF16(A)
+			roundBF16(B)
+		}
+		for i := range tc.slots { // the stack holds what was written (rounded)
+			a, bv := s.ReadSlot(b, i)
+			if !slices.Equal(a, A[i*tc.rank*tc.in:(i+1)*tc.rank*tc.in]) || !slices.Equal(bv, B[i*tc.out*tc.rank:(i+1)*tc.out*tc.rank]) {
+				t.Fatalf("%s: slot %d reads back other values than were written", what, i)
+			}
+		}
 		hs := &kernels.LoRAStack{Slots: s.Slots, MaxRank: s.MaxRank, In: s.In, Out: s.Out, A: hb(A), B: hb(B)}
 		slots := make([]int32, tc.T)
 		for i := range slots {
@@ -78,9 +93,15 @@ func RunLoRA(t *testing.T, b kernels.Backend) {
 				t.Fatalf("%s: expand changed row %d of a base token", what, i/tc.out)
 			}
 		}
-		b.Free(s.A)
-		b.Free(s.B)
+		s.Free(b)
 		m.reset()
+	}
+}
+
+// roundBF16 rounds v in place to bfloat16 (nearest, ties to even).
+func roundBF16(v []float32) {
+	for i, x := range v {
+		v[i] = kernels.BF16ToF32(kernels.F32ToBF16(x))
 	}
 }
 

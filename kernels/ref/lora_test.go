@@ -13,9 +13,8 @@ func TestLoRAHandComputed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copy(s.SlotA(1).Host(), []float32{1, 2, 3, 4}) // slot 0 stays zero
-	copy(s.SlotB(1).Host(), []float32{1, 0, 0, 2, 1, 1})
-	x := []float32{1, 1, 2, -1} // two tokens
+	s.WriteSlot(Backend{}, 1, []float32{1, 2, 3, 4}, []float32{1, 0, 0, 2, 1, 1}) // slot 0 stays zero
+	x := []float32{1, 1, 2, -1}                                                   // two tokens
 	slots := hi([]int32{1, -1})
 	z := []float32{0, 0, 9, 9}
 	Backend{}.LoRAShrink(hb(z), hb(x), s, slots)

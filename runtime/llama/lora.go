@@ -67,7 +67,7 @@ func (ls *LoRASlots) Set(slot int, module string, a, b []float32, rank int, scal
 			module, len(a), len(b), rank*s.In, rank, s.In, s.Out*rank, s.Out, rank)
 	}
 	// Staged on the host, padded to MaxRank with zeros, and written through
-	// the backend in one copy per matrix.
+	// the stack (one copy per matrix, or a rounding to its bfloat16).
 	sa := make([]float32, s.MaxRank*s.In)
 	sb := make([]float32, s.Out*s.MaxRank)
 	copy(sa, a) // rows beyond rank stay zero
@@ -76,8 +76,7 @@ func (ls *LoRASlots) Set(slot int, module string, a, b []float32, rank int, scal
 			sb[o*s.MaxRank+r] = scale * b[o*rank+r]
 		}
 	}
-	ls.mem.Write(s.SlotA(slot), sa)
-	ls.mem.Write(s.SlotB(slot), sb)
+	s.WriteSlot(ls.mem, slot, sa, sb)
 	return nil
 }
 
@@ -85,7 +84,6 @@ func (ls *LoRASlots) Set(slot int, module string, a, b []float32, rank int, scal
 // modules must leave the others at zero).
 func (ls *LoRASlots) Clear(slot int) {
 	for _, s := range ls.modules {
-		ls.mem.Write(s.SlotA(slot), make([]float32, s.MaxRank*s.In))
-		ls.mem.Write(s.SlotB(slot), make([]float32, s.Out*s.MaxRank))
+		s.WriteSlot(ls.mem, slot, make([]float32, s.MaxRank*s.In), make([]float32, s.Out*s.MaxRank))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/runtime/quant"
 )
 
@@ -117,24 +118,48 @@ func TestLoRAZeroBGivesBaseLogitsExactly(t *testing.T) {
 	}
 }
 
+// The slots' product equals merging the adapter into the weights, in both
+// storages: for bfloat16 the adapter's values are bfloat16 already and its
+// scale a power of two, so that the stored values are exactly its own.
 func TestLoRAEqualsMergedWeights(t *testing.T) {
 	for _, quantize := range []string{QuantNone, QuantNF4} {
-		m := loadStories(t, quantize).Model
-		ad := randomAdapter(m, 4, 0.5, 3, false)
-		ls, err := m.EnableLoRA(1, 8) // rank 4 padded to 8
-		if err != nil {
-			t.Fatal(err)
+		for _, f32 := range []bool{true, false} {
+			m := loadStories(t, quantize).Model
+			m.Backend.(*cpu.Backend).SetLoRAFloat32(f32)
+			ad := randomAdapter(m, 4, 0.5, 3, false)
+			if !f32 {
+				for _, v := range ad.a {
+					roundBF16(v)
+				}
+				for _, v := range ad.b {
+					roundBF16(v)
+				}
+			}
+			ls, err := m.EnableLoRA(1, 8) // rank 4 padded to 8
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Weights.Layers[0].Q.LoRA.BF16 == f32 {
+				t.Fatalf("float32 storage %v, stack in bfloat16 %v", f32, m.Weights.Layers[0].Q.LoRA.BF16)
+			}
+			ad.install(t, ls, 0)
+			prompt := []int32{1, 50, 60, 70, 80}
+			got := prefillLogits(t, m, prompt, 0)
+			want := prefillLogits(t, mergedModel(t, m, ad), prompt, -1)
+			if d := maxAbsDiff(got, want); d > 2e-4 {
+				t.Errorf("%s, float32 slots %v: unmerged LoRA differs from merged weights by %g", quantize, f32, d)
+			}
+			if d := maxAbsDiff(got, prefillLogits(t, m, prompt, -1)); d < 1e-2 {
+				t.Errorf("%s: adapter barely changes the logits (%g): test is vacuous", quantize, d)
+			}
 		}
-		ad.install(t, ls, 0)
-		prompt := []int32{1, 50, 60, 70, 80}
-		got := prefillLogits(t, m, prompt, 0)
-		want := prefillLogits(t, mergedModel(t, m, ad), prompt, -1)
-		if d := maxAbsDiff(got, want); d > 2e-4 {
-			t.Errorf("%s: unmerged LoRA differs from merged weights by %g", quantize, d)
-		}
-		if d := maxAbsDiff(got, prefillLogits(t, m, prompt, -1)); d < 1e-2 {
-			t.Errorf("%s: adapter barely changes the logits (%g): test is vacuous", quantize, d)
-		}
+	}
+}
+
+// roundBF16 rounds v in place to bfloat16.
+func roundBF16(v []float32) {
+	for i, x := range v {
+		v[i] = kernels.BF16ToF32(kernels.F32ToBF16(x))
 	}
 }
 

@@ -230,11 +230,13 @@ func TestLoRAInit(t *testing.T) {
 
 // The trained adapter, written in PEFT format and read back by package
 // peft, computes in the serving forward pass (llama.Model with
-// LoRA slots) the same loss the trainer's forward pass reports.
+// LoRA slots) the same loss the trainer's forward pass reports. The slots
+// hold float32 (serve --lora-dtype float32) for an exact comparison.
 func TestTrainedAdapterServes(t *testing.T) {
 	g := readGolden(t)
 	be := cpu.New(2)
 	defer be.Close()
+	be.SetLoRAFloat32(true)
 	opts := goldenOptions(g, AdamW8bit)
 	opts.RSLoRA = true
 	tr := goldenTrainer(t, g, be, opts)
