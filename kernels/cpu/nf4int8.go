@@ -70,7 +70,8 @@ func dotNF4Int8Go(c *int8Code, packed []byte, absmax []float32, xq []int8, d []f
 // runInt8 computes rows [lo, hi) of y for every token, row after row: the
 // weights stream from memory in order (the hardware prefetcher follows one
 // stream best) and each row is read from cache for the batch's other tokens,
-// decoded once per 4 of them.
+// decoded once per 8 or 4 of them (the 8-token kernel gives each token
+// exactly what the 4-token one does).
 func (j *nf4Job) runInt8(lo, hi int) {
 	m := j.m
 	nb := m.Cols / blockElems
@@ -78,6 +79,13 @@ func (j *nf4Job) runInt8(lo, hi int) {
 	for r := lo; r < hi; r++ {
 		packed, absmax := m.Packed[r*pstride:(r+1)*pstride], m.Absmax[r*nb:(r+1)*nb]
 		t := 0
+		for ; j.simd && t+8 <= j.T; t += 8 {
+			var out [8]float32
+			dotNF4Int8x8TokAVX2(&out, &j.int8.tbl, packed, absmax, j.xq[t*m.Cols:], j.xd[t*nb:], m.Cols)
+			for i, v := range out {
+				j.y[(t+i)*m.Rows+r] = v
+			}
+		}
 		for ; j.simd && t+4 <= j.T; t += 4 {
 			var out [4]float32
 			dotNF4Int8x4TokAVX2(&out, &j.int8.tbl, packed, absmax, j.xq[t*m.Cols:], j.xd[t*nb:], m.Cols)

@@ -49,3 +49,21 @@ func dotNF4Int8x4TokAVX2(out *[4]float32, tbl *[32]int8, packed []byte, absmax [
 
 //go:noescape
 func dotNF4Int8x4TokAsm(out *[4]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)
+
+// dotNF4Int8x8TokAVX2 is dotNF4Int8x4TokAVX2 for tokens i < 8, with the
+// same results for each.
+func dotNF4Int8x8TokAVX2(out *[8]float32, tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32, cols int) {
+	n := len(absmax)
+	if n == 0 {
+		*out = [8]float32{}
+		return
+	}
+	nb := cols / blockElems
+	_ = packed[n*blockBytes-1]
+	_ = xq[7*cols+n*blockElems-1]
+	_ = xd[7*nb+n-1]
+	dotNF4Int8x8TokAsm(out, tbl, &packed[0], &absmax[0], &xq[0], cols, &xd[0], nb, n)
+}
+
+//go:noescape
+func dotNF4Int8x8TokAsm(out *[8]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)

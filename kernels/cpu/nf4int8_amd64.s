@@ -214,3 +214,97 @@ int8tok:
 	VMOVUPS      X0, (AX)
 	VZEROUPPER
 	RET
+
+// TOK8 adds one token's block to acc, for the row's codes decoded in Y8
+// (even elements) and Y9 (odd ones), their magnitudes in Y10/Y11 and its
+// absmax broadcast in Y12: the token's quantized block at xe/xo and its
+// scale at xd. The sign moves onto x here (|w|·(x·sign w) = w·x), so that
+// the row's magnitudes serve all 8 tokens: the same int16 pair sums as TOK,
+// and the same float steps after them. Clobbers Y13-Y15.
+#define TOK8(xe, xo, xd, acc) \
+	VMOVDQU      xe, Y13; \
+	VMOVDQU      xo, Y14; \
+	VPSIGNB      Y8, Y13, Y13; \
+	VPSIGNB      Y9, Y14, Y14; \
+	VPMADDUBSW   Y13, Y10, Y13; \
+	VPMADDUBSW   Y14, Y11, Y14; \
+	VPMADDWD     i8ones<>(SB), Y13, Y13; \
+	VPMADDWD     i8ones<>(SB), Y14, Y14; \
+	VPADDD       Y14, Y13, Y13; \
+	VCVTDQ2PS    Y13, Y13; \
+	VBROADCASTSS xd, Y15; \
+	VMULPS       Y12, Y15, Y15; \
+	VFMADD231PS  Y15, Y13, acc
+
+// TOTAL4 stores at dst the totals of the 8 lanes of a, b, c, d, in the
+// order dotNF4Int8x4TokAsm sums them. Clobbers a, b, c.
+#define TOTAL4(a, b, c, d, xa, xb, dst) \
+	VHADDPS      b, a, a; \
+	VHADDPS      d, c, c; \
+	VHADDPS      c, a, a; \
+	VEXTRACTF128 $1, a, xb; \
+	VADDPS       xb, xa, xa; \
+	VMOVUPS      xa, dst
+
+// func dotNF4Int8x8TokAsm(out *[8]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)
+//
+// One row against 8 tokens (xqStride bytes, xdStride scales apart): each
+// block is decoded once for the 8, the results bit for bit those of
+// dotNF4Int8x4TokAsm. Token i's block is at DI + i·R8 (R9 = DI + 3·R8,
+// R12 = 3·R8) and its scale at BX + i·R10 (R11 = BX + 3·R10, R13 = 3·R10).
+TEXT ·dotNF4Int8x8TokAsm(SB), NOSPLIT, $0-72
+	MOVQ    tbl+8(FP), AX
+	MOVQ    packed+16(FP), SI
+	MOVQ    absmax+24(FP), DX
+	MOVQ    xq+32(FP), DI
+	MOVQ    xqStride+40(FP), R8
+	MOVQ    xd+48(FP), BX
+	MOVQ    xdStride+56(FP), R10
+	SHLQ    $2, R10
+	MOVQ    n+64(FP), CX
+	LEAQ    (R8)(R8*2), R12
+	LEAQ    (DI)(R12*1), R9
+	LEAQ    (R10)(R10*2), R13
+	LEAQ    (BX)(R13*1), R11
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+
+int8tok8:
+	VMOVDQU      (SI), Y13
+	VMOVDQU      (AX), Y15
+	VPSRLW       $4, Y13, Y14
+	VPAND        i8nib<>(SB), Y14, Y14
+	VPAND        i8nib<>(SB), Y13, Y13
+	VPSHUFB      Y14, Y15, Y8
+	VPSHUFB      Y13, Y15, Y9
+	VPABSB       Y8, Y10
+	VPABSB       Y9, Y11
+	VBROADCASTSS (DX), Y12
+	TOK8((DI), 32(DI), (BX), Y0)
+	TOK8((DI)(R8*1), 32(DI)(R8*1), (BX)(R10*1), Y1)
+	TOK8((DI)(R8*2), 32(DI)(R8*2), (BX)(R10*2), Y2)
+	TOK8((R9), 32(R9), (R11), Y3)
+	TOK8((DI)(R8*4), 32(DI)(R8*4), (BX)(R10*4), Y4)
+	TOK8((R9)(R8*2), 32(R9)(R8*2), (R11)(R10*2), Y5)
+	TOK8((DI)(R12*2), 32(DI)(R12*2), (BX)(R13*2), Y6)
+	TOK8((R9)(R8*4), 32(R9)(R8*4), (R11)(R10*4), Y7)
+	ADDQ         $32, SI
+	ADDQ         $4, DX
+	ADDQ         $64, DI
+	ADDQ         $64, R9
+	ADDQ         $4, BX
+	ADDQ         $4, R11
+	DECQ         CX
+	JNZ          int8tok8
+
+	MOVQ         out+0(FP), AX
+	TOTAL4(Y0, Y1, Y2, Y3, X0, X1, (AX))
+	TOTAL4(Y4, Y5, Y6, Y7, X4, X5, 16(AX))
+	VZEROUPPER
+	RET

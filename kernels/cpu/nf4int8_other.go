@@ -13,3 +13,7 @@ func dotQ8Int8AVX2(q []int8, scale []float32, xq []int8, xd []float32) float32 {
 func dotNF4Int8x4TokAVX2(out *[4]float32, tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32, cols int) {
 	panic("unreachable")
 }
+
+func dotNF4Int8x8TokAVX2(out *[8]float32, tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32, cols int) {
+	panic("unreachable")
+}

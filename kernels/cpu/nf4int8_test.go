@@ -49,6 +49,40 @@ func TestMatMulNF4Int8(t *testing.T) {
 	}
 }
 
+// TestNF4Int8x8MatchesX4 checks the 8-token kernel bit for bit against two
+// calls of the 4-token one (MatMul's T=8 results are checked against ref in
+// TestMatMulNF4Int8), on random codes, scales and activations.
+func TestNF4Int8x8MatchesX4(t *testing.T) {
+	if !haveSIMD() {
+		t.Skip("no AVX2 kernels here")
+	}
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{64, 192, 2048} {
+		nb := cols / blockElems
+		m := kerneltest.NF4(rng, 1, cols, kernels.NF4Code)
+		code := newInt8Code(&m.Code)
+		xq := make([]int8, 8*cols)
+		for i := range xq {
+			xq[i] = int8(rng.IntN(255) - 127)
+		}
+		xd := kerneltest.Vec(rng, 8*nb)
+		var got [8]float32
+		var want [2][4]float32
+		dotNF4Int8x8TokAVX2(&got, &code.tbl, m.Packed, m.Absmax, xq, xd, cols)
+		dotNF4Int8x4TokAVX2(&want[0], &code.tbl, m.Packed, m.Absmax, xq, xd, cols)
+		dotNF4Int8x4TokAVX2(&want[1], &code.tbl, m.Packed, m.Absmax, xq[4*cols:], xd[4*nb:], cols)
+		for i, v := range got {
+			w := want[i/4][i%4]
+			if math.Float32bits(v) != math.Float32bits(w) {
+				t.Fatalf("cols %d, token %d: x8 %v, x4 %v", cols, i, v, w)
+			}
+			if g := dotNF4Int8Go(&code, m.Packed, m.Absmax, xq[i*cols:(i+1)*cols], xd[i*nb:(i+1)*nb]); math.Abs(float64(g-v)) > 1e-3*math.Abs(float64(g))+1e-6 {
+				t.Fatalf("cols %d, token %d: x8 %v, Go %v", cols, i, v, g)
+			}
+		}
+	}
+}
+
 // TestMatMulQ8Int8 is TestMatMulNF4Int8 for Q8 weights (an 8-bit lm_head):
 // against ref.MatMulQ8Int8 up to 8 tokens, the exact product beyond.
 func TestMatMulQ8Int8(t *testing.T) {
