@@ -112,6 +112,17 @@ func (f *File) Metadata() map[string]string {
 	return m
 }
 
+// Evict drops the file's mapped pages from the process's resident memory,
+// as a loader does once it has copied what it read: the mapping stays valid
+// (pages read again come back from the page cache), so that the file and
+// the loaded weights are never both resident in full. A no-op when the
+// file was read into memory instead of mapped.
+func (f *File) Evict() {
+	if f.release != nil {
+		evictPages(f.buf)
+	}
+}
+
 // Close unmaps the file; tensors obtained from it must no longer be used.
 // Closing twice is a no-op.
 func (f *File) Close() error {

@@ -99,6 +99,13 @@ func (s *Set) Names() []string {
 // Files returns the open files of the set (one per shard).
 func (s *Set) Files() []*File { return append([]*File(nil), s.files...) }
 
+// Evict calls File.Evict on every shard.
+func (s *Set) Evict() {
+	for _, f := range s.files {
+		f.Evict()
+	}
+}
+
 // Close closes every shard and returns the first error.
 func (s *Set) Close() error {
 	var first error
