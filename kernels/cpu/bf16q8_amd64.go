@@ -52,6 +52,14 @@ func dot4x3Q8AVX2(s *[12]float32, x *[4][]float32, q []int8, scale []float32, ld
 	dot4x3Q8Asm(s, &x[0][0], &x[1][0], &x[2][0], &x[3][0], &q[0], &scale[0], ldq, nb, &tmp)
 }
 
+// loraExpandBF16AVX2: y[o] += Σ_r z[r]·bf16(bt[r*ldb+o]), the ranks added
+// one FMA at a time in order, for o < len(y)&^7 (len(y) >= 8).
+func loraExpandBF16AVX2(y, z []float32, bt []uint16, ldb int) {
+	n, rank := len(y), len(z)
+	_ = bt[(rank-1)*ldb+n&^7-1]
+	loraExpandBF16Asm(&y[0], &z[0], &bt[0], ldb, n, rank)
+}
+
 // Implemented in bf16q8_amd64.s. The BF16 kernels process n&^7 elements;
 // the Q8 kernels nb blocks of 32.
 
@@ -72,3 +80,6 @@ func dot4x3BF16Asm(s *[12]float32, x0, x1, x2, x3 *float32, w *uint16, ldw, k in
 
 //go:noescape
 func dot4x3Q8Asm(s *[12]float32, x0, x1, x2, x3 *float32, q *int8, scale *float32, ldq, nb int, tmp *[24]float32)
+
+//go:noescape
+func loraExpandBF16Asm(y, z *float32, bt *uint16, ldb, n, rank int)

@@ -335,3 +335,77 @@ q8x12sum:
 	TOTAL12
 	VZEROUPPER
 	RET
+
+// BT16FMA adds z (broadcast in Y8) times the 8 bfloat16 at off(R10) to acc.
+#define BT16FMA(off, tmp, acc) \
+	VPMOVZXWD   off(R10), tmp; \
+	VPSLLD      $16, tmp, tmp; \
+	VFMADD231PS Y8, tmp, acc
+
+// func loraExpandBF16Asm(y *float32, z *float32, bt *uint16, ldb, n, rank int)
+// y[o] += z[r]·bf16(bt[r·ldb+o]) for r = 0, 1, ..., rank-1 in turn (one
+// FMA each, as an axpy per rank would), o < n&^7, rank >= 1: a LoRA
+// expand's outputs stay in registers across the ranks.
+TEXT ·loraExpandBF16Asm(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ z+8(FP), DX
+	MOVQ bt+16(FP), SI
+	MOVQ ldb+24(FP), R8
+	SHLQ $1, R8
+	MOVQ n+32(FP), CX
+	MOVQ rank+40(FP), R9
+
+expand32:
+	CMPQ    CX, $32
+	JL      expand8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	MOVQ    SI, R10
+	MOVQ    DX, R11
+	MOVQ    R9, R12
+
+expand32rank:
+	VBROADCASTSS (R11), Y8
+	BT16FMA(0, Y4, Y0)
+	BT16FMA(16, Y5, Y1)
+	BT16FMA(32, Y6, Y2)
+	BT16FMA(48, Y7, Y3)
+	ADDQ         R8, R10
+	ADDQ         $4, R11
+	DECQ         R12
+	JNZ          expand32rank
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, 32(DI)
+	VMOVUPS      Y2, 64(DI)
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $128, DI
+	ADDQ         $64, SI
+	SUBQ         $32, CX
+	JMP          expand32
+
+expand8:
+	CMPQ    CX, $8
+	JL      expanddone
+	VMOVUPS (DI), Y0
+	MOVQ    SI, R10
+	MOVQ    DX, R11
+	MOVQ    R9, R12
+
+expand8rank:
+	VBROADCASTSS (R11), Y8
+	BT16FMA(0, Y4, Y0)
+	ADDQ         R8, R10
+	ADDQ         $4, R11
+	DECQ         R12
+	JNZ          expand8rank
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	ADDQ         $16, SI
+	SUBQ         $8, CX
+	JMP          expand8
+
+expanddone:
+	VZEROUPPER
+	RET

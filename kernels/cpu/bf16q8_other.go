@@ -12,3 +12,5 @@ func dot4x3BF16AVX2(s *[12]float32, x *[4][]float32, w []uint16, ldw, k int) { p
 func dot4x3Q8AVX2(s *[12]float32, x *[4][]float32, q []int8, scale []float32, ldq, nb int) {
 	panic("unreachable")
 }
+
+func loraExpandBF16AVX2(y, z []float32, bt []uint16, ldb int) { panic("unreachable") }

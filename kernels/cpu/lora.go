@@ -131,15 +131,29 @@ func (j *loraExpandJob) run(w, lo, hi int) {
 				}
 				continue
 			}
-			cols := j.scratch[w][:s.MaxRank*n] // [MaxRank, n]: B[o0:o1, :] transposed
 			bt := s.BT16[int(g.slot)*s.MaxRank*s.Out:]
+			// Whole groups of 8 outputs in registers across the ranks; the
+			// rest (or all, in Go) from decoded columns, one axpy per rank.
+			// Both add the ranks one FMA at a time, in order.
+			v := 0
+			if j.simd && n >= 8 {
+				v = n &^ 7
+				for _, t := range g.tokens {
+					loraExpandBF16AVX2(j.y[int(t)*s.Out+o0:][:v], j.z[int(t)*s.MaxRank:][:s.MaxRank], bt[o0:], s.Out)
+				}
+			}
+			if v == n {
+				continue
+			}
+			m := n - v
+			cols := j.scratch[w][:s.MaxRank*m] // [MaxRank, m]: B[o0+v:o1, :] transposed
 			for r := range s.MaxRank {
-				decodeBF16(cols[r*n:(r+1)*n], bt[r*s.Out+o0:][:n], j.simd)
+				decodeBF16(cols[r*m:(r+1)*m], bt[r*s.Out+o0+v:][:m], j.simd)
 			}
 			for _, t := range g.tokens {
-				y := j.y[int(t)*s.Out+o0:][:n]
+				y := j.y[int(t)*s.Out+o0+v:][:m]
 				for r, zr := range j.z[int(t)*s.MaxRank:][:s.MaxRank] {
-					axpy(y, zr, cols[r*n:(r+1)*n], j.simd)
+					axpy(y, zr, cols[r*m:(r+1)*m], j.simd)
 				}
 			}
 		}
