@@ -55,8 +55,9 @@ type Serve struct {
 	LongPrefillTokens   int   // prompt tokens one sequence runs per step; 0 = half of MaxNumBatchedTokens
 	KVCacheBytes        int64 // KV pool budget in bytes; 0 = KVCacheFraction of the memory available
 	KVCacheFraction     float64
-	MaxWaitingRequests  int   // queued requests before 429
-	MaxRequestBodyBytes int64 // request body limit
+	KVCacheDtype        string // "auto", "bfloat16" or "float32": the cpu backend's KV storage
+	MaxWaitingRequests  int    // queued requests before 429
+	MaxRequestBodyBytes int64  // request body limit
 	ShutdownTimeout     time.Duration
 
 	ReadHeaderTimeout time.Duration // time to receive a request's headers
@@ -107,6 +108,8 @@ func serveFlags() *pflag.FlagSet {
 	fs.Int("long-prefill-token-threshold", 0, "most prompt tokens one sequence runs in one forward pass, so that one long prompt does not take the whole --max-num-batched-tokens; 0 = half of it")
 	fs.String("kv-cache-memory", "0.5", "memory for the KV cache pool, allocated at start: bytes with a unit (512MiB, 1GiB, 2GB) or a fraction of the memory available after the weights are loaded (0.5; a container's cgroup memory limit counts); "+
 		"--max-model-len is lowered to what the pool holds, and requests wait (or running ones are preempted and recomputed later) when it is full")
+	fs.String("kv-cache-dtype", "auto", "how the cpu backend stores the KV cache: bfloat16 (half the memory per position and half the bytes decode attention reads; keys and values rounded to nearest), "+
+		"float32 (exact), or auto: bfloat16 for a model whose config.json torch_dtype is bfloat16 or float16, float32 otherwise (vLLM's auto: the model's dtype)")
 	fs.Int("max-waiting-requests", 256, "most queued requests; more are refused with 429 and Retry-After")
 	fs.Int64("max-request-body-bytes", 4<<20, "largest accepted request body, in bytes")
 	fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may run before they are cut (new requests get 503 meanwhile)")
@@ -157,6 +160,7 @@ func ParseServe(args []string, out io.Writer) (Serve, error) {
 		MaxLoRAs:            g.int("max-loras"),
 		MaxLoRARank:         g.int("max-lora-rank"),
 		LoRADtype:           strings.ToLower(g.str("lora-dtype")),
+		KVCacheDtype:        strings.ToLower(g.str("kv-cache-dtype")),
 		LoRAMemoryBudget:    g.int64("lora-memory-budget"),
 		EnableLoRAAdmin:     g.bool("enable-lora-admin"),
 		Playground:          g.bool("playground"),
@@ -420,6 +424,9 @@ func (c *Serve) Validate() error {
 	}
 	if !slices.Contains([]string{"int8", "float32"}, c.NF4Decode) {
 		bad("--nf4-decode %q: must be int8 or float32", c.NF4Decode)
+	}
+	if !slices.Contains([]string{"auto", "bfloat16", "float32"}, c.KVCacheDtype) {
+		bad("--kv-cache-dtype %q: must be auto, bfloat16 or float32", c.KVCacheDtype)
 	}
 	if !slices.Contains([]string{"bfloat16", "float32"}, c.LoRADtype) {
 		bad("--lora-dtype %q: must be bfloat16 or float32", c.LoRADtype)

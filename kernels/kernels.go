@@ -70,8 +70,33 @@ var NF4Code = [16]float32{
 // ggml's k_l/v_l): NumBlocks blocks of BlockSize positions, each position a
 // row of nKVHeads*headDim floats. Position p of a sequence lives in row
 // blockTable[p/BlockSize]*BlockSize + p%BlockSize.
+//
+// A layer stores float32 rows in backend memory (K, V), or bfloat16 rows in
+// host memory (K16, V16) on a backend that keeps its KV cache in bfloat16
+// (KVStorage), as llama.cpp keeps it in f16 and vLLM in a bf16 model's dtype:
+// half the bytes per cached position, for memory and for decode attention.
 type KVLayer struct {
-	K, V Buf // [NumBlocks*BlockSize, nKVHeads*headDim]
+	K, V     Buf      // [NumBlocks*BlockSize, nKVHeads*headDim]
+	K16, V16 []uint16 // the same rows as bfloat16 bit patterns, instead of K, V
+}
+
+// BF16 reports whether the layer stores bfloat16 rows (K16, V16).
+func (l KVLayer) BF16() bool { return l.K16 != nil }
+
+// KVStorage is implemented by host backends that may keep the KV cache in
+// bfloat16: WriteKV rounds each value to nearest (ties to even) and
+// PagedAttention reads the rounded values.
+type KVStorage interface {
+	KVInBF16() bool
+}
+
+// KVBytesPerValue is the size of one cached value on backend b: 2 when it is
+// a KVStorage that keeps bfloat16, else 4.
+func KVBytesPerValue(b any) int {
+	if s, ok := b.(KVStorage); ok && s.KVInBF16() {
+		return 2
+	}
+	return 4
 }
 
 // AttnMeta is a step's attention metadata (vLLM's attn_metadata), written

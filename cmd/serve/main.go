@@ -198,6 +198,12 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs engine.Ob
 		closeBackend()
 		return nil, nil, nil, fmt.Errorf("interrupted while loading: %w", err)
 	}
+	kvBF16 := kvCacheBF16(cfg.KVCacheDtype, loaded.Model.Config.DType)
+	if b, ok := backend.(interface{ SetKVBF16(bool) }); ok {
+		b.SetKVBF16(kvBF16) // before the engine makes its pool
+	} else {
+		kvBF16 = false
+	}
 	// The pool enables LoRA slots on the model, so it comes before the engine.
 	pool, closeAdapters, err := setupAdapters(cfg, loaded.Model, log, reg)
 	if err != nil {
@@ -221,7 +227,7 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs engine.Ob
 		return nil, nil, nil, fmt.Errorf("KV cache (--kv-cache-memory): %w", err)
 	}
 	kv := eng.KVCache()
-	log.Info("KV cache", "bytes", kv.Bytes, "budget", kvFrom, "blocks", kv.Blocks, "block_size", kv.BlockSize,
+	log.Info("KV cache", "bytes", kv.Bytes, "bfloat16", kvBF16, "budget", kvFrom, "blocks", kv.Blocks, "block_size", kv.BlockSize,
 		"positions", kv.Positions, "max_model_len", eng.MaxModelLen(),
 		"full_length_sequences", kv.Positions/max(1, eng.MaxModelLen()))
 	if cfg.MaxModelLen > eng.MaxModelLen() {
@@ -315,6 +321,19 @@ func kvCacheBudget(cfg config.Serve, need int64) (int64, string) {
 		return need, fmt.Sprintf("--max-num-seqs × the context (less than %.2f of %d available bytes)", cfg.KVCacheFraction, avail)
 	}
 	return b, fmt.Sprintf("%.2f of %d available bytes", cfg.KVCacheFraction, avail)
+}
+
+// kvCacheBF16 resolves --kv-cache-dtype: auto keeps a 16-bit model's KV
+// cache in bfloat16 (vLLM's auto takes the model's dtype) and a float32
+// one's in float32.
+func kvCacheBF16(flag, modelDType string) bool {
+	switch flag {
+	case "bfloat16":
+		return true
+	case "auto":
+		return modelDType == "bfloat16" || modelDType == "float16"
+	}
+	return false
 }
 
 // kvCacheNeed is the KV memory of --max-num-seqs sequences of the full

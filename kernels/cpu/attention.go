@@ -7,6 +7,8 @@ import (
 	"github.com/parrot-llm/parrot/kernels"
 )
 
+var _ kernels.KVStorage = (*Backend)(nil)
+
 // attnJob: items are (token, head) pairs, item = t*nHeads + h; scratch[w]
 // holds the scores of one pair. Position p of token t's sequence is row
 // table[p/blockSize]*blockSize + p%blockSize of k and v, table being the
@@ -14,8 +16,12 @@ import (
 // them the same way, block by block; here runs of consecutive blocks are
 // walked in one stretch). The arithmetic is that of the unpaged kernel:
 // scores in position order, one max, one sum, axpys in position order.
+// A bfloat16 cache (k16, v16 instead of k, v) is read the same way, each
+// value row widened to float32 in scratch[w][maxLen:] before its axpy.
 type attnJob struct {
 	out, q, k, v              []float32
+	k16, v16                  []uint16
+	maxLen                    int
 	seq, pos, tables          []int32
 	maxBlocks, blockSize      int
 	nHeads, nKVHeads, headDim int
@@ -45,9 +51,14 @@ func (j *attnJob) run(w, lo, hi int) {
 		for bi := 0; bi < len(table); {
 			r := run(table[bi:])
 			sc := scores[bi*bs : min((bi+r)*bs, n)]
-			rows := k[int(table[bi])*bs*kvDim+g*hd:]
+			first := int(table[bi])*bs*kvDim + g*hd
 			for i := range sc {
-				s := dot(qh, rows[i*kvDim:][:hd], simd) * scale
+				var s float32
+				if j.k16 != nil {
+					s = dotBF16(j.k16[first+i*kvDim:][:hd], qh, simd) * scale
+				} else {
+					s = dot(qh, k[first+i*kvDim:][:hd], simd) * scale
+				}
 				sc[i] = s
 				maxScore = max(maxScore, s)
 			}
@@ -62,9 +73,15 @@ func (j *attnJob) run(w, lo, hi int) {
 		for bi := 0; bi < len(table); {
 			r := run(table[bi:])
 			sc := scores[bi*bs : min((bi+r)*bs, n)]
-			rows := v[int(table[bi])*bs*kvDim+g*hd:]
+			first := int(table[bi])*bs*kvDim + g*hd
 			for i, e := range sc {
-				axpy(oh, e, rows[i*kvDim:][:hd], simd)
+				if j.v16 != nil {
+					row := j.scratch[w][j.maxLen:][:hd]
+					decodeBF16(row, j.v16[first+i*kvDim:][:hd], simd)
+					axpy(oh, e, row, simd)
+				} else {
+					axpy(oh, e, v[first+i*kvDim:][:hd], simd)
+				}
 			}
 			bi += r
 		}
@@ -87,16 +104,24 @@ func run(table []int32) int {
 }
 
 // WriteKV: kv.K[slots[t],:] = k[t,:], kv.V[slots[t],:] = v[t,:] (vLLM's
-// reshape_and_cache), row copies on the calling goroutine.
+// reshape_and_cache), row copies on the calling goroutine; a bfloat16 cache
+// gets each value rounded to nearest, ties to even.
 func (b *Backend) WriteKV(kv kernels.KVLayer, kb, vb kernels.Buf, slotsb kernels.IntBuf, kvDim int) {
 	const op = "WriteKV"
-	K, V, k, v, slots := host(op, kv.K), host(op, kv.V), host(op, kb), host(op, vb), hostInts(op, slotsb)
+	k, v, slots := host(op, kb), host(op, vb), hostInts(op, slotsb)
+	var K, V []float32
+	if !kv.BF16() {
+		K, V = host(op, kv.K), host(op, kv.V)
+	}
 	if kvDim <= 0 {
 		panic(fmt.Sprintf("kernels/cpu: WriteKV: row width %d", kvDim))
 	}
 	need(op, "k", len(k), len(slots)*kvDim)
 	need(op, "v", len(v), len(slots)*kvDim)
 	rows := min(len(K), len(V)) / kvDim
+	if kv.BF16() {
+		rows = min(len(kv.K16), len(kv.V16)) / kvDim
+	}
 	for _, s := range slots {
 		if s < 0 || int(s) >= rows {
 			panic(fmt.Sprintf("kernels/cpu: WriteKV: slot %d outside the cache of %d rows", s, rows))
@@ -106,9 +131,31 @@ func (b *Backend) WriteKV(kv kernels.KVLayer, kb, vb kernels.Buf, slotsb kernels
 	defer b.mu.Unlock()
 	for t, s := range slots {
 		r := int(s) * kvDim
-		copy(K[r:r+kvDim], k[t*kvDim:(t+1)*kvDim])
-		copy(V[r:r+kvDim], v[t*kvDim:(t+1)*kvDim])
+		kt, vt := k[t*kvDim:(t+1)*kvDim], v[t*kvDim:(t+1)*kvDim]
+		if kv.BF16() {
+			for i := range kvDim {
+				kv.K16[r+i], kv.V16[r+i] = kernels.F32ToBF16(kt[i]), kernels.F32ToBF16(vt[i])
+			}
+			continue
+		}
+		copy(K[r:r+kvDim], kt)
+		copy(V[r:r+kvDim], vt)
 	}
+}
+
+// SetKVBF16 chooses the storage of KV caches allocated from now on (see
+// kernels.KVStorage): bfloat16 when on, float32 (the default) when off.
+func (b *Backend) SetKVBF16(on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.kvBF16 = on
+}
+
+// KVInBF16 implements kernels.KVStorage.
+func (b *Backend) KVInBF16() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.kvBF16
 }
 
 // PagedAttention: out[t,h,:] = softmax(q[t,h,:]·K_pᵀ/sqrt(headDim))·V_p over
@@ -120,7 +167,11 @@ func (b *Backend) PagedAttention(outb, qb kernels.Buf, kv kernels.KVLayer, m ker
 	if nHeads <= 0 || nKVHeads <= 0 || nHeads%nKVHeads != 0 {
 		panic(fmt.Sprintf("kernels/cpu: PagedAttention: %d heads is not a multiple of %d KV heads", nHeads, nKVHeads))
 	}
-	out, q, k, v := host(op, outb), host(op, qb), host(op, kv.K), host(op, kv.V)
+	out, q := host(op, outb), host(op, qb)
+	var k, v []float32
+	if !kv.BF16() {
+		k, v = host(op, kv.K), host(op, kv.V)
+	}
 	seq, pos, tables := hostInts(op, m.Seq), hostInts(op, m.Pos), hostInts(op, m.BlockTables)
 	T := len(pos)
 	need(op, "q", len(q), T*nHeads*headDim)
@@ -135,6 +186,9 @@ func (b *Backend) PagedAttention(outb, qb kernels.Buf, kv kernels.KVLayer, m ker
 	nSeqs := len(tables) / m.MaxBlocks
 	kvDim := nKVHeads * headDim
 	numBlocks := min(len(k), len(v)) / max(1, kvDim*m.BlockSize)
+	if kv.BF16() {
+		numBlocks = min(len(kv.K16), len(kv.V16)) / max(1, kvDim*m.BlockSize)
+	}
 	for t, p := range pos {
 		if p < -1 || int(p) >= m.MaxLen {
 			panic(fmt.Sprintf("kernels/cpu: PagedAttention: token %d at position %d, outside [-1, MaxLen=%d)", t, p, m.MaxLen))
@@ -155,8 +209,8 @@ func (b *Backend) PagedAttention(outb, qb kernels.Buf, kv kernels.KVLayer, m ker
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.reserve(m.MaxLen)
-	b.attn = attnJob{out: out, q: q, k: k, v: v, seq: seq, pos: pos, tables: tables, maxBlocks: m.MaxBlocks, blockSize: m.BlockSize,
+	b.reserve(m.MaxLen + headDim)
+	b.attn = attnJob{out: out, q: q, k: k, v: v, k16: kv.K16, v16: kv.V16, maxLen: m.MaxLen, seq: seq, pos: pos, tables: tables, maxBlocks: m.MaxBlocks, blockSize: m.BlockSize,
 		nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim, scratch: b.scratch, simd: b.simd}
 	b.pool.parallel(&b.attn, T*nHeads, max(1, eltGrain/max(1, m.MaxLen*headDim)))
 	b.attn = attnJob{}

@@ -39,6 +39,7 @@ type Backend struct {
 	xq      []int8      // [T, Cols] quantized activations for them
 	xd      []float32   // [T, Cols/64] and their scales
 	loraF32 bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
+	kvBF16  bool        // new KV caches store bfloat16 (SetKVBF16)
 
 	loraGroups []loraGroup // a LoRA op's tokens grouped by slot
 

@@ -54,6 +54,20 @@ func TestLoRAFloat32Storage(t *testing.T) {
 	}
 }
 
+// TestKVBF16 runs the KV ops on bfloat16 caches (float32, the default,
+// runs in TestAgainstRef).
+func TestKVBF16(t *testing.T) {
+	for _, b := range variants(t) {
+		b.SetKVBF16(true)
+		if kernels.KVBytesPerValue(b) != 2 {
+			t.Fatal("SetKVBF16(true) left float32 storage")
+		}
+		t.Run(fmt.Sprintf("%s-%d", b.Name(), b.Threads()), func(t *testing.T) {
+			kerneltest.RunKV(t, b)
+		})
+	}
+}
+
 // FuzzMatMulNF4 compares NF4 MatMul with ref on random shapes and contents.
 // The seed corpus runs with plain go test; go test -fuzz FuzzMatMulNF4
 // explores further.
@@ -108,6 +122,7 @@ func TestNoAllocs(t *testing.T) {
 		q := hb(kerneltest.Vec(rng, 5*8*16))
 		// Five tokens of two sequences, positions 35..39, in blocks of 16.
 		kv := kernels.KVLayer{K: hb(kerneltest.Vec(rng, 48*2*16)), V: hb(kerneltest.Vec(rng, 48*2*16))}
+		kv16 := kernels.KVLayer{K16: make([]uint16, 48*2*16), V16: make([]uint16, 48*2*16)}
 		meta := kernels.AttnMeta{
 			Seq: kernels.HostIntBuf([]int32{0, 1, 0, 1, 1}), Pos: kernels.HostIntBuf([]int32{35, 36, 37, 38, 39}),
 			BlockTables: kernels.HostIntBuf([]int32{2, 0, 1, 1, 2, 0}), MaxBlocks: 3, BlockSize: 16, MaxLen: 40,
@@ -124,19 +139,21 @@ func TestNoAllocs(t *testing.T) {
 		z := hb(make([]float32, 5*16))
 		loraSlots := kernels.HostIntBuf([]int32{2, -1, 0, 2, 1})
 		ops := map[string]func(){
-			"MatMulNF4 T=1":  func() { b.MatMul(y, x, nf4, 1) },
-			"MatMulNF4 T=5":  func() { b.MatMul(y, x, nf4, 5) },
-			"MatMulF32 T=5":  func() { b.MatMul(y, x, f32, 5) },
-			"PagedAttention": func() { b.PagedAttention(y.Slice(0, q.Len()), q, kv, meta, 8, 2, 16) },
-			"WriteKV":        func() { b.WriteKV(kv, q, q, slots, 2*16) },
-			"GatherRows":     func() { b.GatherRows(y.Slice(0, 3*300), x, rows, 300) },
-			"RoPE":           func() { b.RoPE(q, pos, 8, 16, inv) },
-			"RMSNorm":        func() { b.RMSNorm(y, x, x.Slice(0, 300), 1e-5) },
-			"SiLUMul":        func() { b.SiLUMul(y, x, x) },
-			"Add":            func() { b.Add(y, x) },
-			"EmbedNF4":       func() { b.Embed(y.Slice(0, 3*300), nf4, ids) },
-			"LoRAShrink":     func() { b.LoRAShrink(z, x, lora, loraSlots) },
-			"LoRAExpand":     func() { b.LoRAExpand(y.Slice(0, 5*256), z, lora, loraSlots) },
+			"MatMulNF4 T=1":      func() { b.MatMul(y, x, nf4, 1) },
+			"MatMulNF4 T=5":      func() { b.MatMul(y, x, nf4, 5) },
+			"MatMulF32 T=5":      func() { b.MatMul(y, x, f32, 5) },
+			"PagedAttention":     func() { b.PagedAttention(y.Slice(0, q.Len()), q, kv, meta, 8, 2, 16) },
+			"WriteKV":            func() { b.WriteKV(kv, q, q, slots, 2*16) },
+			"PagedAttentionBF16": func() { b.PagedAttention(y.Slice(0, q.Len()), q, kv16, meta, 8, 2, 16) },
+			"WriteKVBF16":        func() { b.WriteKV(kv16, q, q, slots, 2*16) },
+			"GatherRows":         func() { b.GatherRows(y.Slice(0, 3*300), x, rows, 300) },
+			"RoPE":               func() { b.RoPE(q, pos, 8, 16, inv) },
+			"RMSNorm":            func() { b.RMSNorm(y, x, x.Slice(0, 300), 1e-5) },
+			"SiLUMul":            func() { b.SiLUMul(y, x, x) },
+			"Add":                func() { b.Add(y, x) },
+			"EmbedNF4":           func() { b.Embed(y.Slice(0, 3*300), nf4, ids) },
+			"LoRAShrink":         func() { b.LoRAShrink(z, x, lora, loraSlots) },
+			"LoRAExpand":         func() { b.LoRAExpand(y.Slice(0, 5*256), z, lora, loraSlots) },
 		}
 		for name, op := range ops {
 			op() // grows scratch space once

@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/ref"
 )
 
-// testWriteKV: each token's K and V rows land at their slots exactly, and
-// every other row of the cache is left as it was.
+// testWriteKV: each token's K and V rows land at their slots exactly (in a
+// bfloat16 cache, rounded exactly as ref rounds them), and every other row
+// of the cache is left as it was.
 func testWriteKV(t *testing.T, b kernels.Backend) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	m := newMem(t, b)
@@ -24,16 +26,48 @@ func testWriteKV(t *testing.T, b kernels.Backend) {
 			}
 			K0, V0 := Vec(rng, rows*kvDim), Vec(rng, rows*kvDim)
 			k, v := Vec(rng, T*kvDim), Vec(rng, T*kvDim)
+			what := fmt.Sprintf("writekv dim %d T %d", kvDim, T)
+			if kvBF16(b) {
+				want := bf16Layer(K0, V0)
+				got := cloneLayer(want)
+				rb.WriteKV(want, hb(k), hb(v), hi(slots), kvDim)
+				b.WriteKV(got, m.in(k), m.in(v), m.inInts(slots), kvDim)
+				if !slices.Equal(got.K16, want.K16) || !slices.Equal(got.V16, want.V16) {
+					t.Fatalf("%s: the bfloat16 cache differs from ref's", what)
+				}
+				m.reset()
+				continue
+			}
 			wantK, wantV := clone(K0), clone(V0)
 			rb.WriteKV(kernels.KVLayer{K: hb(wantK), V: hb(wantV)}, hb(k), hb(v), hi(slots), kvDim)
 			gotK, gotV := m.outWith(K0, len(K0)), m.outWith(V0, len(V0))
 			b.WriteKV(kernels.KVLayer{K: gotK.buf(), V: gotV.buf()}, m.in(k), m.in(v), m.inInts(slots), kvDim)
-			what := fmt.Sprintf("writekv dim %d T %d", kvDim, T)
 			exact(t, what+" K", m.read(what+" K", gotK), wantK)
 			exact(t, what+" V", m.read(what+" V", gotV), wantV)
 			m.reset()
 		}
 	}
+}
+
+// kvBF16 reports whether b keeps KV caches in bfloat16: the attention tests
+// then give it bfloat16 layers (host memory, kernels.KVStorage).
+func kvBF16(b kernels.Backend) bool { return kernels.KVBytesPerValue(b) == 2 }
+
+// bf16Layer is a bfloat16 layer holding K and V rounded.
+func bf16Layer(K, V []float32) kernels.KVLayer {
+	l := kernels.KVLayer{K16: make([]uint16, len(K)), V16: make([]uint16, len(V))}
+	for i := range K {
+		l.K16[i] = kernels.F32ToBF16(K[i])
+	}
+	for i := range V {
+		l.V16[i] = kernels.F32ToBF16(V[i])
+	}
+	return l
+}
+
+// cloneLayer copies a bfloat16 layer.
+func cloneLayer(l kernels.KVLayer) kernels.KVLayer {
+	return kernels.KVLayer{K16: append([]uint16(nil), l.K16...), V16: append([]uint16(nil), l.V16...)}
 }
 
 // testGatherRows: rows in any order, repeated, exactly.
@@ -209,6 +243,10 @@ func pagedAttention(t *testing.T, m *mem, rng *rand.Rand, c pagedCase, nHeads, n
 	}
 	k, v := Vec(rng, len(slots)*kvDim), Vec(rng, len(slots)*kvDim)
 
+	if kvBF16(b) {
+		pagedAttentionBF16(t, m, l, K, V, q, k, v, slots, nHeads, nKV, hd, what)
+		return
+	}
 	hm := l.hostMeta()
 	hK, hV := clone(K), clone(V)
 	rb.WriteKV(kernels.KVLayer{K: hb(hK), V: hb(hV)}, hb(k), hb(v), hi(slots), kvDim)
@@ -234,4 +272,35 @@ func pagedAttention(t *testing.T, m *mem, rng *rand.Rand, c pagedCase, nHeads, n
 	// The cache is the WriteKV result, untouched by the attention.
 	exact(t, what+" K cache", m.readBuf(dkv.K), hK)
 	exact(t, what+" V cache", m.readBuf(dkv.V), hV)
+}
+
+// pagedAttentionBF16 is pagedAttention's check on bfloat16 layers: ref and b
+// each write the step's rows into their own copy of the same cache and
+// attend over it.
+func pagedAttentionBF16(t *testing.T, m *mem, l pagedLayout, K, V, q, k, v []float32, slots []int32, nHeads, nKV, hd int, what string) {
+	t.Helper()
+	b := m.b
+	kvDim := nKV * hd
+	hkv := bf16Layer(K, V)
+	dkv := cloneLayer(hkv)
+	rb.WriteKV(hkv, hb(k), hb(v), hi(slots), kvDim)
+	want := make([]float32, len(q))
+	rb.PagedAttention(hb(want), hb(q), hkv, l.hostMeta(), nHeads, nKV, hd)
+	b.WriteKV(dkv, m.in(k), m.in(v), m.inInts(slots), kvDim)
+	got := m.out(len(q))
+	b.PagedAttention(got.buf(), m.in(q), dkv, l.devMeta(m), nHeads, nKV, hd)
+	res := m.read(what, got)
+	maxV := 0.0
+	for _, h := range hkv.V16 {
+		maxV = math.Max(maxV, math.Abs(float64(kernels.BF16ToF32(h))))
+	}
+	near(t, what+" (bfloat16 cache)", res, want, 0, 2*SumTol*maxV)
+	for i, p := range l.pos {
+		if p < 0 {
+			exact(t, what+" (position -1)", res[i*nHeads*hd:(i+1)*nHeads*hd], make([]float32, nHeads*hd))
+		}
+	}
+	if !slices.Equal(dkv.K16, hkv.K16) || !slices.Equal(dkv.V16, hkv.V16) {
+		t.Fatalf("%s: the bfloat16 cache differs from ref's after WriteKV and attention", what)
+	}
 }

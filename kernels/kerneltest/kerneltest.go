@@ -51,7 +51,8 @@ func clone[T any](v []T) []T      { return append([]T(nil), v...) }
 
 // Run runs the acceptance suite on b: its Memory, every op of
 // kernels.Backend, and (RunLoRA, RunTrain) the optional LoRA and training
-// ops. The BF16 and Q8 weight kinds are skipped, saying so, for a backend
+// ops. The KV ops (RunKV) run on bfloat16 layers when b keeps its KV cache
+// in bfloat16 (kernels.KVStorage). The BF16 and Q8 weight kinds are skipped, saying so, for a backend
 // that does not support them (kernels.CheckMatrix).
 func Run(t *testing.T, b kernels.Backend) {
 	t.Run("Memory", func(t *testing.T) { testMemory(t, b) })
@@ -64,13 +65,19 @@ func Run(t *testing.T, b kernels.Backend) {
 	t.Run("Embed", func(t *testing.T) { testEmbed(t, b) })
 	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, b) })
 	t.Run("RoPE", func(t *testing.T) { testRoPE(t, b) })
-	t.Run("WriteKV", func(t *testing.T) { testWriteKV(t, b) })
-	t.Run("PagedAttention", func(t *testing.T) { testPagedAttention(t, b) })
+	RunKV(t, b)
 	t.Run("GatherRows", func(t *testing.T) { testGatherRows(t, b) })
 	t.Run("SiLUMul", func(t *testing.T) { testSiLUMul(t, b) })
 	t.Run("Add", func(t *testing.T) { testAdd(t, b) })
 	t.Run("LoRA", func(t *testing.T) { RunLoRA(t, b) })
 	t.Run("Train", func(t *testing.T) { RunTrain(t, b) })
+}
+
+// RunKV checks WriteKV and PagedAttention against ref, in the KV storage b
+// chooses (float32 in its memory, or bfloat16).
+func RunKV(t *testing.T, b kernels.Backend) {
+	t.Run("WriteKV", func(t *testing.T) { testWriteKV(t, b) })
+	t.Run("PagedAttention", func(t *testing.T) { testPagedAttention(t, b) })
 }
 
 // ---- backend memory ----

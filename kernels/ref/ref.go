@@ -146,16 +146,48 @@ func (Backend) RoPE(xb kernels.Buf, posb kernels.IntBuf, nHeads, headDim int, in
 	}
 }
 
-// WriteKV: kv.K[slots[t],:] = k[t,:] and kv.V[slots[t],:] = v[t,:].
+// WriteKV: kv.K[slots[t],:] = k[t,:] and kv.V[slots[t],:] = v[t,:],
+// rounded to nearest bfloat16 (ties to even) in a bfloat16 layer.
 func (Backend) WriteKV(kv kernels.KVLayer, kb, vb kernels.Buf, slotsb kernels.IntBuf, kvDim int) {
-	K, V, k, v, slots := f("WriteKV", kv.K), f("WriteKV", kv.V), f("WriteKV", kb), f("WriteKV", vb), ints("WriteKV", slotsb)
+	k, v, slots := f("WriteKV", kb), f("WriteKV", vb), ints("WriteKV", slotsb)
+	rows := kvRows(kv, kvDim)
 	for t, slot := range slots {
-		if slot < 0 || (int(slot)+1)*kvDim > len(K) || (int(slot)+1)*kvDim > len(V) {
-			panic(fmt.Sprintf("ref: WriteKV: slot %d outside the cache of %d rows", slot, min(len(K), len(V))/kvDim))
+		if slot < 0 || int(slot) >= rows {
+			panic(fmt.Sprintf("ref: WriteKV: slot %d outside the cache of %d rows", slot, rows))
 		}
-		copy(K[int(slot)*kvDim:(int(slot)+1)*kvDim], k[t*kvDim:(t+1)*kvDim])
-		copy(V[int(slot)*kvDim:(int(slot)+1)*kvDim], v[t*kvDim:(t+1)*kvDim])
+		dst, src := int(slot)*kvDim, t*kvDim
+		if !kv.BF16() {
+			copy(f("WriteKV", kv.K)[dst:dst+kvDim], k[src:src+kvDim])
+			copy(f("WriteKV", kv.V)[dst:dst+kvDim], v[src:src+kvDim])
+			continue
+		}
+		for i := range kvDim {
+			kv.K16[dst+i], kv.V16[dst+i] = kernels.F32ToBF16(k[src+i]), kernels.F32ToBF16(v[src+i])
+		}
 	}
+}
+
+// kvRows is the number of whole rows of kvDim values both K and V hold.
+func kvRows(kv kernels.KVLayer, kvDim int) int {
+	if kv.BF16() {
+		return min(len(kv.K16), len(kv.V16)) / kvDim
+	}
+	return min(kv.K.Len(), kv.V.Len()) / kvDim
+}
+
+// kvValues returns a layer's K and V as float32 (bfloat16 ones widened).
+func kvValues(kv kernels.KVLayer) (K, V []float32) {
+	if !kv.BF16() {
+		return f("PagedAttention", kv.K), f("PagedAttention", kv.V)
+	}
+	K, V = make([]float32, len(kv.K16)), make([]float32, len(kv.V16))
+	for i, h := range kv.K16 {
+		K[i] = kernels.BF16ToF32(h)
+	}
+	for i, h := range kv.V16 {
+		V[i] = kernels.BF16ToF32(h)
+	}
+	return K, V
 }
 
 // KVRow is the row of kv.K/kv.V that holds position p of sequence seq
@@ -167,10 +199,11 @@ func KVRow(m kernels.AttnMeta, blockTables []int32, seq, p int) int {
 // PagedAttention: softmax(q·Kᵀ/sqrt(headDim))·V per token and head over
 // positions 0..Pos[t] of the token's sequence, each position's row found
 // through the block table (KVRow), with the max subtracted before
-// exponentiating. A token with Pos -1 attends nothing and gets zeros.
+// exponentiating. A token with Pos -1 attends nothing and gets zeros. A
+// bfloat16 layer's values are exactly their float32 widening.
 func (Backend) PagedAttention(outb, qb kernels.Buf, kv kernels.KVLayer, m kernels.AttnMeta, nHeads, nKVHeads, headDim int) {
 	out, q := f("PagedAttention", outb), f("PagedAttention", qb)
-	K, V := f("PagedAttention", kv.K), f("PagedAttention", kv.V)
+	K, V := kvValues(kv)
 	seqs, pos, tables := ints("PagedAttention", m.Seq), ints("PagedAttention", m.Pos), ints("PagedAttention", m.BlockTables)
 	group := nHeads / nKVHeads
 	kvDim := nKVHeads * headDim

@@ -28,16 +28,24 @@ import (
 const DefaultBlockSize = 16
 
 // Shape is what a model stores per position: keys and values of KVHeads
-// heads of HeadDim floats in each of Layers layers.
+// heads of HeadDim values in each of Layers layers, float32 or (BF16)
+// bfloat16 in host memory (a backend that is a kernels.KVStorage chooses).
 type Shape struct {
 	Layers, KVHeads, HeadDim int
+	BF16                     bool
 }
 
 // KVDim is the width of one layer's key (or value) row.
 func (s Shape) KVDim() int { return s.KVHeads * s.HeadDim }
 
-// BytesPerPosition is the float32 KV of one position in every layer.
-func (s Shape) BytesPerPosition() int64 { return int64(2 * s.Layers * s.KVDim() * 4) }
+// BytesPerPosition is the KV of one position in every layer.
+func (s Shape) BytesPerPosition() int64 {
+	per := int64(4)
+	if s.BF16 {
+		per = 2
+	}
+	return int64(2*s.Layers*s.KVDim()) * per
+}
 
 // BlocksFor returns how many blocks of blockSize positions fit in budget bytes.
 func BlocksFor(budget int64, s Shape, blockSize int) int {
@@ -138,6 +146,10 @@ func New(mem Allocator, s Shape, blockSize, numBlocks int) (*Pool, error) {
 	p := &Pool{mem: mem, shape: s, blockSize: blockSize, cached: map[Hash]int32{}, head: -1, tail: -1}
 	rows := numBlocks * blockSize * s.KVDim()
 	for range s.Layers {
+		if s.BF16 {
+			p.layers = append(p.layers, kernels.KVLayer{K16: make([]uint16, rows), V16: make([]uint16, rows)})
+			continue
+		}
 		k, err := mem.Alloc(rows)
 		if err != nil {
 			p.Close()
@@ -162,8 +174,10 @@ func New(mem Allocator, s Shape, blockSize, numBlocks int) (*Pool, error) {
 // Close frees the storage.
 func (p *Pool) Close() {
 	for _, l := range p.layers {
-		p.mem.Free(l.K)
-		p.mem.Free(l.V)
+		if !l.BF16() {
+			p.mem.Free(l.K)
+			p.mem.Free(l.V)
+		}
 	}
 	p.layers = nil
 }

@@ -66,6 +66,26 @@ func TestBudgetAndStorage(t *testing.T) {
 	}
 }
 
+// A bfloat16 shape: half the bytes per position, layers of host bfloat16
+// rows, nothing allocated through the backend's memory.
+func TestBF16Storage(t *testing.T) {
+	s := shape
+	s.BF16 = true
+	if got := s.BytesPerPosition(); got != 64 {
+		t.Fatalf("bytes per position %d, want 64", got)
+	}
+	mem := &hostMem{}
+	p, err := New(mem, s, 4, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := p.Layer(1)
+	if mem.live != 0 || !l.BF16() || len(l.K16) != 10*4*8 || len(l.V16) != 10*4*8 || l.K.Len() != 0 {
+		t.Fatalf("%d allocations, layer bf16 %v with %d/%d values (K %d floats)", mem.live, l.BF16(), len(l.K16), len(l.V16), l.K.Len())
+	}
+	p.Close()
+}
+
 func TestGrowAndReleaseAccountBlocks(t *testing.T) {
 	p := newPool(t, 5)
 	var a, b Table

@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"github.com/parrot-llm/parrot/kernels"
 
 	"github.com/parrot-llm/parrot/runtime/kvpool"
 )
@@ -18,9 +19,12 @@ type KVCache struct {
 	own    bool // the pool is this cache's alone
 }
 
-// KVShape is what the model stores per position, for sizing a pool.
+// KVShape is what the model stores per position, for sizing a pool: in
+// bfloat16 when the backend keeps its KV cache so (kernels.KVStorage; set
+// that before making pools, which keep the storage they were made with).
 func (m *Model) KVShape() kvpool.Shape {
-	return kvpool.Shape{Layers: m.Config.Layers, KVHeads: m.Config.KVHeads, HeadDim: m.Config.HeadDim}
+	return kvpool.Shape{Layers: m.Config.Layers, KVHeads: m.Config.KVHeads, HeadDim: m.Config.HeadDim,
+		BF16: kernels.KVBytesPerValue(m.Backend) == 2}
 }
 
 // NewKVCache returns an empty cache for one sequence of at most maxLen

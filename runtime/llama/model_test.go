@@ -124,3 +124,26 @@ func maxAbsDiff(a, b []float32) float64 {
 	}
 	return d
 }
+
+// A bfloat16 KV cache (what serve's --kv-cache-dtype auto picks for a bf16
+// checkpoint) changes the logits by the rounding of keys and values only:
+// close to the float32 cache's, and not identical (the path is in use).
+func TestBF16KVCache(t *testing.T) {
+	prompt := []int32{1, 403, 407, 261, 378, 300, 301, 302, 50, 60, 70, 80}
+	exact := prefillLogits(t, loadStories(t, QuantNone).Model, prompt, -1)
+	m := loadStories(t, QuantNone).Model
+	m.Backend.(*cpu.Backend).SetKVBF16(true)
+	if !m.KVShape().BF16 {
+		t.Fatal("the model's KV shape is not bfloat16")
+	}
+	got := prefillLogits(t, m, prompt, -1)
+	d := maxAbsDiff(got, exact)
+	spread := 0.0
+	for _, v := range exact {
+		spread = math.Max(spread, math.Abs(float64(v)))
+	}
+	t.Logf("max |Δ logit| %g (largest |logit| %g)", d, spread)
+	if d == 0 || d > 0.01*spread {
+		t.Fatalf("bfloat16 KV cache moves the logits by %g (largest |logit| %g): want 0 < Δ <= 1%%", d, spread)
+	}
+}
