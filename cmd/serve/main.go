@@ -278,12 +278,13 @@ func setupAdapters(cfg config.Serve, model *llama.Model, log *slog.Logger, reg p
 	return pool, closeWatcher, nil
 }
 
-// heapHeadroom is how far the Go heap may grow past the weights, KV pool
-// and adapter slots (activations, logits, request state, garbage).
-const heapHeadroom = 384 << 20
+// heapHeadroom is how far the Go heap may grow past the weights, KV pool,
+// adapter slots and step buffers (the engine reserves those at start):
+// backend scratch, request state and garbage.
+const heapHeadroom = 256 << 20
 
 // boundHeap sets the Go runtime's soft memory limit to what is allocated
-// now (weights, KV pool, LoRA slots) plus heapHeadroom, unless GOMEMLIMIT
+// now (weights, KV pool, LoRA slots, step buffers) plus heapHeadroom, unless GOMEMLIMIT
 // says otherwise. The garbage collector's default pacing lets garbage grow
 // as large as the live heap before collecting, and here the live heap is
 // gigabytes of weights and KV blocks: without a limit a busy server's

@@ -157,6 +157,7 @@ type Observer interface {
 type Engine struct {
 	loaded *llama.Loaded
 	model  *llama.Model
+	logits []float32 // the last forward pass's logits, reused by the next (the scheduler samples them first)
 	tok    tokenizer.Tokenizer
 	opts   Options
 	eos    []int32
@@ -240,8 +241,16 @@ func NewEngine(l *llama.Loaded, opts Options) (*Engine, error) {
 	// A sequence must fit the pool alone (then preempting the others always
 	// lets the oldest finish).
 	opts.MaxModelLen = min(opts.MaxModelLen, blocks*opts.KVBlockSize)
+	// Every buffer a step needs, at its largest (a step samples at most one
+	// row per running sequence), allocated now: what the server measures
+	// after start-up is then what it keeps.
+	if err := l.Model.Reserve(opts.MaxBatchToken, opts.MaxRunning); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("activation buffers for %d tokens: %w", opts.MaxBatchToken, err)
+	}
 	e := &Engine{loaded: l, model: l.Model, tok: l.Tokenizer, opts: opts, eos: l.Model.Config.EOS, pool: pool,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		logits: make([]float32, 0, opts.MaxRunning*l.Model.Config.Vocab),
+		wake:   make(chan struct{}, 1), done: make(chan struct{})}
 	go e.loop()
 	return e, nil
 }
@@ -640,7 +649,11 @@ func (e *Engine) safeForward(b *llama.Batch) (logits []float32, err error) {
 			err = fmt.Errorf("%w: %v", ErrKernel, r)
 		}
 	}()
-	return e.model.Forward(b)
+	logits, err = e.model.ForwardInto(b, e.logits)
+	if err == nil {
+		e.logits = logits
+	}
+	return logits, err
 }
 
 // addWork appends w's tokens to b (the next ones of its sequence) and

@@ -93,6 +93,48 @@ type scratch struct {
 	next               map[*KVCache]int // per sequence in the batch: the position after its tokens
 }
 
+// reserveActivations makes the per-token activation buffers hold T tokens.
+func (m *Model) reserveActivations(T int) error {
+	c, s := m.Config, &m.scratch
+	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	for _, a := range []struct {
+		buf *kernels.Buf
+		n   int
+	}{
+		{&s.x, T * c.Hidden}, {&s.xn, T * c.Hidden}, {&s.q, T * qDim}, {&s.att, T * qDim},
+		{&s.k, T * kvDim}, {&s.v, T * kvDim}, {&s.gate, T * c.Intermediate},
+		{&s.up, T * c.Intermediate}, {&s.proj, T * c.Hidden},
+	} {
+		if _, err := m.buf(a.buf, a.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reserve allocates the forward pass's buffers for batches of up to tokens
+// tokens with up to outRows logit rows (vLLM sizes them with a profiling run
+// at start): a server then measures them with the weights, and they are not
+// regrown, leaving the smaller ones as garbage, as batches get larger.
+func (m *Model) Reserve(tokens, outRows int) error {
+	c := m.Config
+	if err := m.reserveActivations(tokens); err != nil {
+		return err
+	}
+	if _, err := m.buf(&m.scratch.out, outRows*c.Hidden); err != nil {
+		return err
+	}
+	if _, err := m.buf(&m.scratch.logits, outRows*c.Vocab); err != nil {
+		return err
+	}
+	if m.lora != nil {
+		if _, err := m.buf(&m.scratch.loraZ, tokens*m.lora.MaxRank); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // buf returns a view of n floats of *b, reallocating it when too small.
 func (m *Model) buf(b *kernels.Buf, n int) (kernels.Buf, error) {
 	if b.Len() < n {
@@ -132,7 +174,13 @@ func (m *Model) ints(b *kernels.IntBuf, v []int32) (kernels.IntBuf, error) {
 // value to its cache, and returns logits [nOut, Vocab] for the tokens whose
 // Logits flag is set, in batch order. The returned slice is owned by the
 // caller. Every cache of a batch must belong to the same KV pool.
-func (m *Model) Forward(b *Batch) ([]float32, error) {
+func (m *Model) Forward(b *Batch) ([]float32, error) { return m.ForwardInto(b, nil) }
+
+// ForwardInto is Forward returning the logits in dst's storage when it has
+// the capacity (else in a new slice): a server that samples each step's
+// logits before the next step reuses one buffer rather than leaving 0.5 MB
+// of garbage per sampled token of a 128K vocabulary.
+func (m *Model) ForwardInto(b *Batch, dst []float32) ([]float32, error) {
 	c, be, w := m.Config, m.Backend, m.Weights
 	T := len(b.Tokens)
 	if T == 0 {
@@ -176,20 +224,13 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 
 	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	s := &m.scratch
-	var x, xn, q, att, k, v, gate, up, proj kernels.Buf
-	for _, a := range []struct {
-		dst *kernels.Buf
-		buf *kernels.Buf
-		n   int
-	}{
-		{&x, &s.x, T * c.Hidden}, {&xn, &s.xn, T * c.Hidden}, {&q, &s.q, T * qDim}, {&att, &s.att, T * qDim},
-		{&k, &s.k, T * kvDim}, {&v, &s.v, T * kvDim}, {&gate, &s.gate, T * c.Intermediate},
-		{&up, &s.up, T * c.Intermediate}, {&proj, &s.proj, T * c.Hidden},
-	} {
-		if *a.dst, err = m.buf(a.buf, a.n); err != nil {
-			return nil, err
-		}
+	if err := m.reserveActivations(T); err != nil {
+		return nil, err
 	}
+	x, xn, proj := s.x.Slice(0, T*c.Hidden), s.xn.Slice(0, T*c.Hidden), s.proj.Slice(0, T*c.Hidden)
+	q, att := s.q.Slice(0, T*qDim), s.att.Slice(0, T*qDim)
+	k, v := s.k.Slice(0, T*kvDim), s.v.Slice(0, T*kvDim)
+	gate, up := s.gate.Slice(0, T*c.Intermediate), s.up.Slice(0, T*c.Intermediate)
 
 	be.Embed(x, w.Embed, meta.tokens)
 	for li := range w.Layers {
@@ -248,7 +289,11 @@ func (m *Model) Forward(b *Batch) ([]float32, error) {
 	be.GatherRows(out, x, meta.outRows, c.Hidden)
 	be.RMSNorm(out, out, w.Norm, c.NormEps)
 	be.MatMul(logitsBuf, out, w.LMHead, nOut)
-	logits := make([]float32, nOut*c.Vocab)
+	logits := dst[:0]
+	if cap(logits) < nOut*c.Vocab {
+		logits = make([]float32, nOut*c.Vocab)
+	}
+	logits = logits[:nOut*c.Vocab]
 	be.Read(logits, logitsBuf)
 	return logits, nil
 }

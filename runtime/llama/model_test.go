@@ -2,9 +2,11 @@ package llama
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/parrot-llm/parrot/kernels"
 	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/kernels/ref"
 	"github.com/parrot-llm/parrot/runtime/sampler"
@@ -145,5 +147,66 @@ func TestBF16KVCache(t *testing.T) {
 	t.Logf("max |Δ logit| %g (largest |logit| %g)", d, spread)
 	if d == 0 || d > 0.01*spread {
 		t.Fatalf("bfloat16 KV cache moves the logits by %g (largest |logit| %g): want 0 < Δ <= 1%%", d, spread)
+	}
+}
+
+// ForwardInto returns Forward's logits in the caller's buffer when it is
+// large enough (the engine's per-step reuse), and in a new one otherwise.
+func TestForwardIntoReusesBuffer(t *testing.T) {
+	m := loadStories(t, QuantNF4).Model
+	prompt := []int32{1, 403, 407, 261}
+	run := func(dst []float32) []float32 {
+		t.Helper()
+		cache := mustCache(t, m, 0)
+		var b Batch
+		for pos, tok := range prompt {
+			b.Add(tok, int32(pos), cache, pos >= 2) // logits of the last two tokens
+		}
+		logits, err := m.ForwardInto(&b, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return logits
+	}
+	want := run(nil)
+	buf := make([]float32, 3*m.Config.Vocab)
+	got := run(buf)
+	if len(got) != 2*m.Config.Vocab || &got[0] != &buf[0] {
+		t.Fatalf("ForwardInto gave %d logits in a new slice, want %d in the caller's", len(got), 2*m.Config.Vocab)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("ForwardInto's logits differ from Forward's")
+	}
+	if small := run(make([]float32, 5)); len(small) != len(want) || !slices.Equal(small, want) {
+		t.Fatal("ForwardInto with a short buffer: wrong logits")
+	}
+}
+
+// After Reserve, a batch of that many tokens and logit rows runs in the
+// reserved buffers (nothing regrown).
+func TestReserveSizesEveryStepBuffer(t *testing.T) {
+	m := loadStories(t, QuantNF4).Model
+	const T, rows = 9, 3
+	if err := m.Reserve(T, rows); err != nil {
+		t.Fatal(err)
+	}
+	s := &m.scratch
+	bufs := []*kernels.Buf{&s.x, &s.xn, &s.q, &s.att, &s.k, &s.v, &s.gate, &s.up, &s.proj, &s.out, &s.logits}
+	before := make([]*float32, len(bufs))
+	for i, b := range bufs {
+		before[i] = &b.Host()[0]
+	}
+	var b Batch
+	cache := mustCache(t, m, 0)
+	for pos := range T {
+		b.Add(int32(300+pos), int32(pos), cache, pos >= T-rows)
+	}
+	if _, err := m.Forward(&b); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range bufs {
+		if &b.Host()[0] != before[i] {
+			t.Fatalf("step buffer %d was reallocated after Reserve(%d, %d)", i, T, rows)
+		}
 	}
 }
