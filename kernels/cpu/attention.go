@@ -16,12 +16,11 @@ var _ kernels.KVStorage = (*Backend)(nil)
 // them the same way, block by block; here runs of consecutive blocks are
 // walked in one stretch). The arithmetic is that of the unpaged kernel:
 // scores in position order, one max, one sum, axpys in position order.
-// A bfloat16 cache (k16, v16 instead of k, v) is read the same way, each
-// value row widened to float32 in scratch[w][maxLen:] before its axpy.
+// A bfloat16 cache (k16, v16 instead of k, v) is read the same way, its
+// values widened as they are loaded.
 type attnJob struct {
 	out, q, k, v              []float32
 	k16, v16                  []uint16
-	maxLen                    int
 	seq, pos, tables          []int32
 	maxBlocks, blockSize      int
 	nHeads, nKVHeads, headDim int
@@ -74,14 +73,10 @@ func (j *attnJob) run(w, lo, hi int) {
 			r := run(table[bi:])
 			sc := scores[bi*bs : min((bi+r)*bs, n)]
 			first := int(table[bi])*bs*kvDim + g*hd
-			for i, e := range sc {
-				if j.v16 != nil {
-					row := j.scratch[w][j.maxLen:][:hd]
-					decodeBF16(row, j.v16[first+i*kvDim:][:hd], simd)
-					axpy(oh, e, row, simd)
-				} else {
-					axpy(oh, e, v[first+i*kvDim:][:hd], simd)
-				}
+			if j.v16 != nil {
+				axpyRowsBF16(oh, sc, j.v16[first:], kvDim, simd)
+			} else {
+				axpyRows(oh, sc, v[first:], kvDim, simd)
 			}
 			bi += r
 		}
@@ -209,8 +204,8 @@ func (b *Backend) PagedAttention(outb, qb kernels.Buf, kv kernels.KVLayer, m ker
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.reserve(m.MaxLen + headDim)
-	b.attn = attnJob{out: out, q: q, k: k, v: v, k16: kv.K16, v16: kv.V16, maxLen: m.MaxLen, seq: seq, pos: pos, tables: tables, maxBlocks: m.MaxBlocks, blockSize: m.BlockSize,
+	b.reserve(m.MaxLen)
+	b.attn = attnJob{out: out, q: q, k: k, v: v, k16: kv.K16, v16: kv.V16, seq: seq, pos: pos, tables: tables, maxBlocks: m.MaxBlocks, blockSize: m.BlockSize,
 		nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim, scratch: b.scratch, simd: b.simd}
 	b.pool.parallel(&b.attn, T*nHeads, max(1, eltGrain/max(1, m.MaxLen*headDim)))
 	b.attn = attnJob{}
@@ -231,6 +226,55 @@ func (b *Backend) GatherRows(dstb, srcb kernels.Buf, rowsb kernels.IntBuf, width
 	defer b.mu.Unlock()
 	for i, r := range rows {
 		copy(dst[i*width:(i+1)*width], src[int(r)*width:(int(r)+1)*width])
+	}
+}
+
+// axpyRows: y += Σ_r z[r]·rows[r*ld:][:len(y)], row after row, each added
+// exactly as axpy adds it (the AVX2 kernel keeps y in registers across the
+// rows for whole groups of 8).
+func axpyRows(y, z, rows []float32, ld int, simd bool) {
+	n := len(y)
+	if len(z) == 0 {
+		return
+	}
+	if !simd || n < 8 {
+		for r, zr := range z {
+			axpy(y, zr, rows[r*ld:][:n], simd)
+		}
+		return
+	}
+	v := n &^ 7
+	axpyRowsF32AVX2(y[:v], z, rows, ld)
+	if v < n {
+		for r, zr := range z {
+			axpyAVX2(y[v:], zr, rows[r*ld+v:][:n-v])
+		}
+	}
+}
+
+// axpyRowsBF16 is axpyRows on bfloat16 rows, widened as they are read.
+func axpyRowsBF16(y, z []float32, rows []uint16, ld int, simd bool) {
+	n := len(y)
+	if len(z) == 0 {
+		return
+	}
+	if !simd || n < 8 {
+		for r, zr := range z {
+			row := rows[r*ld:][:n]
+			for i := range y {
+				y[i] += zr * kernels.BF16ToF32(row[i])
+			}
+		}
+		return
+	}
+	v := n &^ 7
+	axpyRowsBF16AVX2(y[:v], z, rows, ld)
+	if v < n {
+		var tail [8]float32
+		for r, zr := range z {
+			decodeBF16(tail[:n-v], rows[r*ld+v:][:n-v], false)
+			axpyAVX2(y[v:], zr, tail[:n-v])
+		}
 	}
 }
 

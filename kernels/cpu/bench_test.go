@@ -230,36 +230,48 @@ func BenchmarkAttention(bb *testing.B) {
 		{"decode/64x512/shuffled", 64, 512, 1, true},
 		{"prefill/1x512/shuffled", 1, 512, 512, true},
 	} {
-		bb.Run(c.name, func(bb *testing.B) {
-			b := New(0)
-			defer b.Close()
-			rng := rand.New(rand.NewPCG(11, 12))
-			kvDim := nKV * hd
-			maxBlocks := c.ctx / bs
-			numBlocks := c.seqs * maxBlocks
-			K, V := kerneltest.Vec(rng, numBlocks*bs*kvDim), kerneltest.Vec(rng, numBlocks*bs*kvDim)
-			tables := make([]int32, numBlocks)
-			for i := range tables {
-				tables[i] = int32(i)
+		for _, bf16 := range []bool{false, true} {
+			name := c.name
+			if bf16 {
+				name += "/bf16"
 			}
-			if c.shuffled {
-				rng.Shuffle(numBlocks, func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
-			}
-			var seq, pos []int32
-			for s := 0; s < c.seqs; s++ {
-				for i := 0; i < c.T; i++ {
-					seq, pos = append(seq, int32(s)), append(pos, int32(c.ctx-c.T+i))
+			bb.Run(name, func(bb *testing.B) {
+				b := New(0)
+				defer b.Close()
+				rng := rand.New(rand.NewPCG(11, 12))
+				kvDim := nKV * hd
+				maxBlocks := c.ctx / bs
+				numBlocks := c.seqs * maxBlocks
+				K, V := kerneltest.Vec(rng, numBlocks*bs*kvDim), kerneltest.Vec(rng, numBlocks*bs*kvDim)
+				tables := make([]int32, numBlocks)
+				for i := range tables {
+					tables[i] = int32(i)
 				}
-			}
-			meta := kernels.AttnMeta{Seq: kernels.HostIntBuf(seq), Pos: kernels.HostIntBuf(pos), BlockTables: kernels.HostIntBuf(tables),
-				MaxBlocks: maxBlocks, BlockSize: bs, MaxLen: c.ctx}
-			n := len(pos)
-			q := kernels.HostBuf(kerneltest.Vec(rng, n*nHeads*hd))
-			out := kernels.HostBuf(make([]float32, n*nHeads*hd))
-			kv := kernels.KVLayer{K: kernels.HostBuf(K), V: kernels.HostBuf(V)}
-			for bb.Loop() {
-				b.PagedAttention(out, q, kv, meta, nHeads, nKV, hd)
-			}
-		})
+				if c.shuffled {
+					rng.Shuffle(numBlocks, func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
+				}
+				var seq, pos []int32
+				for s := 0; s < c.seqs; s++ {
+					for i := 0; i < c.T; i++ {
+						seq, pos = append(seq, int32(s)), append(pos, int32(c.ctx-c.T+i))
+					}
+				}
+				meta := kernels.AttnMeta{Seq: kernels.HostIntBuf(seq), Pos: kernels.HostIntBuf(pos), BlockTables: kernels.HostIntBuf(tables),
+					MaxBlocks: maxBlocks, BlockSize: bs, MaxLen: c.ctx}
+				n := len(pos)
+				q := kernels.HostBuf(kerneltest.Vec(rng, n*nHeads*hd))
+				out := kernels.HostBuf(make([]float32, n*nHeads*hd))
+				kv := kernels.KVLayer{K: kernels.HostBuf(K), V: kernels.HostBuf(V)}
+				if bf16 {
+					kv = kernels.KVLayer{K16: make([]uint16, len(K)), V16: make([]uint16, len(V))}
+					for i := range K {
+						kv.K16[i], kv.V16[i] = kernels.F32ToBF16(K[i]), kernels.F32ToBF16(V[i])
+					}
+				}
+				for bb.Loop() {
+					b.PagedAttention(out, q, kv, meta, nHeads, nKV, hd)
+				}
+			})
+		}
 	}
 }

@@ -52,12 +52,12 @@ func dot4x3Q8AVX2(s *[12]float32, x *[4][]float32, q []int8, scale []float32, ld
 	dot4x3Q8Asm(s, &x[0][0], &x[1][0], &x[2][0], &x[3][0], &q[0], &scale[0], ldq, nb, &tmp)
 }
 
-// loraExpandBF16AVX2: y[o] += Σ_r z[r]·bf16(bt[r*ldb+o]), the ranks added
-// one FMA at a time in order, for o < len(y)&^7 (len(y) >= 8).
-func loraExpandBF16AVX2(y, z []float32, bt []uint16, ldb int) {
-	n, rank := len(y), len(z)
-	_ = bt[(rank-1)*ldb+n&^7-1]
-	loraExpandBF16Asm(&y[0], &z[0], &bt[0], ldb, n, rank)
+// axpyRowsBF16AVX2: y[o] += Σ_r z[r]·bf16(rows[r*ld+o]), the rows added
+// one FMA at a time in order, for o < len(y)&^7 (len(y) >= 8, len(z) >= 1).
+func axpyRowsBF16AVX2(y, z []float32, rows []uint16, ld int) {
+	n, k := len(y), len(z)
+	_ = rows[(k-1)*ld+n&^7-1]
+	axpyRowsBF16Asm(&y[0], &z[0], &rows[0], ld, n, k)
 }
 
 // Implemented in bf16q8_amd64.s. The BF16 kernels process n&^7 elements;
@@ -82,4 +82,4 @@ func dot4x3BF16Asm(s *[12]float32, x0, x1, x2, x3 *float32, w *uint16, ldw, k in
 func dot4x3Q8Asm(s *[12]float32, x0, x1, x2, x3 *float32, q *int8, scale *float32, ldq, nb int, tmp *[24]float32)
 
 //go:noescape
-func loraExpandBF16Asm(y, z *float32, bt *uint16, ldb, n, rank int)
+func axpyRowsBF16Asm(y, z *float32, rows *uint16, ld, n, k int)

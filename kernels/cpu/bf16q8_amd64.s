@@ -342,18 +342,19 @@ q8x12sum:
 	VPSLLD      $16, tmp, tmp; \
 	VFMADD231PS Y8, tmp, acc
 
-// func loraExpandBF16Asm(y *float32, z *float32, bt *uint16, ldb, n, rank int)
-// y[o] += z[r]·bf16(bt[r·ldb+o]) for r = 0, 1, ..., rank-1 in turn (one
-// FMA each, as an axpy per rank would), o < n&^7, rank >= 1: a LoRA
-// expand's outputs stay in registers across the ranks.
-TEXT ·loraExpandBF16Asm(SB), NOSPLIT, $0-48
+// func axpyRowsBF16Asm(y, z *float32, rows *uint16, ld, n, k int)
+// y[o] += z[r]·bf16(rows[r·ld+o]) for r = 0, 1, ..., k-1 in turn (one
+// FMA each, as an axpy per row would), o < n&^7, k >= 1: the outputs
+// stay in registers across the rows (a LoRA expand's ranks, attention's
+// value rows).
+TEXT ·axpyRowsBF16Asm(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), DI
 	MOVQ z+8(FP), DX
-	MOVQ bt+16(FP), SI
-	MOVQ ldb+24(FP), R8
+	MOVQ rows+16(FP), SI
+	MOVQ ld+24(FP), R8
 	SHLQ $1, R8
 	MOVQ n+32(FP), CX
-	MOVQ rank+40(FP), R9
+	MOVQ k+40(FP), R9
 
 expand32:
 	CMPQ    CX, $32

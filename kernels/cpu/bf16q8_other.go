@@ -13,4 +13,4 @@ func dot4x3Q8AVX2(s *[12]float32, x *[4][]float32, q []int8, scale []float32, ld
 	panic("unreachable")
 }
 
-func loraExpandBF16AVX2(y, z []float32, bt []uint16, ldb int) { panic("unreachable") }
+func axpyRowsBF16AVX2(y, z []float32, rows []uint16, ld int) { panic("unreachable") }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -424,4 +425,48 @@ func absVec(v []float32) []float32 {
 		out[i] = float32(math.Abs(float64(x)))
 	}
 	return out
+}
+
+// axpyRows and axpyRowsBF16 add each row exactly as one axpy per row does
+// (attention's value rows and LoRA's expand rely on it: their float32
+// results must not depend on which kernel ran), on every width and both
+// kernel sets.
+func TestAxpyRowsMatchAxpy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, simd := range simdModes() {
+		for _, n := range []int{1, 5, 8, 13, 40, 64, 100} {
+			for _, k := range []int{1, 3, 16} {
+				ld := n + rng.IntN(5)
+				rows := kerneltest.Vec(rng, (k-1)*ld+n)
+				rows16 := make([]uint16, len(rows))
+				wide := make([]float32, len(rows))
+				for i, v := range rows {
+					rows16[i] = kernels.F32ToBF16(v)
+					wide[i] = kernels.BF16ToF32(rows16[i])
+				}
+				z, y0 := kerneltest.Vec(rng, k), kerneltest.Vec(rng, n)
+				for _, bf16 := range []bool{false, true} {
+					src := rows
+					if bf16 {
+						src = wide
+					}
+					want := slices.Clone(y0)
+					for r, zr := range z {
+						axpy(want, zr, src[r*ld:][:n], simd)
+					}
+					got := slices.Clone(y0)
+					if bf16 {
+						axpyRowsBF16(got, z, rows16, ld, simd)
+					} else {
+						axpyRows(got, z, rows, ld, simd)
+					}
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("simd %v bf16 %v n %d k %d: y[%d] = %v, axpy per row %v", simd, bf16, n, k, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
 }

@@ -20,9 +20,8 @@ var (
 	_ kernels.LoRAStorage = (*Backend)(nil)
 )
 
-// loraChunk is the number of outputs an expand work item covers: its B
-// columns (MaxRank × 256 bfloat16) decode into 16 KiB of scratch at rank 16.
-// Fixed, so that which outputs share a chunk never depends on the batch.
+// loraChunk is the number of outputs an expand work item covers. Fixed, so
+// that which outputs share a chunk never depends on the batch.
 const loraChunk = 256
 
 // loraGroup is the tokens of a batch that use one slot, in batch order.
@@ -102,19 +101,18 @@ func (j *loraShrinkJob) run(_, lo, hi int) {
 }
 
 // loraExpandJob adds B[slot]·z[t,:] to y[t,:]; items are chunks of
-// loraChunk outputs. In bfloat16, a group's B columns for the chunk are
-// decoded once (rows of the transposed BT16) and each token adds them in,
-// one axpy per rank: y[t,o] += z[t,r]·B[o,r] for r = 0, 1, ... in turn.
+// loraChunk outputs. In bfloat16 each token adds the rows of the
+// transposed BT16 in, one rank after another (axpyRowsBF16): y[t,o] +=
+// z[t,r]·B[o,r] for r = 0, 1, ... in turn.
 type loraExpandJob struct {
-	y, z    []float32 // y [T, Out], z [T, MaxRank]
-	b       []float32 // float32 storage: s.B
-	s       *kernels.LoRAStack
-	groups  []loraGroup
-	scratch [][]float32 // [workers][MaxRank*loraChunk]
-	simd    bool
+	y, z   []float32 // y [T, Out], z [T, MaxRank]
+	b      []float32 // float32 storage: s.B
+	s      *kernels.LoRAStack
+	groups []loraGroup
+	simd   bool
 }
 
-func (j *loraExpandJob) run(w, lo, hi int) {
+func (j *loraExpandJob) run(_, lo, hi int) {
 	s := j.s
 	for c := lo; c < hi; c++ {
 		o0, o1 := c*loraChunk, min((c+1)*loraChunk, s.Out)
@@ -132,29 +130,8 @@ func (j *loraExpandJob) run(w, lo, hi int) {
 				continue
 			}
 			bt := s.BT16[int(g.slot)*s.MaxRank*s.Out:]
-			// Whole groups of 8 outputs in registers across the ranks; the
-			// rest (or all, in Go) from decoded columns, one axpy per rank.
-			// Both add the ranks one FMA at a time, in order.
-			v := 0
-			if j.simd && n >= 8 {
-				v = n &^ 7
-				for _, t := range g.tokens {
-					loraExpandBF16AVX2(j.y[int(t)*s.Out+o0:][:v], j.z[int(t)*s.MaxRank:][:s.MaxRank], bt[o0:], s.Out)
-				}
-			}
-			if v == n {
-				continue
-			}
-			m := n - v
-			cols := j.scratch[w][:s.MaxRank*m] // [MaxRank, m]: B[o0+v:o1, :] transposed
-			for r := range s.MaxRank {
-				decodeBF16(cols[r*m:(r+1)*m], bt[r*s.Out+o0+v:][:m], j.simd)
-			}
 			for _, t := range g.tokens {
-				y := j.y[int(t)*s.Out+o0+v:][:m]
-				for r, zr := range j.z[int(t)*s.MaxRank:][:s.MaxRank] {
-					axpy(y, zr, cols[r*m:(r+1)*m], j.simd)
-				}
+				axpyRowsBF16(j.y[int(t)*s.Out+o0:][:n], j.z[int(t)*s.MaxRank:][:s.MaxRank], bt[o0:], s.Out, j.simd)
 			}
 		}
 	}
@@ -192,8 +169,7 @@ func (b *Backend) LoRAExpand(yb, zb kernels.Buf, s *kernels.LoRAStack, slotsb ke
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	groups := b.groupBySlot(slots)
-	b.reserve(s.MaxRank * loraChunk)
-	b.loraExpand = loraExpandJob{y: y, z: z, s: s, groups: groups, scratch: b.scratch, simd: b.simd}
+	b.loraExpand = loraExpandJob{y: y, z: z, s: s, groups: groups, simd: b.simd}
 	if !s.BF16 {
 		b.loraExpand.b = s.B.Host()
 	}

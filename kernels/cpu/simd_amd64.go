@@ -73,6 +73,14 @@ func axpyAVX2(y []float32, a float32, x []float32) {
 	axpyAsm(&y[0], a, &x[0], len(y))
 }
 
+// axpyRowsF32AVX2: y[o] += Σ_r z[r]·rows[r*ld+o], the rows added one FMA
+// at a time in order, for o < len(y)&^7 (len(y) >= 8, len(z) >= 1).
+func axpyRowsF32AVX2(y, z, rows []float32, ld int) {
+	n, k := len(y), len(z)
+	_ = rows[(k-1)*ld+n&^7-1]
+	axpyRowsF32Asm(&y[0], &z[0], &rows[0], ld, n, k)
+}
+
 // Implemented in simd_amd64.s. Counts are in elements (n blocks of 64 for
 // the NF4 kernels), strides in elements.
 
@@ -96,3 +104,6 @@ func dot4x3Asm(s *[12]float32, x0, x1, x2, x3, w *float32, ldw, k int)
 
 //go:noescape
 func axpyAsm(y *float32, a float32, x *float32, n int)
+
+//go:noescape
+func axpyRowsF32Asm(y, z, rows *float32, ld, n, k int)

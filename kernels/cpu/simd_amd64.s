@@ -444,3 +444,75 @@ d43sum:
 	SUM4(Y8, Y9, Y10, Y11, 32)
 	VZEROUPPER
 	RET
+
+// ROWFMA adds z (broadcast in Y8) times the 8 floats at off(R10) to acc.
+#define ROWFMA(off, acc) \
+	VFMADD231PS off(R10), Y8, acc
+
+// func axpyRowsF32Asm(y, z, rows *float32, ld, n, k int)
+// y[o] += z[r]·rows[r·ld+o] for r = 0, 1, ..., k-1 in turn (one FMA each,
+// as an axpy per row would), o < n&^7, k >= 1: attention's value rows
+// weighted by their probabilities with the output in registers.
+TEXT ·axpyRowsF32Asm(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ z+8(FP), DX
+	MOVQ rows+16(FP), SI
+	MOVQ ld+24(FP), R8
+	SHLQ $2, R8
+	MOVQ n+32(FP), CX
+	MOVQ k+40(FP), R9
+
+rows32:
+	CMPQ    CX, $32
+	JL      rows8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	MOVQ    SI, R10
+	MOVQ    DX, R11
+	MOVQ    R9, R12
+
+rows32row:
+	VBROADCASTSS (R11), Y8
+	ROWFMA(0, Y0)
+	ROWFMA(32, Y1)
+	ROWFMA(64, Y2)
+	ROWFMA(96, Y3)
+	ADDQ         R8, R10
+	ADDQ         $4, R11
+	DECQ         R12
+	JNZ          rows32row
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, 32(DI)
+	VMOVUPS      Y2, 64(DI)
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $128, DI
+	ADDQ         $128, SI
+	SUBQ         $32, CX
+	JMP          rows32
+
+rows8:
+	CMPQ    CX, $8
+	JL      rowsdone
+	VMOVUPS (DI), Y0
+	MOVQ    SI, R10
+	MOVQ    DX, R11
+	MOVQ    R9, R12
+
+rows8row:
+	VBROADCASTSS (R11), Y8
+	ROWFMA(0, Y0)
+	ADDQ         R8, R10
+	ADDQ         $4, R11
+	DECQ         R12
+	JNZ          rows8row
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JMP          rows8
+
+rowsdone:
+	VZEROUPPER
+	RET

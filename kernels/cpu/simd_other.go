@@ -22,3 +22,4 @@ func dequantNF4PlanesAVX2(dst []float32, planes *[4][32]byte, packed []byte, abs
 func dequantNF4BlocksAVX2(dst []float32, code *[16]float32, packed []byte, absmax []float32) {
 	panic("unreachable")
 }
+func axpyRowsF32AVX2(y, z, rows []float32, ld int) { panic("unreachable") }

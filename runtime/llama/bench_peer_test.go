@@ -59,6 +59,17 @@ func peerLoad(tb testing.TB) (*Loaded, *cpu.Backend) {
 		tb.Fatal(err)
 	}
 	tb.Logf("loaded %s in %s", dir, time.Since(start).Round(time.Millisecond))
+	// The KV cache as serve's --kv-cache-dtype auto keeps it (bfloat16 for a
+	// 16-bit checkpoint), or as $PARROT_BENCH_KV says.
+	switch kv := cmp.Or(os.Getenv("PARROT_BENCH_KV"), "auto"); kv {
+	case "auto":
+		be.SetKVBF16(l.Model.Config.DType == "bfloat16" || l.Model.Config.DType == "float16")
+	case "bfloat16", "float32":
+		be.SetKVBF16(kv == "bfloat16")
+	default:
+		tb.Fatalf("PARROT_BENCH_KV=%q: want auto, bfloat16 or float32", kv)
+	}
+	tb.Logf("KV cache in bfloat16: %v", be.KVInBF16())
 	return l, be
 }
 
