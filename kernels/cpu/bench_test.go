@@ -63,17 +63,24 @@ func BenchmarkNF4MatVec(bb *testing.B) {
 	for _, s := range shapes {
 		ws := nf4Copies(s[0], s[1])
 		for _, c := range []struct {
-			T    int
-			int8 bool
-		}{{1, false}, {1, true}, {8, false}, {8, true}} {
+			T          int
+			int8, avx2 bool // avx2: the AVX2 int8 kernels on a CPU with VNNI ones
+		}{{1, false, false}, {1, true, false}, {1, true, true}, {8, false, false}, {8, true, false}, {8, true, true}} {
 			T := c.T
 			name := fmt.Sprintf("%dx%d/T=%d", s[0], s[1], T)
 			if c.int8 {
 				name += "/int8"
 			}
+			if c.avx2 {
+				if !haveVNNI() {
+					continue
+				}
+				name += "/avx2"
+			}
 			bb.Run(name, func(bb *testing.B) {
 				b := New(0)
 				defer b.Close()
+				b.vnni = b.vnni && !c.avx2
 				b.SetInt8Activations(c.int8)
 				rng := rand.New(rand.NewPCG(3, 4))
 				x := kernels.HostBuf(kerneltest.Vec(rng, T*s[1]))

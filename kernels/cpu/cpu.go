@@ -32,12 +32,14 @@ type Backend struct {
 	pool    *pool
 	threads int
 	simd    bool        // use the AVX2/FMA kernels
+	vnni    bool        // and the AVX-512 VNNI ones for NF4 × int8 (the CPU has them)
 	scratch [][]float32 // [workers][...] per-worker space, grown on demand
 	gemm    []gemmBuf   // [workers] space for the packed GEMM
 	xperm   []float32   // [T, Cols] activations permuted for the NF4 planes kernels
 	int8Act bool        // NF4 decode products take int8 activations (SetInt8Activations)
 	xq      []int8      // [T, Cols] quantized activations for them
 	xd      []float32   // [T, Cols/64] and their scales
+	xv      []byte      // [T, Cols/64, 96] the activations in the VNNI kernels' layout
 	loraF32 bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
 	kvBF16  bool        // new KV caches store bfloat16 (SetKVBF16)
 
@@ -73,6 +75,7 @@ func newBackend(threads int, simd bool) *Backend {
 		pool:    newPool(threads - 1),
 		threads: threads,
 		simd:    simd,
+		vnni:    simd && haveVNNI(),
 		scratch: make([][]float32, threads),
 		gemm:    make([]gemmBuf, threads),
 	}
@@ -95,9 +98,13 @@ func (b *Backend) SetInt8Activations(on bool) {
 	b.int8Act = on
 }
 
-// Name returns "cpu", or "cpu-avx2" when the assembly kernels are in use.
+// Name returns "cpu", or "cpu-avx2" when the assembly kernels are in use
+// ("cpu-avx2-vnni" with the AVX-512 VNNI ones too).
 func (b *Backend) Name() string {
-	if b.simd {
+	switch {
+	case b.vnni:
+		return "cpu-avx2-vnni"
+	case b.simd:
 		return "cpu-avx2"
 	}
 	return "cpu"

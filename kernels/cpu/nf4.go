@@ -39,6 +39,10 @@ type nf4Job struct {
 	xq      []int8    // [T, Cols] in quantizeInt8Planes order
 	xd      []float32 // [T, Cols/64] block scales
 	int8    int8Code
+	// vnni: the AVX-512 VNNI kernels run instead of the AVX2 ones, on xv
+	// [T, Cols/64, 96] bytes in quantizeInt8VNNI's layout (xq unused).
+	vnni bool
+	xv   []byte
 
 	lut    [256][2]float32 // packed byte → (Code[high nibble], Code[low nibble])
 	planeT [4][32]byte     // planeT[k][c] = byte k of Code[c], twice (one per 128-bit lane)
@@ -126,7 +130,13 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 		b.reserve(min(grain, 3) * m.Cols)
 	}
 	j.planes = b.simd && m.Cols%blockElems == 0 && !j.useInt8
-	if j.useInt8 {
+	j.vnni = j.useInt8 && b.vnni
+	switch {
+	case j.vnni:
+		_, j.xd = b.int8Activations(T * m.Cols)
+		j.xv = b.vnniActivations(T * m.Cols / blockElems)
+		quantizeInt8VNNI(j.xv, j.xd, x[:T*m.Cols], j.int8.scale)
+	case j.useInt8:
 		j.xq, j.xd = b.int8Activations(T * m.Cols)
 		quantizeInt8Planes(j.xq, j.xd, x[:T*m.Cols], j.int8.scale)
 	}
@@ -140,7 +150,7 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	}
 	j.m, j.x, j.y, j.T, j.scratch, j.gemm, j.simd = m, x, y, T, b.scratch, b.gemm, b.simd
 	b.pool.parallel(j, m.Rows, grain)
-	j.m, j.x, j.y, j.scratch, j.gemm, j.xq, j.xd = nil, nil, nil, nil, nil, nil, nil
+	j.m, j.x, j.y, j.scratch, j.gemm, j.xq, j.xd, j.xv = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 func (j *nf4Job) run(w, lo, hi int) {

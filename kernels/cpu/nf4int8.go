@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/parrot-llm/parrot/kernels"
+import (
+	"encoding/binary"
+
+	"github.com/parrot-llm/parrot/kernels"
+)
 
 // NF4 × int8 activations (Backend.SetInt8Activations): decode-sized batches
 // of NF4 products with whole-block rows quantize each token's activations
@@ -11,8 +15,9 @@ import "github.com/parrot-llm/parrot/kernels"
 // int8Code is a code book as the int8 kernels use it.
 type int8Code struct {
 	q     [16]int8
-	tbl   [32]int8 // q twice: VPSHUFB looks up within each 128-bit lane
-	scale float32  // q·scale ≈ code
+	tbl   [32]int8  // q twice: VPSHUFB looks up within each 128-bit lane
+	utbl  [32]uint8 // q+128 twice, unsigned: the VNNI kernels' table
+	scale float32   // q·scale ≈ code
 }
 
 func newInt8Code(code *[16]float32) int8Code {
@@ -20,6 +25,9 @@ func newInt8Code(code *[16]float32) int8Code {
 	c.q, c.scale = kernels.Int8Code(code)
 	copy(c.tbl[:16], c.q[:])
 	copy(c.tbl[16:], c.q[:])
+	for i, q := range c.tbl {
+		c.utbl[i] = uint8(int(q) + 128)
+	}
 	return c
 }
 
@@ -31,6 +39,16 @@ func (b *Backend) int8Activations(n int) ([]int8, []float32) {
 		b.xq, b.xd = make([]int8, n), make([]float32, n/blockElems)
 	}
 	return b.xq[:n], b.xd[:n/blockElems]
+}
+
+// vnniActivations returns the backend's buffer for nb activation blocks in
+// quantizeInt8VNNI's layout, grown on demand (under Backend.mu, like
+// int8Activations).
+func (b *Backend) vnniActivations(nb int) []byte {
+	if len(b.xv) < nb*vnniBlock {
+		b.xv = make([]byte, nb*vnniBlock)
+	}
+	return b.xv[:nb*vnniBlock]
 }
 
 // quantizeInt8Planes quantizes x [T, cols] block by block into q [T, cols]
@@ -46,6 +64,35 @@ func quantizeInt8Planes(q []int8, d []float32, x []float32, codeScale float32) {
 		for i := range blockBytes {
 			qb[i] = nat[2*i]
 			qb[blockBytes+i] = nat[2*i+1]
+		}
+	}
+}
+
+// vnniBlock is the size of an activation block in quantizeInt8VNNI's
+// layout: 64 quantized values, then 8 int32 lane starts.
+const vnniBlock = blockElems + 8*4
+
+// quantizeInt8VNNI is quantizeInt8Planes for the VNNI kernels: each block's
+// 64 bytes (evens, then odds) are followed by the starts of the kernel's 8
+// int32 lanes, -128 times the sum of the 8 activations each lane sees
+// (bytes 4j..4j+3 of either half), which cancels the +128 of its codes.
+// q [T, cols/64, 96] bytes; d as in quantizeInt8Planes.
+func quantizeInt8VNNI(q []byte, d []float32, x []float32, codeScale float32) {
+	var nat [blockElems]int8
+	for b := range len(x) / blockElems {
+		kernels.QuantizeBlocksInt8(nat[:], d[b:b+1], x[b*blockElems:(b+1)*blockElems])
+		d[b] *= codeScale
+		qb := q[b*vnniBlock : (b+1)*vnniBlock]
+		for i := range blockBytes {
+			qb[i] = byte(nat[2*i])
+			qb[blockBytes+i] = byte(nat[2*i+1])
+		}
+		for lane := range 8 {
+			var sum int32
+			for k := range 4 {
+				sum += int32(int8(qb[4*lane+k])) + int32(int8(qb[blockBytes+4*lane+k]))
+			}
+			binary.LittleEndian.PutUint32(qb[blockElems+4*lane:], uint32(-128*sum))
 		}
 	}
 }
@@ -76,6 +123,10 @@ func (j *nf4Job) runInt8(lo, hi int) {
 	m := j.m
 	nb := m.Cols / blockElems
 	pstride := m.Cols / 2
+	if j.vnni {
+		j.runVNNI(lo, hi)
+		return
+	}
 	for r := lo; r < hi; r++ {
 		packed, absmax := m.Packed[r*pstride:(r+1)*pstride], m.Absmax[r*nb:(r+1)*nb]
 		t := 0
@@ -100,6 +151,29 @@ func (j *nf4Job) runInt8(lo, hi int) {
 			} else {
 				j.y[t*m.Rows+r] = dotNF4Int8Go(&j.int8, packed, absmax, xq, xd)
 			}
+		}
+	}
+}
+
+// runVNNI is runInt8 with the AVX-512 VNNI kernels: 8 tokens at a time,
+// then one at a time (each gives what its AVX2 twin gives).
+func (j *nf4Job) runVNNI(lo, hi int) {
+	m := j.m
+	nb := m.Cols / blockElems
+	pstride := m.Cols / 2
+	utbl := &j.int8.utbl
+	for r := lo; r < hi; r++ {
+		packed, absmax := m.Packed[r*pstride:(r+1)*pstride], m.Absmax[r*nb:(r+1)*nb]
+		t := 0
+		for ; t+8 <= j.T; t += 8 {
+			var out [8]float32
+			dotNF4Int8x8VNNI(&out, utbl, packed, absmax, j.xv[t*nb*vnniBlock:], j.xd[t*nb:], m.Cols)
+			for i, v := range out {
+				j.y[(t+i)*m.Rows+r] = v
+			}
+		}
+		for ; t < j.T; t++ {
+			j.y[t*m.Rows+r] = dotNF4Int8VNNI(utbl, packed, absmax, j.xv[t*nb*vnniBlock:(t+1)*nb*vnniBlock], j.xd[t*nb:(t+1)*nb])
 		}
 	}
 }

@@ -252,28 +252,54 @@ int8tok:
 // block is decoded once for the 8, the results bit for bit those of
 // dotNF4Int8x4TokAsm. Token i's block is at DI + i·R8 (R9 = DI + 3·R8,
 // R12 = 3·R8) and its scale at BX + i·R10 (R11 = BX + 3·R10, R13 = 3·R10).
+// X8ARGS loads the arguments of the 8-token kernels (table pointer in AX,
+// token i's block at DI + i·R8 with R9 = DI + 3·R8 and R12 = 3·R8, its
+// scale at BX + i·R10 with R11 = BX + 3·R10 and R13 = 3·R10) and zeroes
+// the accumulators Y0-Y7.
+#define X8ARGS \
+	MOVQ   tbl+8(FP), AX; \
+	MOVQ   packed+16(FP), SI; \
+	MOVQ   absmax+24(FP), DX; \
+	MOVQ   xq+32(FP), DI; \
+	MOVQ   xqStride+40(FP), R8; \
+	MOVQ   xd+48(FP), BX; \
+	MOVQ   xdStride+56(FP), R10; \
+	SHLQ   $2, R10; \
+	MOVQ   n+64(FP), CX; \
+	LEAQ   (R8)(R8*2), R12; \
+	LEAQ   (DI)(R12*1), R9; \
+	LEAQ   (R10)(R10*2), R13; \
+	LEAQ   (BX)(R13*1), R11; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7
+
+// X8NEXT moves the 8-token kernels to the next block (activation blocks of
+// xstride bytes) and counts it down, setting the flags for the loop's JNZ.
+#define X8NEXT(xstride) \
+	ADDQ $32, SI; \
+	ADDQ $4, DX; \
+	ADDQ xstride, DI; \
+	ADDQ xstride, R9; \
+	ADDQ $4, BX; \
+	ADDQ $4, R11; \
+	DECQ CX
+
+// X8TOTALS stores the 8 tokens' totals at out and returns.
+#define X8TOTALS \
+	MOVQ    out+0(FP), AX; \
+	TOTAL4(Y0, Y1, Y2, Y3, X0, X1, (AX)); \
+	TOTAL4(Y4, Y5, Y6, Y7, X4, X5, 16(AX)); \
+	VZEROUPPER; \
+	RET
+
 TEXT ·dotNF4Int8x8TokAsm(SB), NOSPLIT, $0-72
-	MOVQ    tbl+8(FP), AX
-	MOVQ    packed+16(FP), SI
-	MOVQ    absmax+24(FP), DX
-	MOVQ    xq+32(FP), DI
-	MOVQ    xqStride+40(FP), R8
-	MOVQ    xd+48(FP), BX
-	MOVQ    xdStride+56(FP), R10
-	SHLQ    $2, R10
-	MOVQ    n+64(FP), CX
-	LEAQ    (R8)(R8*2), R12
-	LEAQ    (DI)(R12*1), R9
-	LEAQ    (R10)(R10*2), R13
-	LEAQ    (BX)(R13*1), R11
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VXORPS  Y7, Y7, Y7
+	X8ARGS
 
 int8tok8:
 	VMOVDQU      (SI), Y13
@@ -294,17 +320,112 @@ int8tok8:
 	TOK8((R9)(R8*2), 32(R9)(R8*2), (R11)(R10*2), Y5)
 	TOK8((DI)(R12*2), 32(DI)(R12*2), (BX)(R13*2), Y6)
 	TOK8((R9)(R8*4), 32(R9)(R8*4), (R11)(R10*4), Y7)
+	X8NEXT($64)
+	JNZ    int8tok8
+	X8TOTALS
+
+// NF4 × int8 activations with AVX-512 VNNI (VPDPBUSD on 256-bit vectors,
+// EVEX-encoded: AVX512_VNNI + AVX512VL), llama.cpp's IQ4_NL × Q8_0 dot on
+// its AVX-512 VNNI path, on bitsandbytes NF4 blocks.
+//
+// VPDPBUSD multiplies unsigned by signed bytes and adds each group of 4
+// products to an int32 lane, without saturation. The codes are looked up
+// offset by 128 (q+128 in [1, 255], unsigned) and the activations stay
+// signed, so each lane gets Σ q·x + 128·Σ x; the lane is started from
+// -128·Σ x of its 8 activations, stored with the block
+// (quantizeInt8VNNI), which leaves exactly the lane sums of the AVX2
+// kernels (VPMADDUBSW then VPMADDWD group the same 4 bytes of each half).
+// The float steps after the lane sums are theirs too, so the results are
+// theirs bit for bit, at 2 integer instructions per token and block
+// instead of 9.
+//
+// Activation blocks are 96 bytes: the 32 even elements, the 32 odd ones,
+// then 8 int32 lane starts. VPDPBUSD's accumulators are Y16 and up, which
+// only an EVEX encoding reaches (Zen 4 has AVX512_VNNI but not the VEX
+// AVX-VNNI form).
+
+// DECODE loads the block's 32 packed bytes at p and looks up the offset
+// codes of its high nibbles (even elements) into Y8 and of its low nibbles
+// (odd ones) into Y9, from the table in Y14. Clobbers Y10.
+#define DECODE(p) \
+	VMOVDQU p, Y9; \
+	VPSRLW  $4, Y9, Y10; \
+	VPAND   i8nib<>(SB), Y10, Y10; \
+	VPAND   i8nib<>(SB), Y9, Y9; \
+	VPSHUFB Y10, Y14, Y8; \
+	VPSHUFB Y9, Y14, Y9
+
+// VTOK adds one token's block to acc: its 96-byte block at x, its scale at
+// xd, the row's absmax broadcast in Y12; iacc and s are the token's integer
+// and scale temporaries.
+#define VTOK(x, xd, iacc, s, acc) \
+	VMOVDQU32    64(x), iacc; \
+	VPDPBUSD     (x), Y8, iacc; \
+	VPDPBUSD     32(x), Y9, iacc; \
+	VCVTDQ2PS    iacc, iacc; \
+	VBROADCASTSS xd, s; \
+	VMULPS       Y12, s, s; \
+	VFMADD231PS  s, iacc, acc
+
+// func dotNF4Int8VNNIAsm(utbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xd *float32, n int) float32
+//
+// One row: Σ_{b<n} absmax[b]·xd[b]·Σ_e code·xq, as dotNF4Int8Asm.
+TEXT ·dotNF4Int8VNNIAsm(SB), NOSPLIT, $0-52
+	MOVQ    utbl+0(FP), AX
+	MOVQ    packed+8(FP), SI
+	MOVQ    absmax+16(FP), DX
+	MOVQ    xq+24(FP), DI
+	MOVQ    xd+32(FP), BX
+	MOVQ    n+40(FP), CX
+	VMOVDQU (AX), Y14
+	VXORPS  Y0, Y0, Y0
+
+vnnidot:
+	PREFETCHT0   1024(SI)
+	DECODE((SI))
+	VBROADCASTSS (DX), Y12
+	VTOK(DI, (BX), Y16, Y17, Y0)
 	ADDQ         $32, SI
 	ADDQ         $4, DX
-	ADDQ         $64, DI
-	ADDQ         $64, R9
+	ADDQ         $96, DI
 	ADDQ         $4, BX
-	ADDQ         $4, R11
 	DECQ         CX
-	JNZ          int8tok8
+	JNZ          vnnidot
 
-	MOVQ         out+0(FP), AX
-	TOTAL4(Y0, Y1, Y2, Y3, X0, X1, (AX))
-	TOTAL4(Y4, Y5, Y6, Y7, X4, X5, 16(AX))
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
 	VZEROUPPER
+	MOVSS        X0, ret+48(FP)
 	RET
+
+// func dotNF4Int8x8VNNIAsm(out *[8]float32, tbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xqStride int, xd *float32, xdStride int, n int)
+//
+// One row against 8 tokens (xqStride bytes, xdStride scales apart), as
+// dotNF4Int8x8TokAsm: token i's block at DI + i·R8 (R9 = DI + 3·R8,
+// R12 = 3·R8), its scale at BX + i·R10 (R11 = BX + 3·R10, R13 = 3·R10).
+TEXT ·dotNF4Int8x8VNNIAsm(SB), NOSPLIT, $0-72
+	X8ARGS
+	VMOVDQU (AX), Y14
+
+vnnitok8:
+	DECODE((SI))
+	VBROADCASTSS (DX), Y12
+	LEAQ         (DI)(R8*1), AX
+	VTOK(DI, (BX), Y16, Y24, Y0)
+	VTOK(AX, (BX)(R10*1), Y17, Y25, Y1)
+	LEAQ         (DI)(R8*2), AX
+	VTOK(AX, (BX)(R10*2), Y18, Y26, Y2)
+	VTOK(R9, (R11), Y19, Y27, Y3)
+	LEAQ         (DI)(R8*4), AX
+	VTOK(AX, (BX)(R10*4), Y20, Y28, Y4)
+	LEAQ         (R9)(R8*2), AX
+	VTOK(AX, (R11)(R10*2), Y21, Y29, Y5)
+	LEAQ         (DI)(R12*2), AX
+	VTOK(AX, (BX)(R13*2), Y22, Y30, Y6)
+	LEAQ         (R9)(R8*4), AX
+	VTOK(AX, (R11)(R10*4), Y23, Y31, Y7)
+	X8NEXT($96)
+	JNZ    vnnitok8
+	X8TOTALS

@@ -163,3 +163,40 @@ func checkInt8MatMul(t *testing.T, b *Backend, m *kernels.NF4Matrix, x []float32
 		}
 	}
 }
+
+// TestNF4Int8VNNIMatchesAVX2: where the CPU has AVX-512 VNNI, MatMul's VNNI
+// kernels give the AVX2 kernels' results bit for bit (the same integer lane
+// sums, the same float steps) for batches that both run one token or 8 at a
+// time; the ref tolerance is TestMatMulNF4Int8's, which runs them too.
+func TestNF4Int8VNNIMatchesAVX2(t *testing.T) {
+	if !haveVNNI() {
+		t.Skip("no AVX-512 VNNI on this CPU: the VNNI kernels are not tested here")
+	}
+	vnni, avx2 := newBackend(2, true), newBackend(2, true)
+	defer vnni.Close()
+	defer avx2.Close()
+	avx2.vnni = false
+	if !vnni.vnni || vnni.Name() != "cpu-avx2-vnni" {
+		t.Fatalf("backend %s does not use its VNNI kernels", vnni.Name())
+	}
+	for _, b := range []*Backend{vnni, avx2} {
+		b.SetInt8Activations(true)
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, rows := range []int{1, 5, 64} {
+		for _, cols := range []int{64, 192, 2048} {
+			m := kerneltest.NF4(rng, rows, cols, kernels.NF4Code)
+			for _, T := range []int{1, 2, 3, 8} {
+				x := kerneltest.Vec(rng, T*cols)
+				got, want := make([]float32, T*rows), make([]float32, T*rows)
+				vnni.MatMul(kernels.HostBuf(got), kernels.HostBuf(x), m, T)
+				avx2.MatMul(kernels.HostBuf(want), kernels.HostBuf(x), m, T)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("[%d,%d] T=%d: y[%d] = %v with VNNI, %v with AVX2", rows, cols, T, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
