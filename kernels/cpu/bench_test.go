@@ -172,9 +172,9 @@ func BenchmarkNF4Kernel(bb *testing.B) {
 	if haveSIMD() {
 		c := newInt8Code(&m.Code)
 		xq, xd := make([]int8, cols), make([]float32, cols/blockElems)
-		quantizeInt8Planes(xq, xd, x, c.scale)
+		quantizeInt8Planes(xq, xd, x, c.scale, false)
 		xq4, xd4 := make([]int8, 4*cols), make([]float32, 4*cols/blockElems)
-		quantizeInt8Planes(xq4, xd4, append(append(append(append([]float32(nil), x...), x...), x...), x...), c.scale)
+		quantizeInt8Planes(xq4, xd4, append(append(append(append([]float32(nil), x...), x...), x...), x...), c.scale, false)
 		bb.Run("dot4tokens/int8", func(bb *testing.B) {
 			bb.SetBytes(4 * int64(nf4Bytes(m))) // per token, as if each read its row
 			var out [4]float32

@@ -135,10 +135,10 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	case j.vnni:
 		_, j.xd = b.int8Activations(T * m.Cols)
 		j.xv = b.vnniActivations(T * m.Cols / blockElems)
-		quantizeInt8VNNI(j.xv, j.xd, x[:T*m.Cols], j.int8.scale)
+		quantizeInt8VNNI(j.xv, j.xd, x[:T*m.Cols], j.int8.scale, b.simd)
 	case j.useInt8:
 		j.xq, j.xd = b.int8Activations(T * m.Cols)
-		quantizeInt8Planes(j.xq, j.xd, x[:T*m.Cols], j.int8.scale)
+		quantizeInt8Planes(j.xq, j.xd, x[:T*m.Cols], j.int8.scale, b.simd)
 	}
 	if j.planes {
 		n := T * m.Cols

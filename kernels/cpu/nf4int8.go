@@ -54,8 +54,13 @@ func (b *Backend) vnniActivations(nb int) []byte {
 // quantizeInt8Planes quantizes x [T, cols] block by block into q [T, cols]
 // and d [T, cols/64], each block's 64 bytes reordered as the kernels read
 // them: the 32 even elements (the high nibbles of the block's packed bytes),
-// then the 32 odd ones. d already includes the code book's scale.
-func quantizeInt8Planes(q []int8, d []float32, x []float32, codeScale float32) {
+// then the 32 odd ones. d already includes the code book's scale. The AVX2
+// twin (simd) gives the same bytes and scales for finite x.
+func quantizeInt8Planes(q []int8, d []float32, x []float32, codeScale float32, simd bool) {
+	if simd && len(x) >= blockElems {
+		quantizePlanesAVX2(q, d, x, codeScale)
+		return
+	}
 	var nat [blockElems]int8
 	for b := range len(x) / blockElems {
 		kernels.QuantizeBlocksInt8(nat[:], d[b:b+1], x[b*blockElems:(b+1)*blockElems])
@@ -76,8 +81,12 @@ const vnniBlock = blockElems + 8*4
 // 64 bytes (evens, then odds) are followed by the starts of the kernel's 8
 // int32 lanes, -128 times the sum of the 8 activations each lane sees
 // (bytes 4j..4j+3 of either half), which cancels the +128 of its codes.
-// q [T, cols/64, 96] bytes; d as in quantizeInt8Planes.
-func quantizeInt8VNNI(q []byte, d []float32, x []float32, codeScale float32) {
+// q [T, cols/64, 96] bytes; d as in quantizeInt8Planes, and so is simd.
+func quantizeInt8VNNI(q []byte, d []float32, x []float32, codeScale float32, simd bool) {
+	if simd && len(x) >= blockElems {
+		quantizeVNNIAVX2(q, d, x, codeScale)
+		return
+	}
 	var nat [blockElems]int8
 	for b := range len(x) / blockElems {
 		kernels.QuantizeBlocksInt8(nat[:], d[b:b+1], x[b*blockElems:(b+1)*blockElems])

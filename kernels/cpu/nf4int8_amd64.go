@@ -2,6 +2,8 @@
 
 package cpu
 
+import "unsafe"
+
 // dotNF4Int8AVX2 is dotNF4Int8Go on one row of len(absmax) blocks.
 func dotNF4Int8AVX2(tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32) float32 {
 	n := len(absmax)
@@ -67,3 +69,22 @@ func dotNF4Int8x8TokAVX2(out *[8]float32, tbl *[32]int8, packed []byte, absmax [
 
 //go:noescape
 func dotNF4Int8x8TokAsm(out *[8]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)
+
+// quantizePlanesAVX2 is quantizeInt8Planes over len(x)/64 > 0 blocks.
+func quantizePlanesAVX2(q []int8, d, x []float32, codeScale float32) {
+	nb := len(x) / blockElems
+	_ = q[nb*blockElems-1]
+	_ = d[nb-1]
+	quantizeInt8Asm((*byte)(unsafe.Pointer(&q[0])), &d[0], &x[0], nb, codeScale, blockElems, false)
+}
+
+// quantizeVNNIAVX2 is quantizeInt8VNNI over len(x)/64 > 0 blocks.
+func quantizeVNNIAVX2(q []byte, d, x []float32, codeScale float32) {
+	nb := len(x) / blockElems
+	_ = q[nb*vnniBlock-1]
+	_ = d[nb-1]
+	quantizeInt8Asm(&q[0], &d[0], &x[0], nb, codeScale, vnniBlock, true)
+}
+
+//go:noescape
+func quantizeInt8Asm(q *byte, d *float32, x *float32, nb int, codeScale float32, qstride int, lanes bool)

@@ -429,3 +429,159 @@ vnnitok8:
 	X8NEXT($96)
 	JNZ    vnnitok8
 	X8TOTALS
+
+// Quantizing activations per 64-value block (kernels.QuantizeBlocksInt8:
+// d = amax/127, q = round(x·(127/amax)), halves away from zero), into the
+// planes order the kernels read: the 32 even values, then the 32 odd ones.
+// Rounding: t = trunc(y), plus sign(y) where |y-t| >= 0.5 (y - t is exact),
+// which is math.Round of the float32 product, bit for bit.
+
+#define BCAST8(name, bits) \
+	DATA name+0(SB)/4, bits; \
+	DATA name+4(SB)/4, bits; \
+	DATA name+8(SB)/4, bits; \
+	DATA name+12(SB)/4, bits; \
+	DATA name+16(SB)/4, bits; \
+	DATA name+20(SB)/4, bits; \
+	DATA name+24(SB)/4, bits; \
+	DATA name+28(SB)/4, bits; \
+	GLOBL name(SB), RODATA|NOPTR, $32
+
+BCAST8(qabs<>, $0x7fffffff)
+BCAST8(qsign<>, $0x80000000)
+BCAST8(qhalf<>, $0x3f000000)
+BCAST8(qone<>, $0x3f800000)
+BCAST8(qones8<>, $0x01010101)
+
+DATA q127<>+0(SB)/4, $127.0
+GLOBL q127<>(SB), RODATA|NOPTR, $4
+
+// qperm gathers dwords 0,4,1,5,2,6,3,7 (VPERMD) and qshuf then interleaves
+// the pairs of each 8-byte half (VPSHUFB): together they turn the packs'
+// order into the natural one.
+DATA qperm<>+0(SB)/8, $0x0000000400000000
+DATA qperm<>+8(SB)/8, $0x0000000500000001
+DATA qperm<>+16(SB)/8, $0x0000000600000002
+DATA qperm<>+24(SB)/8, $0x0000000700000003
+GLOBL qperm<>(SB), RODATA|NOPTR, $32
+DATA qshuf<>+0(SB)/8, $0x0706030205040100
+DATA qshuf<>+8(SB)/8, $0x0f0e0b0a0d0c0908
+DATA qshuf<>+16(SB)/8, $0x0706030205040100
+DATA qshuf<>+24(SB)/8, $0x0f0e0b0a0d0c0908
+GLOBL qshuf<>(SB), RODATA|NOPTR, $32
+
+// QROUND rounds the 8 floats of v (x times 1/d) half away from zero and
+// converts them to int32 in v. Clobbers Y13-Y15.
+#define QROUND(v) \
+	VROUNDPS   $3, v, Y13; \
+	VSUBPS     Y13, v, Y14; \
+	VANDPS     qabs<>(SB), Y14, Y14; \
+	VCMPPS     $13, qhalf<>(SB), Y14, Y14; \
+	VANDPS     qsign<>(SB), v, Y15; \
+	VORPS      qone<>(SB), Y15, Y15; \
+	VANDPS     Y14, Y15, Y15; \
+	VADDPS     Y15, Y13, v; \
+	VCVTTPS2DQ v, v
+
+// QHALF scales, rounds and splits 32 values at off(SI) into the even ones
+// (e0 e1, each [v0 v2 v8 v10 | v4 v6 v12 v14] of its 16) and the odd ones
+// (o0 o1). Clobbers Y0-Y3, Y13-Y15.
+#define QHALF(off, e0, o0, e1, o1) \
+	VMULPS  off(SI), Y12, Y0; \
+	VMULPS  off+32(SI), Y12, Y1; \
+	VMULPS  off+64(SI), Y12, Y2; \
+	VMULPS  off+96(SI), Y12, Y3; \
+	QROUND(Y0); \
+	QROUND(Y1); \
+	QROUND(Y2); \
+	QROUND(Y3); \
+	VSHUFPS $0x88, Y1, Y0, e0; \
+	VSHUFPS $0xdd, Y1, Y0, o0; \
+	VSHUFPS $0x88, Y3, Y2, e1; \
+	VSHUFPS $0xdd, Y3, Y2, o1
+
+// QPACK packs the 32 int32 of a, b, c, d (QHALF's order) into 32 bytes in
+// natural order, in a. Clobbers c. Y8 holds qperm.
+#define QPACK(a, b, c, d) \
+	VPACKSSDW b, a, a; \
+	VPACKSSDW d, c, c; \
+	VPACKSSWB c, a, a; \
+	VPERMD    a, Y8, a; \
+	VPSHUFB   qshuf<>(SB), a, a
+
+// func quantizeInt8Asm(q *int8, d *float32, x *float32, nb int, codeScale float32, qstride int, lanes bool)
+//
+// nb blocks of x into q (qstride bytes a block: 64 values in planes order,
+// then, when lanes, the VNNI kernels' 8 int32 lane starts, -128 times the
+// sum of each lane's 8 values) and d (the block scale times codeScale).
+TEXT ·quantizeInt8Asm(SB), NOSPLIT, $0-49
+	MOVQ    q+0(FP), DI
+	MOVQ    d+8(FP), DX
+	MOVQ    x+16(FP), SI
+	MOVQ    nb+24(FP), CX
+	MOVQ    qstride+40(FP), R8
+	MOVBLZX lanes+48(FP), R9
+	VMOVDQU qperm<>(SB), Y8
+
+qblock:
+	VMOVUPS      qabs<>(SB), Y2
+	VANDPS       (SI), Y2, Y0
+	VANDPS       32(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VANDPS       64(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VANDPS       96(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VANDPS       128(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VANDPS       160(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VANDPS       192(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VANDPS       224(SI), Y2, Y1
+	VMAXPS       Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0 // amax in every lane
+
+	// d = amax/127 times codeScale; 1/d = 127/amax, 0 for a block of zeros.
+	VMOVSS       q127<>(SB), X2
+	VDIVSS       X2, X0, X3
+	VMULSS       codeScale+32(FP), X3, X3
+	VMOVSS       X3, (DX)
+	VDIVSS       X0, X2, X5
+	VXORPS       X4, X4, X4
+	VCMPSS       $4, X4, X0, X6
+	VANDPS       X6, X5, X5
+	VBROADCASTSS X5, Y12
+
+	QHALF(0, Y4, Y5, Y6, Y7)
+	QHALF(128, Y9, Y10, Y11, Y1)
+	QPACK(Y4, Y6, Y9, Y11)
+	QPACK(Y5, Y7, Y10, Y1)
+	VMOVDQU      Y4, (DI)
+	VMOVDQU      Y5, 32(DI)
+	TESTQ        R9, R9
+	JZ           qnext
+	VMOVDQU      qones8<>(SB), Y13
+	VPMADDUBSW   Y4, Y13, Y14
+	VPMADDUBSW   Y5, Y13, Y15
+	VPMADDWD     i8ones<>(SB), Y14, Y14
+	VPMADDWD     i8ones<>(SB), Y15, Y15
+	VPADDD       Y15, Y14, Y14
+	VPSLLD       $7, Y14, Y14
+	VPXOR        Y15, Y15, Y15
+	VPSUBD       Y14, Y15, Y14
+	VMOVDQU      Y14, 64(DI)
+
+qnext:
+	ADDQ         $256, SI
+	ADDQ         $4, DX
+	ADDQ         R8, DI
+	DECQ         CX
+	JNZ          qblock
+	VZEROUPPER
+	RET

@@ -17,3 +17,6 @@ func dotNF4Int8x4TokAVX2(out *[4]float32, tbl *[32]int8, packed []byte, absmax [
 func dotNF4Int8x8TokAVX2(out *[8]float32, tbl *[32]int8, packed []byte, absmax []float32, xq []int8, xd []float32, cols int) {
 	panic("unreachable")
 }
+
+func quantizePlanesAVX2(q []int8, d, x []float32, codeScale float32) { panic("unreachable") }
+func quantizeVNNIAVX2(q []byte, d, x []float32, codeScale float32)   { panic("unreachable") }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
@@ -197,6 +198,61 @@ func TestNF4Int8VNNIMatchesAVX2(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestQuantizeInt8AVX2MatchesGo: the AVX2 quantizer writes the Go one's
+// bytes, scales and VNNI lane starts exactly, halves (which round away
+// from zero), blocks of zeros and tiny and huge scales included.
+func TestQuantizeInt8AVX2MatchesGo(t *testing.T) {
+	if !haveSIMD() {
+		t.Skip("no AVX2 kernels here")
+	}
+	rng := rand.New(rand.NewPCG(41, 42))
+	const nb = 40
+	x := make([]float32, nb*blockElems)
+	for b := range nb {
+		blk := x[b*blockElems : (b+1)*blockElems]
+		switch b % 5 {
+		case 0: // halves: amax 127, so x·(127/amax) = x exactly
+			for i := range blk {
+				blk[i] = float32(rng.IntN(253)-126) + 0.5
+			}
+			blk[rng.IntN(blockElems)] = -127
+		case 1: // zeros: scale 0
+		case 2:
+			for i := range blk {
+				blk[i] = (rng.Float32()*2 - 1) * 1e-30
+			}
+		case 3:
+			for i := range blk {
+				blk[i] = (rng.Float32()*2 - 1) * 3e4
+			}
+		default:
+			copy(blk, kerneltest.Vec(rng, blockElems))
+		}
+	}
+	const codeScale = 0.0078740157
+	wq, gq := make([]int8, len(x)), make([]int8, len(x))
+	wd, gd := make([]float32, nb), make([]float32, nb)
+	quantizeInt8Planes(wq, wd, x, codeScale, false)
+	quantizeInt8Planes(gq, gd, x, codeScale, true)
+	wv, gv := make([]byte, nb*vnniBlock), make([]byte, nb*vnniBlock)
+	wvd, gvd := make([]float32, nb), make([]float32, nb)
+	quantizeInt8VNNI(wv, wvd, x, codeScale, false)
+	quantizeInt8VNNI(gv, gvd, x, codeScale, true)
+	for b := range nb {
+		if math.Float32bits(gd[b]) != math.Float32bits(wd[b]) || math.Float32bits(gvd[b]) != math.Float32bits(wvd[b]) {
+			t.Fatalf("block %d: scale %v (VNNI layout %v) with AVX2, %v in Go", b, gd[b], gvd[b], wd[b])
+		}
+		for i := range blockElems {
+			if gq[b*blockElems+i] != wq[b*blockElems+i] {
+				t.Fatalf("block %d value %d (x %v): %d with AVX2, %d in Go", b, i, x[b*blockElems+2*(i%32)+i/32], gq[b*blockElems+i], wq[b*blockElems+i])
+			}
+		}
+		if !slices.Equal(gv[b*vnniBlock:(b+1)*vnniBlock], wv[b*vnniBlock:(b+1)*vnniBlock]) {
+			t.Fatalf("block %d: VNNI layout differs between AVX2 and Go", b)
 		}
 	}
 }
