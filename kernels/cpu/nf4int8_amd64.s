@@ -14,17 +14,20 @@
 // below 2^15 (no saturation). VPMADDWD by ones widens to int32, and the
 // block's 8 lane sums are scaled once, in float, by absmax·d.
 
-DATA i8nib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA i8nib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA i8nib<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA i8nib<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL i8nib<>(SB), RODATA|NOPTR, $32
+// BCAST8 defines name as 8 copies of the 32-bit pattern bits (a vector).
+#define BCAST8(name, bits) \
+	DATA name+0(SB)/4, bits; \
+	DATA name+4(SB)/4, bits; \
+	DATA name+8(SB)/4, bits; \
+	DATA name+12(SB)/4, bits; \
+	DATA name+16(SB)/4, bits; \
+	DATA name+20(SB)/4, bits; \
+	DATA name+24(SB)/4, bits; \
+	DATA name+28(SB)/4, bits; \
+	GLOBL name(SB), RODATA|NOPTR, $32
 
-DATA i8ones<>+0(SB)/8, $0x0001000100010001
-DATA i8ones<>+8(SB)/8, $0x0001000100010001
-DATA i8ones<>+16(SB)/8, $0x0001000100010001
-DATA i8ones<>+24(SB)/8, $0x0001000100010001
-GLOBL i8ones<>(SB), RODATA|NOPTR, $32
+BCAST8(i8nib<>, $0x0f0f0f0f)
+BCAST8(i8ones<>, $0x00010001)
 
 // One row at a time, so that the weights stream in order: reading 4 rows
 // side by side (to load each activation block once for 4) measured slower
@@ -435,17 +438,6 @@ vnnitok8:
 // planes order the kernels read: the 32 even values, then the 32 odd ones.
 // Rounding: t = trunc(y), plus sign(y) where |y-t| >= 0.5 (y - t is exact),
 // which is math.Round of the float32 product, bit for bit.
-
-#define BCAST8(name, bits) \
-	DATA name+0(SB)/4, bits; \
-	DATA name+4(SB)/4, bits; \
-	DATA name+8(SB)/4, bits; \
-	DATA name+12(SB)/4, bits; \
-	DATA name+16(SB)/4, bits; \
-	DATA name+20(SB)/4, bits; \
-	DATA name+24(SB)/4, bits; \
-	DATA name+28(SB)/4, bits; \
-	GLOBL name(SB), RODATA|NOPTR, $32
 
 BCAST8(qabs<>, $0x7fffffff)
 BCAST8(qsign<>, $0x80000000)
