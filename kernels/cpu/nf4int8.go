@@ -87,19 +87,17 @@ func quantizeInt8VNNI(q []byte, d []float32, x []float32, codeScale float32, sim
 		quantizeVNNIAVX2(q, d, x, codeScale)
 		return
 	}
-	var nat [blockElems]int8
+	var planes [blockElems]int8
 	for b := range len(x) / blockElems {
-		kernels.QuantizeBlocksInt8(nat[:], d[b:b+1], x[b*blockElems:(b+1)*blockElems])
-		d[b] *= codeScale
+		quantizeInt8Planes(planes[:], d[b:b+1], x[b*blockElems:(b+1)*blockElems], codeScale, false)
 		qb := q[b*vnniBlock : (b+1)*vnniBlock]
-		for i := range blockBytes {
-			qb[i] = byte(nat[2*i])
-			qb[blockBytes+i] = byte(nat[2*i+1])
+		for i, v := range planes {
+			qb[i] = byte(v)
 		}
 		for lane := range 8 {
 			var sum int32
 			for k := range 4 {
-				sum += int32(int8(qb[4*lane+k])) + int32(int8(qb[blockBytes+4*lane+k]))
+				sum += int32(planes[4*lane+k]) + int32(planes[blockBytes+4*lane+k])
 			}
 			binary.LittleEndian.PutUint32(qb[blockElems+4*lane:], uint32(-128*sum))
 		}

@@ -501,6 +501,12 @@ GLOBL qshuf<>(SB), RODATA|NOPTR, $32
 	VPERMD    a, Y8, a; \
 	VPSHUFB   qshuf<>(SB), a, a
 
+// QAMAX folds |x| of the 8 floats at off(SI) into the running max Y0 (Y2
+// holds the abs mask). Clobbers Y1.
+#define QAMAX(off) \
+	VANDPS off(SI), Y2, Y1; \
+	VMAXPS Y1, Y0, Y0
+
 // func quantizeInt8Asm(q *int8, d *float32, x *float32, nb int, codeScale float32, qstride int, lanes bool)
 //
 // nb blocks of x into q (qstride bytes a block: 64 values in planes order,
@@ -518,20 +524,13 @@ TEXT ·quantizeInt8Asm(SB), NOSPLIT, $0-49
 qblock:
 	VMOVUPS      qabs<>(SB), Y2
 	VANDPS       (SI), Y2, Y0
-	VANDPS       32(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
-	VANDPS       64(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
-	VANDPS       96(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
-	VANDPS       128(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
-	VANDPS       160(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
-	VANDPS       192(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
-	VANDPS       224(SI), Y2, Y1
-	VMAXPS       Y1, Y0, Y0
+	QAMAX(32)
+	QAMAX(64)
+	QAMAX(96)
+	QAMAX(128)
+	QAMAX(160)
+	QAMAX(192)
+	QAMAX(224)
 	VEXTRACTF128 $1, Y0, X1
 	VMAXPS       X1, X0, X0
 	VPERMILPS    $0x4e, X0, X1
