@@ -9,24 +9,30 @@ import (
 	"testing"
 )
 
-// rssFileKiB reads RssFile (file-backed resident pages) of this process.
+// rssFileKiB reads this process's resident file-backed pages: RssFile, plus
+// RssShmem for a temporary directory on tmpfs.
 func rssFileKiB(t *testing.T) int {
 	t.Helper()
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Skipf("no /proc/self/status: %v", err)
 	}
+	total, found := 0, false
 	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			if err != nil {
-				t.Fatalf("RssFile line %q: %v", line, err)
+		for _, key := range []string{"RssFile:", "RssShmem:"} {
+			if rest, ok := strings.CutPrefix(line, key); ok {
+				kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+				if err != nil {
+					t.Fatalf("%s line %q: %v", key, line, err)
+				}
+				total, found = total+kib, true
 			}
-			return kib
 		}
 	}
-	t.Skip("no RssFile in /proc/self/status")
-	return 0
+	if !found {
+		t.Skip("no RssFile in /proc/self/status")
+	}
+	return total
 }
 
 // Evict drops a mapped file's pages from the resident set, and the tensors
