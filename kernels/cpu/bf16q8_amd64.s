@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // AVX2/FMA kernels for BF16 and Q8 weights. The Go wrappers in
 // bf16q8_amd64.go check bounds.
@@ -8,13 +9,6 @@
 // bfloat16 is the top half of a float32: VPMOVZXWD widens 8 of them to
 // dwords and VPSLLD $16 moves them into place. Q8 codes are sign-extended
 // (VPMOVSXBD), converted exactly (VCVTDQ2PS) and scaled once per block of 32.
-
-// HSUM sets X0 to the sum of the 8 lanes of Y0.
-#define HSUM \
-	VEXTRACTF128 $1, Y0, X1; \
-	VADDPS       X1, X0, X0; \
-	VHADDPS      X0, X0, X0; \
-	VHADDPS      X0, X0, X0
 
 // BF16 loads the 8 bfloat16 at off(SI) into dst as float32.
 #define BF16(off, dst) \
@@ -207,20 +201,6 @@ q8deqdone:
 	FMAX3(R8, Y3, Y4, Y5); \
 	FMAX3(R9, Y6, Y7, Y8); \
 	FMAX3(R10, Y9, Y10, Y11)
-
-#define ZERO12 \
-	VXORPS Y0, Y0, Y0; \
-	VXORPS Y1, Y1, Y1; \
-	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3; \
-	VXORPS Y4, Y4, Y4; \
-	VXORPS Y5, Y5, Y5; \
-	VXORPS Y6, Y6, Y6; \
-	VXORPS Y7, Y7, Y7; \
-	VXORPS Y8, Y8, Y8; \
-	VXORPS Y9, Y9, Y9; \
-	VXORPS Y10, Y10, Y10; \
-	VXORPS Y11, Y11, Y11
 
 // TOTAL4 stores to off(AX) the totals of the 4 accumulators a, b, c, d.
 // Clobbers Y12, Y13.

@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // The packed GEMM's micro-kernel and panel packing (gemm.go).
 
@@ -22,18 +23,7 @@ TEXT ·gemm6x16Asm(SB), NOSPLIT, $0-49
 	ADDQ   DX, BX
 	MOVQ   p+32(FP), DI
 	MOVQ   k+40(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
+	ZERO12
 
 g6loop:
 	TESTQ   CX, CX

@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // NF4 × int8 activations, AVX2 (the integer dot product of llama.cpp's
 // IQ4_NL × Q8_0 in ggml-cpu's quants.c, on bitsandbytes NF4 blocks).
@@ -13,18 +14,6 @@
 // (VPSIGNB): |x|·sign(x)·w = x·w, and |x|, |w| <= 127 keep each pair sum
 // below 2^15 (no saturation). VPMADDWD by ones widens to int32, and the
 // block's 8 lane sums are scaled once, in float, by absmax·d.
-
-// BCAST8 defines name as 8 copies of the 32-bit pattern bits (a vector).
-#define BCAST8(name, bits) \
-	DATA name+0(SB)/4, bits; \
-	DATA name+4(SB)/4, bits; \
-	DATA name+8(SB)/4, bits; \
-	DATA name+12(SB)/4, bits; \
-	DATA name+16(SB)/4, bits; \
-	DATA name+20(SB)/4, bits; \
-	DATA name+24(SB)/4, bits; \
-	DATA name+28(SB)/4, bits; \
-	GLOBL name(SB), RODATA|NOPTR, $32
 
 BCAST8(i8nib<>, $0x0f0f0f0f)
 BCAST8(i8ones<>, $0x00010001)
@@ -86,10 +75,7 @@ int8dot:
 	DECQ         CX
 	JNZ          int8dot
 
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
+	HSUM
 	VZEROUPPER
 	MOVSS        X0, ret+48(FP)
 	RET
@@ -163,6 +149,16 @@ q8int8:
 	VMULPS       Y12, Y6, Y6; \
 	VFMADD231PS  Y6, Y4, acc
 
+// TOTAL4 stores at dst the totals of the 8 lanes of a, b, c, d (the
+// 4- and 8-token kernels sum them this way). Clobbers a, b, c.
+#define TOTAL4(a, b, c, d, xa, xb, dst) \
+	VHADDPS      b, a, a; \
+	VHADDPS      d, c, c; \
+	VHADDPS      c, a, a; \
+	VEXTRACTF128 $1, a, xb; \
+	VADDPS       xb, xa, xa; \
+	VMOVUPS      xa, dst
+
 // func dotNF4Int8x4TokAsm(out *[4]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)
 //
 // One row against 4 tokens (xqStride bytes, xdStride scales apart): each
@@ -208,13 +204,8 @@ int8tok:
 	DECQ         CX
 	JNZ          int8tok
 
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
 	MOVQ         out+0(FP), AX
-	VMOVUPS      X0, (AX)
+	TOTAL4(Y0, Y1, Y2, Y3, X0, X1, (AX))
 	VZEROUPPER
 	RET
 
@@ -238,16 +229,6 @@ int8tok:
 	VBROADCASTSS xd, Y15; \
 	VMULPS       Y12, Y15, Y15; \
 	VFMADD231PS  Y15, Y13, acc
-
-// TOTAL4 stores at dst the totals of the 8 lanes of a, b, c, d, in the
-// order dotNF4Int8x4TokAsm sums them. Clobbers a, b, c.
-#define TOTAL4(a, b, c, d, xa, xb, dst) \
-	VHADDPS      b, a, a; \
-	VHADDPS      d, c, c; \
-	VHADDPS      c, a, a; \
-	VEXTRACTF128 $1, a, xb; \
-	VADDPS       xb, xa, xa; \
-	VMOVUPS      xa, dst
 
 // func dotNF4Int8x8TokAsm(out *[8]float32, tbl *[32]int8, packed *byte, absmax *float32, xq *int8, xqStride int, xd *float32, xdStride int, n int)
 //
@@ -395,10 +376,7 @@ vnnidot:
 	DECQ         CX
 	JNZ          vnnidot
 
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
+	HSUM
 	VZEROUPPER
 	MOVSS        X0, ret+48(FP)
 	RET

@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // AVX2/FMA inner loops. The Go wrappers in simd_amd64.go check bounds.
 //
@@ -93,10 +94,7 @@ nf4dotblock:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
+	HSUM
 	VZEROUPPER
 	MOVSS        X0, ret+40(FP)
 	RET
@@ -193,10 +191,7 @@ dotsum:
 	VADDPS       Y1, Y0, Y0
 	VADDPS       Y3, Y2, Y2
 	VADDPS       Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
+	HSUM
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
 	RET
@@ -395,18 +390,7 @@ TEXT ·dot4x3Asm(SB), NOSPLIT, $0-64
 	LEAQ   (R11)(AX*1), R12
 	MOVQ   k+56(FP), CX
 	XORQ   BX, BX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
+	ZERO12
 
 d43loop:
 	CMPQ    CX, $8
