@@ -90,10 +90,10 @@ type KVStorage interface {
 	KVInBF16() bool
 }
 
-// KVBytesPerValue is the size of one cached value on backend b: 2 when it is
-// a KVStorage that keeps bfloat16, else 4.
-func KVBytesPerValue(b any) int {
-	if s, ok := b.(KVStorage); ok && s.KVInBF16() {
+// KVBytesPerValue is the size of one cached value in mem: 2 when it is a
+// KVStorage that keeps bfloat16, else 4.
+func KVBytesPerValue(mem Memory) int {
+	if s, ok := mem.(KVStorage); ok && s.KVInBF16() {
 		return 2
 	}
 	return 4

@@ -76,14 +76,13 @@ func (b *Backend) groupBySlot(slots []int32) []loraGroup {
 // (group, rank) pairs, so each A row is read once for its group's tokens.
 type loraShrinkJob struct {
 	z, x   []float32 // z [T, MaxRank], x [T, In]
-	a      []float32 // float32 storage: s.A
 	s      *kernels.LoRAStack
 	groups []loraGroup
 	simd   bool
 }
 
 func (j *loraShrinkJob) run(_, lo, hi int) {
-	s := j.s
+	s, a := j.s, j.s.A.Host() // a: float32 storage
 	for item := lo; item < hi; item++ {
 		g, r := &j.groups[item/s.MaxRank], item%s.MaxRank
 		row := (int(g.slot)*s.MaxRank + r) * s.In
@@ -93,7 +92,7 @@ func (j *loraShrinkJob) run(_, lo, hi int) {
 			if s.BF16 {
 				v = dotBF16(s.A16[row:][:s.In], x, j.simd)
 			} else {
-				v = dot(j.a[row:][:s.In], x, j.simd)
+				v = dot(a[row:][:s.In], x, j.simd)
 			}
 			j.z[int(t)*s.MaxRank+r] = v
 		}
@@ -106,14 +105,13 @@ func (j *loraShrinkJob) run(_, lo, hi int) {
 // z[t,r]·B[o,r] for r = 0, 1, ... in turn.
 type loraExpandJob struct {
 	y, z   []float32 // y [T, Out], z [T, MaxRank]
-	b      []float32 // float32 storage: s.B
 	s      *kernels.LoRAStack
 	groups []loraGroup
 	simd   bool
 }
 
 func (j *loraExpandJob) run(_, lo, hi int) {
-	s := j.s
+	s, b := j.s, j.s.B.Host() // b: float32 storage
 	for c := lo; c < hi; c++ {
 		o0, o1 := c*loraChunk, min((c+1)*loraChunk, s.Out)
 		n := o1 - o0
@@ -124,7 +122,7 @@ func (j *loraExpandJob) run(_, lo, hi int) {
 					z := j.z[int(t)*s.MaxRank:][:s.MaxRank]
 					y := j.y[int(t)*s.Out:]
 					for o := o0; o < o1; o++ {
-						y[o] += dot(j.b[(int(g.slot)*s.Out+o)*s.MaxRank:][:s.MaxRank], z, j.simd)
+						y[o] += dot(b[(int(g.slot)*s.Out+o)*s.MaxRank:][:s.MaxRank], z, j.simd)
 					}
 				}
 				continue
@@ -150,9 +148,6 @@ func (b *Backend) LoRAShrink(zb, xb kernels.Buf, s *kernels.LoRAStack, slotsb ke
 	defer b.mu.Unlock()
 	groups := b.groupBySlot(slots)
 	b.loraShrink = loraShrinkJob{z: z, x: x, s: s, groups: groups, simd: b.simd}
-	if !s.BF16 {
-		b.loraShrink.a = s.A.Host()
-	}
 	b.pool.parallel(&b.loraShrink, len(groups)*s.MaxRank, max(1, 4096/s.In))
 	b.loraShrink = loraShrinkJob{}
 }
@@ -170,9 +165,6 @@ func (b *Backend) LoRAExpand(yb, zb kernels.Buf, s *kernels.LoRAStack, slotsb ke
 	defer b.mu.Unlock()
 	groups := b.groupBySlot(slots)
 	b.loraExpand = loraExpandJob{y: y, z: z, s: s, groups: groups, simd: b.simd}
-	if !s.BF16 {
-		b.loraExpand.b = s.B.Host()
-	}
 	b.pool.parallel(&b.loraExpand, (s.Out+loraChunk-1)/loraChunk, 1)
 	b.loraExpand = loraExpandJob{}
 }
