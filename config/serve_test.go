@@ -50,7 +50,7 @@ func TestServeDefaults(t *testing.T) {
 		ModelConfig: ModelConfig{Model: "org/name", Quantize: "nf4", Backend: "cpu"}, ServedModelNames: []string{"org/name"}, Port: 8000,
 		MaxNumSeqs: 16, MaxNumBatchedTokens: 512, KVCacheFraction: 0.5, MaxWaitingRequests: 256, MaxRequestBodyBytes: 4 << 20,
 		ShutdownTimeout: 30 * time.Second, LogLevel: "info", LogFormat: "text",
-		MaxLoRAs: 4, MaxLoRARank: 16, LoRADtype: "bfloat16", KVCacheDtype: "auto", Playground: true, MetricsCompat: "vllm", NF4Decode: "int8",
+		MaxLoRAs: 4, MaxLoRARank: 16, LoRADtype: "bfloat16", KVCacheDtype: "auto", Playground: true, MetricsCompat: "vllm", NF4Decode: "int8", NF4Prefill: "int8",
 		ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -149,6 +149,7 @@ func TestServeInvalid(t *testing.T) {
 		{"log format", []string{"--model", "m", "--log-format", "xml"}, nil, "", "--log-format"},
 		{"metrics compat", []string{"--model", "m", "--metrics-compat", "sglang"}, nil, "", "--metrics-compat \"sglang\": must be vllm or none"},
 		{"nf4 decode", []string{"--model", "m", "--nf4-decode", "int4"}, nil, "", "--nf4-decode \"int4\": must be int8 or float32"},
+		{"nf4 prefill", []string{"--model", "m", "--nf4-prefill", "fp8"}, nil, "", "--nf4-prefill \"fp8\": must be int8 or float32"},
 		{"lora dtype", []string{"--model", "m", "--lora-dtype", "fp16"}, nil, "", "--lora-dtype \"fp16\": must be bfloat16 or float32"},
 		{"kv dtype", []string{"--model", "m", "--kv-cache-dtype", "fp8"}, nil, "", "--kv-cache-dtype \"fp8\": must be auto, bfloat16 or float32"},
 		{"two lm_head widths", []string{"--model", "m", "--lm-head-8bit", "--lm-head-4bit"}, nil, "", "--lm-head-8bit and --lm-head-4bit: choose one"},

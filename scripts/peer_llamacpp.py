@@ -206,8 +206,9 @@ def main():
     bw = pr.get("Peer/bandwidth", {}).get("memGB/s", 0)
     rows = []
     for n in a.pp:
-        ours = pr.get(f"Peer/pp{n}", {}).get("best_tok/s")
-        rows.append((f"pp{n} tok/s", ours, ll["pp"].get(str(n)), "1.5x", None))
+        for mode in ("int8", "float32"):
+            ours = pr.get(f"Peer/pp{n}/nf4={mode}", {}).get("best_tok/s")
+            rows.append((f"pp{n} tok/s, parrot nf4={mode}", ours, ll["pp"].get(str(n)), "1.5x", None))
     tg_ll = ll.get("tg", {}).get("tps")
     ll_bytes = st["per_token_bytes"]
     for key, v in sorted(pr.items()):

@@ -184,11 +184,14 @@ func load(ctx context.Context, cfg config.Serve, log *slog.Logger, obs engine.Ob
 	if b, ok := backend.(interface{ SetInt8Activations(bool) }); ok {
 		b.SetInt8Activations(cfg.NF4Decode == "int8")
 	}
+	if b, ok := backend.(interface{ SetInt8Prefill(bool) }); ok {
+		b.SetInt8Prefill(cfg.NF4Prefill == "int8")
+	}
 	if b, ok := backend.(interface{ SetLoRAFloat32(bool) }); ok {
 		b.SetLoRAFloat32(cfg.LoRADtype == "float32")
 	}
 	start := time.Now()
-	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend, "nf4_decode", cfg.NF4Decode)
+	log.Info("loading model", "dir", dir, "quantize", cfg.Quantize, "backend", cfg.Backend, "nf4_decode", cfg.NF4Decode, "nf4_prefill", cfg.NF4Prefill)
 	loaded, err := llama.Load(dir, llama.LoadOptions{Quantize: cfg.Quantize, Backend: backend, ChatTemplate: cfg.ChatTemplate, LMHead8Bit: cfg.LMHead8Bit, LMHead4Bit: cfg.LMHead4Bit})
 	if err != nil {
 		closeBackend()

@@ -28,20 +28,21 @@ import (
 type Backend struct {
 	kernels.HostMemory // activations are Go slices: Alloc is make, Write/Read copy
 
-	mu      sync.Mutex
-	pool    *pool
-	threads int
-	simd    bool        // use the AVX2/FMA kernels
-	vnni    bool        // and the AVX-512 VNNI ones for NF4 × int8 (the CPU has them)
-	scratch [][]float32 // [workers][...] per-worker space, grown on demand
-	gemm    []gemmBuf   // [workers] space for the packed GEMM
-	xperm   []float32   // [T, Cols] activations permuted for the NF4 planes kernels
-	int8Act bool        // NF4 decode products take int8 activations (SetInt8Activations)
-	xq      []int8      // [T, Cols] quantized activations for them
-	xd      []float32   // [T, Cols/64] and their scales
-	xv      []byte      // [T, Cols/64, 96] the activations in the VNNI kernels' layout
-	loraF32 bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
-	kvBF16  bool        // new KV caches store bfloat16 (SetKVBF16)
+	mu          sync.Mutex
+	pool        *pool
+	threads     int
+	simd        bool        // use the AVX2/FMA kernels
+	vnni        bool        // and the AVX-512 VNNI ones for NF4 × int8 (the CPU has them)
+	scratch     [][]float32 // [workers][...] per-worker space, grown on demand
+	gemm        []gemmBuf   // [workers] space for the packed GEMM
+	xperm       []float32   // [T, Cols] activations permuted for the NF4 planes kernels
+	int8Act     bool        // NF4 decode products take int8 activations (SetInt8Activations)
+	int8Prefill bool        // and NF4 prefill products (SetInt8Prefill)
+	xq          []int8      // [T, Cols] quantized activations for them
+	xd          []float32   // [T, Cols/64] and their scales
+	xv          []byte      // [T, Cols/64, 96] the activations in the VNNI kernels' layout
+	loraF32     bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
+	kvBF16      bool        // new KV caches store bfloat16 (SetKVBF16)
 
 	loraGroups []loraGroup // a LoRA op's tokens grouped by slot
 
@@ -96,6 +97,17 @@ func (b *Backend) SetInt8Activations(on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.int8Act = on
+}
+
+// SetInt8Prefill is SetInt8Activations for NF4 products of larger batches
+// (prefill, batched decode beyond 8 tokens): on, they quantize their
+// activations the same way and compute kernels/ref.MatMulNF4Int8, in a
+// blocked integer GEMM where the CPU has AVX-512 VNNI (and the rows come in
+// multiples of 16); off (the default), in float32 as kernels/ref.MatMul.
+func (b *Backend) SetInt8Prefill(on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.int8Prefill = on
 }
 
 // Name returns "cpu", or "cpu-avx2" when the assembly kernels are in use

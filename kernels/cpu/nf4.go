@@ -43,6 +43,10 @@ type nf4Job struct {
 	// [T, Cols/64, 96] bytes in quantizeInt8VNNI's layout (xq unused).
 	vnni bool
 	xv   []byte
+	// vnniGemm: a prefill-sized batch takes the VNNI GEMM
+	// (runVNNIGemm) on groups (built from xv and xd).
+	vnniGemm bool
+	groups   vnniGroups
 
 	lut    [256][2]float32 // packed byte → (Code[high nibble], Code[low nibble])
 	planeT [4][32]byte     // planeT[k][c] = byte k of Code[c], twice (one per 128-bit lane)
@@ -118,8 +122,11 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	j := &b.nf4
 	j.setCode(&m.Code)
 	grain := nf4Grain(m.Cols, T)
-	j.useInt8 = b.int8Act && m.Cols%blockElems == 0 && T <= smallBatch
+	j.useInt8 = m.Cols%blockElems == 0 && (b.int8Act && T <= smallBatch || b.int8Prefill && T > smallBatch)
+	j.vnniGemm = j.useInt8 && b.vnni && T > smallBatch && vnniGemmRows(m.Rows, m.Cols)
 	switch {
+	case j.vnniGemm:
+		grain = vgGrain
 	case j.useInt8: // no tile: the int8 kernels decode in registers
 	case packed(T, b.simd):
 		grain = gemmGrain
@@ -136,6 +143,9 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 		_, j.xd = b.int8Activations(T * m.Cols)
 		j.xv = b.vnniActivations(T * m.Cols / blockElems)
 		quantizeInt8VNNI(j.xv, j.xd, x[:T*m.Cols], j.int8.scale, b.simd)
+		if j.vnniGemm {
+			j.groups.regroup(j.xv, j.xd, T, m.Cols/blockElems)
+		}
 	case j.useInt8:
 		j.xq, j.xd = b.int8Activations(T * m.Cols)
 		quantizeInt8Planes(j.xq, j.xd, x[:T*m.Cols], j.int8.scale, b.simd)
@@ -154,6 +164,10 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 }
 
 func (j *nf4Job) run(w, lo, hi int) {
+	if j.vnniGemm {
+		j.runVNNIGemm(w, lo, hi)
+		return
+	}
 	if j.useInt8 {
 		j.runInt8(lo, hi)
 		return

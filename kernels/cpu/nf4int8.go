@@ -116,7 +116,9 @@ func dotNF4Int8Go(c *int8Code, packed []byte, absmax []float32, xq []int8, d []f
 			even += int32(c.q[v>>4]) * int32(x[i])
 			odd += int32(c.q[v&0x0F]) * int32(x[blockBytes+i])
 		}
-		s += float32(even+odd) * (a * d[b])
+		// The conversions keep the product rounded on its own (no FMA), as
+		// the VNNI GEMM computes it.
+		s += float32(float32(even+odd) * float32(a*d[b]))
 	}
 	return s
 }

@@ -146,7 +146,7 @@ func checkInt8MatMul(t *testing.T, b *Backend, m *kernels.NF4Matrix, x []float32
 		t.Fatalf("[%d,%d] T=%d: wrote past y", m.Rows, m.Cols, T)
 	}
 	want := make([]float32, T*m.Rows)
-	if T <= smallBatch {
+	if T <= smallBatch || b.int8Prefill {
 		ref.MatMulNF4Int8(want, x, m, T)
 	} else {
 		ref.Backend{}.MatMul(kernels.HostBuf(want), kernels.HostBuf(x), m, T)

@@ -151,22 +151,27 @@ func BenchmarkPeer(b *testing.B) {
 	})
 
 	// Prompt processing: n tokens in one batch from an empty cache, logits
-	// of the last one only, as llama.cpp evaluates a prompt.
+	// of the last one only, as llama.cpp evaluates a prompt; with serve's
+	// --nf4-prefill modes.
 	for _, n := range pps {
-		b.Run(fmt.Sprintf("pp%d", n), func(b *testing.B) {
-			ids := peerTokens(c, n)
-			var batch Batch
-			timed(b, n, func() error {
-				cache.Truncate(0)
-				batch.Reset()
-				for p, id := range ids {
-					batch.Add(id, int32(p), cache, p == n-1)
-				}
-				_, err := m.Forward(&batch)
-				return err
+		for _, mode := range []string{"int8", "float32"} {
+			be.SetInt8Prefill(mode == "int8")
+			b.Run(fmt.Sprintf("pp%d/nf4=%s", n, mode), func(b *testing.B) {
+				ids := peerTokens(c, n)
+				var batch Batch
+				timed(b, n, func() error {
+					cache.Truncate(0)
+					batch.Reset()
+					for p, id := range ids {
+						batch.Add(id, int32(p), cache, p == n-1)
+					}
+					_, err := m.Forward(&batch)
+					return err
+				})
 			})
-		})
+		}
 	}
+	be.SetInt8Prefill(false)
 
 	// Decode: after a prompt of `prompt` tokens, tg greedy steps of one
 	// token each (logits read back and argmax taken every step).
