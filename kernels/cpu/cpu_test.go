@@ -360,6 +360,23 @@ func TestPoolJobsOfEveryWidth(t *testing.T) {
 	}
 }
 
+// Closing a pool whose helpers spin (right after a job) or are parked (after
+// a pause) ends them, and later jobs still run every item, on the caller.
+func TestPoolCloseSpinningAndParked(t *testing.T) {
+	for _, pause := range []time.Duration{0, 2 * time.Millisecond} {
+		p := newPool(2)
+		var sum atomic.Int64
+		p.parallel(countJob{&sum}, 100, 7)
+		time.Sleep(pause)
+		p.close()
+		p.close() // twice is harmless
+		p.parallel(countJob{&sum}, 100, 7)
+		if sum.Load() != 200 {
+			t.Errorf("pause %v: %d items of 200 run", pause, sum.Load())
+		}
+	}
+}
+
 // TestF32BatchInvariant: with AVX2, float32 products take the packed GEMM
 // at every batch size, so each token's outputs are bit-for-bit those it
 // gets alone (the engine's tests compare batched streams with solo runs

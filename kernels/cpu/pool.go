@@ -1,8 +1,10 @@
 package cpu
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // job is one parallel op: run processes items [lo, hi) on worker w
@@ -17,11 +19,21 @@ type job interface {
 // atomic counter, so a core that is busy with something else simply takes
 // fewer chunks. Not safe for concurrent parallel calls: Backend serializes
 // them.
+//
+// A decode step is a few hundred jobs of tens of microseconds each, so the
+// hand-off itself must cost far less than that: a helper that parked on a
+// channel wakes through the OS scheduler in tens of microseconds, by which
+// time the caller has done most of the job alone. Helpers therefore spin
+// on a job counter for spinTime after each job before they park, and the
+// caller spins for the helpers to finish (llama.cpp's CPU thread pool
+// polls the same way, ggml-cpu.c's ggml_graph_compute_thread).
 type pool struct {
-	wake []chan struct{} // one per helper goroutine
-	done sync.WaitGroup
+	helpers []*helper
+	gen     atomic.Uint64 // bumped once per job, and by close
+	pending atomic.Int64  // helpers still draining the current job
+	closed  atomic.Bool
 
-	// The current job; written before the wake-up sends, read by helpers.
+	// The current job; written before gen is bumped, read by helpers after.
 	job   job
 	n     int
 	grain int
@@ -34,20 +46,63 @@ type pool struct {
 	panicked any
 }
 
+// helper is one pool goroutine's parking state.
+type helper struct {
+	asleep atomic.Bool
+	wake   chan struct{} // capacity 1: the token that ends a park
+}
+
+// spinTime is how long an idle helper polls for the next job before it
+// parks: longer than the gaps between a forward pass's jobs and between
+// decode steps, short enough that an idle server soon stops burning CPU.
+const spinTime = 200 * time.Microsecond
+
 func newPool(helpers int) *pool {
-	p := &pool{wake: make([]chan struct{}, helpers)}
-	for i := range p.wake {
-		p.wake[i] = make(chan struct{})
-		go p.loop(i+1, p.wake[i])
+	p := &pool{helpers: make([]*helper, helpers)}
+	for i := range p.helpers {
+		h := &helper{wake: make(chan struct{}, 1)}
+		p.helpers[i] = h
+		go p.loop(i+1, h)
 	}
 	return p
 }
 
-func (p *pool) loop(w int, wake <-chan struct{}) {
-	for range wake {
+func (p *pool) loop(w int, h *helper) {
+	var seen uint64
+	for {
+		seen = p.await(h, seen)
+		if p.closed.Load() {
+			return
+		}
 		p.safeDrain(w)
-		p.done.Done()
+		p.pending.Add(-1)
 	}
+}
+
+// await returns the job counter once it has moved past seen: polling for
+// spinTime, then parked until parallel (or close) sends a token. The
+// dispatcher bumps gen before it swaps asleep, and a helper sets asleep
+// before it reads gen again, so either the helper sees the new job or the
+// dispatcher sees it asleep; when both happen, the helper takes the token.
+func (p *pool) await(h *helper, seen uint64) uint64 {
+	start := time.Now()
+	for i := 1; ; i++ {
+		if g := p.gen.Load(); g != seen {
+			return g
+		}
+		if i%1024 == 0 {
+			if time.Since(start) > spinTime {
+				break
+			}
+			runtime.Gosched() // let anything else that is runnable run
+		}
+	}
+	h.asleep.Store(true)
+	if g := p.gen.Load(); g != seen && h.asleep.CompareAndSwap(true, false) {
+		return g
+	}
+	<-h.wake
+	return p.gen.Load()
 }
 
 // safeDrain drains, recording a panic instead of letting it unwind.
@@ -66,7 +121,7 @@ func (p *pool) safeDrain(w int) {
 }
 
 // workers is the number of goroutines that may run a job's items at once.
-func (p *pool) workers() int { return len(p.wake) + 1 }
+func (p *pool) workers() int { return len(p.helpers) + 1 }
 
 // parallel runs j over items [0, n) in chunks of at most grain items, and
 // returns when all are done. A job with a single chunk runs on the caller
@@ -76,8 +131,7 @@ func (p *pool) parallel(j job, n, grain int) {
 		return
 	}
 	grain = max(grain, 1)
-	helpers := min(len(p.wake), (n+grain-1)/grain-1)
-	if helpers <= 0 {
+	if len(p.helpers) == 0 || n <= grain {
 		for lo := 0; lo < n; lo += grain {
 			j.run(0, lo, min(lo+grain, n))
 		}
@@ -85,16 +139,28 @@ func (p *pool) parallel(j job, n, grain int) {
 	}
 	p.job, p.n, p.grain = j, n, grain
 	p.next.Store(0)
-	p.done.Add(helpers)
-	for i := 0; i < helpers; i++ {
-		p.wake[i] <- struct{}{}
-	}
+	p.pending.Store(int64(len(p.helpers)))
+	p.gen.Add(1)
+	p.wakeAll()
 	p.safeDrain(0)
-	p.done.Wait()
+	for i := 1; p.pending.Load() > 0; i++ {
+		if i%1024 == 0 {
+			runtime.Gosched()
+		}
+	}
 	p.job = nil
 	if r := p.panicked; r != nil {
 		p.panicked = nil
 		panic(r)
+	}
+}
+
+// wakeAll sends a token to each parked helper.
+func (p *pool) wakeAll() {
+	for _, h := range p.helpers {
+		if h.asleep.Swap(false) {
+			h.wake <- struct{}{}
+		}
 	}
 }
 
@@ -110,8 +176,10 @@ func (p *pool) drain(w int) {
 
 // close stops the helper goroutines; later jobs run on the caller alone.
 func (p *pool) close() {
-	for _, c := range p.wake {
-		close(c)
+	if p.closed.Swap(true) {
+		return
 	}
-	p.wake = nil
+	p.gen.Add(1)
+	p.wakeAll()
+	p.helpers = nil
 }
