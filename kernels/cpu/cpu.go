@@ -41,6 +41,7 @@ type Backend struct {
 	xq          []int8      // [T, Cols] quantized activations for them
 	xd          []float32   // [T, Cols/64] and their scales
 	xv          []byte      // [T, Cols/64, 96] the activations in the VNNI kernels' layout
+	xd8         []float32   // [T/8, Cols/64, 8] their scales for the 8-token VNNI kernel
 	loraF32     bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
 	kvBF16      bool        // new KV caches store bfloat16 (SetKVBF16)
 

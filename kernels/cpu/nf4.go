@@ -43,6 +43,7 @@ type nf4Job struct {
 	// [T, Cols/64, 96] bytes in quantizeInt8VNNI's layout (xq unused).
 	vnni bool
 	xv   []byte
+	xd8  []float32 // [T/8, Cols/64, 8] xd of each group of 8 tokens, 8 to a block
 	// vnniGemm: a prefill-sized batch takes the VNNI GEMM
 	// (runVNNIGemm) on groups (built from xv and xd).
 	vnniGemm bool
@@ -144,6 +145,14 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 		_, j.xd = b.int8Activations(T * m.Cols)
 		j.xv = b.vnniActivations(T * m.Cols / blockElems)
 		quantizeInt8VNNI(j.xv, j.xd, x[:T*m.Cols], j.int8.scale, b.simd)
+		if T >= 8 && !j.vnniGemm {
+			n := T / 8 * 8 * m.Cols / blockElems
+			if len(b.xd8) < n {
+				b.xd8 = make([]float32, n)
+			}
+			j.xd8 = b.xd8[:n]
+			transpose8Scales(j.xd8, j.xd, T, m.Cols/blockElems)
+		}
 		if j.vnniGemm {
 			j.groups.regroup(j.xv, j.xd, T, m.Cols/blockElems)
 		}
@@ -161,7 +170,7 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	}
 	j.m, j.x, j.y, j.T, j.scratch, j.gemm, j.simd = m, x, y, T, b.scratch, b.gemm, b.simd
 	b.pool.parallel(j, m.Rows, grain)
-	j.m, j.x, j.y, j.scratch, j.gemm, j.xq, j.xd, j.xv = nil, nil, nil, nil, nil, nil, nil, nil
+	j.m, j.x, j.y, j.scratch, j.gemm, j.xq, j.xd, j.xv, j.xd8 = nil, nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 func (j *nf4Job) run(w, lo, hi int) {

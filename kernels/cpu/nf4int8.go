@@ -104,6 +104,18 @@ func quantizeInt8VNNI(q []byte, d []float32, x []float32, codeScale float32, sim
 	}
 }
 
+// transpose8Scales writes the block scales d [T, nb] of each whole group
+// of 8 tokens 8 to a block: dst[(g·nb + b)·8 + i] = d[(8g+i)·nb + b].
+func transpose8Scales(dst, d []float32, T, nb int) {
+	for g := range T / 8 {
+		for b := range nb {
+			for i := range 8 {
+				dst[(g*nb+b)*8+i] = d[(8*g+i)*nb+b]
+			}
+		}
+	}
+}
+
 // dotNF4Int8Go returns Σ_b absmax[b]·d[b]·Σ_e code(e)·xq over whole
 // blocks, xq in quantizeInt8Planes order.
 func dotNF4Int8Go(c *int8Code, packed []byte, absmax []float32, xq []int8, d []float32) float32 {
@@ -176,7 +188,7 @@ func (j *nf4Job) runVNNI(lo, hi int) {
 		t := 0
 		for ; t+8 <= j.T; t += 8 {
 			var out [8]float32
-			dotNF4Int8x8VNNI(&out, utbl, packed, absmax, j.xv[t*nb*vnniBlock:], j.xd[t*nb:], m.Cols)
+			dotNF4Int8x8VNNI(&out, utbl, packed, absmax, j.xv[t*nb*vnniBlock:], j.xd8[t*nb:], m.Cols)
 			for i, v := range out {
 				j.y[(t+i)*m.Rows+r] = v
 			}

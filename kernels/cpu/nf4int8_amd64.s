@@ -385,6 +385,15 @@ int8tok8:
 	VBROADCASTSS k*4(SP), Y17; \
 	VFMADD231PS  Y17, Y16, acc
 
+// VTOKS is VTOK with the block's scale absmax·xd already computed, at s8.
+#define VTOKS(x, s8, iacc, s, acc) \
+	VMOVDQU32    64(x), iacc; \
+	VPDPBUSD     (x), Y8, iacc; \
+	VPDPBUSD     32(x), Y9, iacc; \
+	VCVTDQ2PS    iacc, iacc; \
+	VBROADCASTSS s8, s; \
+	VFMADD231PS  s, iacc, acc
+
 // VTOK adds one token's block to acc: its 96-byte block at x, its scale at
 // xd, the row's absmax broadcast in Y12; iacc and s are the token's integer
 // and scale temporaries.
@@ -461,34 +470,59 @@ vnnidone:
 	MOVSS  X0, ret+48(FP)
 	RET
 
-// func dotNF4Int8x8VNNIAsm(out *[8]float32, tbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xqStride int, xd *float32, xdStride int, n int)
+// func dotNF4Int8x8VNNIAsm(out *[8]float32, tbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xqStride int, xd8 *float32, n int)
 //
-// One row against 8 tokens (xqStride bytes, xdStride scales apart), as
-// dotNF4Int8x8TokAsm: token i's block at DI + i·R8 (R9 = DI + 3·R8,
-// R12 = 3·R8), its scale at BX + i·R10 (R11 = BX + 3·R10, R13 = 3·R10).
-TEXT ·dotNF4Int8x8VNNIAsm(SB), NOSPLIT, $0-72
-	X8ARGS
+// One row against 8 tokens (xqStride bytes apart), as dotNF4Int8x8TokAsm:
+// token i's block at DI + i·R8 (R9 = DI + 3·R8, R12 = 3·R8). The tokens'
+// scales come 8 to a block (xd8[8b+i]), so one multiply gives the block's
+// 8 products absmax·xd, kept on the stack for the broadcasts.
+TEXT ·dotNF4Int8x8VNNIAsm(SB), NOSPLIT, $32-64
+	MOVQ    tbl+8(FP), AX
+	MOVQ    packed+16(FP), SI
+	MOVQ    absmax+24(FP), DX
+	MOVQ    xq+32(FP), DI
+	MOVQ    xqStride+40(FP), R8
+	MOVQ    xd8+48(FP), BX
+	MOVQ    n+56(FP), CX
+	LEAQ    (R8)(R8*2), R12
+	LEAQ    (DI)(R12*1), R9
 	VMOVDQU (AX), Y14
+	VMOVDQU i8nib<>(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
 
 vnnitok8:
-	DECODE((SI))
+	DECODER((SI))
 	VBROADCASTSS (DX), Y12
+	VMULPS       (BX), Y12, Y13
+	VMOVUPS      Y13, 0(SP)
 	LEAQ         (DI)(R8*1), AX
-	VTOK(DI, (BX), Y16, Y24, Y0)
-	VTOK(AX, (BX)(R10*1), Y17, Y25, Y1)
+	VTOKS(DI, 0(SP), Y16, Y24, Y0)
+	VTOKS(AX, 4(SP), Y17, Y25, Y1)
 	LEAQ         (DI)(R8*2), AX
-	VTOK(AX, (BX)(R10*2), Y18, Y26, Y2)
-	VTOK(R9, (R11), Y19, Y27, Y3)
+	VTOKS(AX, 8(SP), Y18, Y26, Y2)
+	VTOKS(R9, 12(SP), Y19, Y27, Y3)
 	LEAQ         (DI)(R8*4), AX
-	VTOK(AX, (BX)(R10*4), Y20, Y28, Y4)
+	VTOKS(AX, 16(SP), Y20, Y28, Y4)
 	LEAQ         (R9)(R8*2), AX
-	VTOK(AX, (R11)(R10*2), Y21, Y29, Y5)
+	VTOKS(AX, 20(SP), Y21, Y29, Y5)
 	LEAQ         (DI)(R12*2), AX
-	VTOK(AX, (BX)(R13*2), Y22, Y30, Y6)
+	VTOKS(AX, 24(SP), Y22, Y30, Y6)
 	LEAQ         (R9)(R8*4), AX
-	VTOK(AX, (R11)(R10*4), Y23, Y31, Y7)
-	X8NEXT($96)
-	JNZ    vnnitok8
+	VTOKS(AX, 28(SP), Y23, Y31, Y7)
+	ADDQ         $32, SI
+	ADDQ         $4, DX
+	ADDQ         $96, DI
+	ADDQ         $96, R9
+	ADDQ         $32, BX
+	DECQ         CX
+	JNZ          vnnitok8
 	X8TOTALS
 
 // Quantizing activations per 64-value block (kernels.QuantizeBlocksInt8:

@@ -25,8 +25,9 @@ func dotNF4Int8VNNI(utbl *[32]uint8, packed []byte, absmax []float32, xv []byte,
 }
 
 // dotNF4Int8x8VNNI is dotNF4Int8x8TokAVX2 on activations in
-// quantizeInt8VNNI's layout, with the same results.
-func dotNF4Int8x8VNNI(out *[8]float32, utbl *[32]uint8, packed []byte, absmax []float32, xv []byte, xd []float32, cols int) {
+// quantizeInt8VNNI's layout, with the same results; xd8 holds the 8
+// tokens' scales 8 to a block (transpose8Scales).
+func dotNF4Int8x8VNNI(out *[8]float32, utbl *[32]uint8, packed []byte, absmax []float32, xv []byte, xd8 []float32, cols int) {
 	n := len(absmax)
 	if n == 0 {
 		*out = [8]float32{}
@@ -35,15 +36,15 @@ func dotNF4Int8x8VNNI(out *[8]float32, utbl *[32]uint8, packed []byte, absmax []
 	nb := cols / blockElems
 	_ = packed[n*blockBytes-1]
 	_ = xv[7*nb*vnniBlock+n*vnniBlock-1]
-	_ = xd[7*nb+n-1]
-	dotNF4Int8x8VNNIAsm(out, utbl, &packed[0], &absmax[0], &xv[0], nb*vnniBlock, &xd[0], nb, n)
+	_ = xd8[8*n-1]
+	dotNF4Int8x8VNNIAsm(out, utbl, &packed[0], &absmax[0], &xv[0], nb*vnniBlock, &xd8[0], n)
 }
 
 //go:noescape
 func dotNF4Int8VNNIAsm(utbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xd *float32, n int) float32
 
 //go:noescape
-func dotNF4Int8x8VNNIAsm(out *[8]float32, tbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xqStride int, xd *float32, xdStride int, n int)
+func dotNF4Int8x8VNNIAsm(out *[8]float32, tbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xqStride int, xd8 *float32, n int)
 
 //go:noescape
 func gemmVNNIAsm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int)

@@ -10,7 +10,7 @@ func dotNF4Int8VNNI(utbl *[32]uint8, packed []byte, absmax []float32, xv []byte,
 	panic("unreachable")
 }
 
-func dotNF4Int8x8VNNI(out *[8]float32, utbl *[32]uint8, packed []byte, absmax []float32, xv []byte, xd []float32, cols int) {
+func dotNF4Int8x8VNNI(out *[8]float32, utbl *[32]uint8, packed []byte, absmax []float32, xv []byte, xd8 []float32, cols int) {
 	panic("unreachable")
 }
 
