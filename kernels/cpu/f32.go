@@ -19,6 +19,42 @@ type f32Job struct {
 	gemm []gemmBuf // per worker, for the packed GEMM
 }
 
+// f32TJob is f32Job for the transpose of wt [k, Rows] (row-major, leading
+// dimension ld): W[r, c] = wt[c·ld + r], so that MatMulT multiplies by a
+// tile of W without transposing it first.
+type f32TJob struct {
+	f32Job
+	wt []float32
+	ld int
+}
+
+func (j *f32TJob) run(w, lo, hi int) {
+	gemmPacked(j.y[lo:], j.m.Rows, j.x, j.m.Cols, j.T, j, lo, hi-lo, j.m.Cols, &j.gemm[w], true)
+}
+
+// packT copies W[r0:r0+nr, k0:k0+k] into 16-row panels: panel row c of
+// panel p is wt[(k0+c)·ld + r0+16p :][:16], rows past nr zero.
+func (j *f32TJob) packT(panel []float32, r0, nr, k0, k int) {
+	for p0 := 0; p0 < nr; p0 += gemmNR {
+		pk := panel[p0*k : (p0+gemmNR)*k]
+		n := min(gemmNR, nr-p0)
+		for c := range k {
+			src := j.wt[(k0+c)*j.ld+r0+p0:]
+			dst := pk[c*gemmNR : (c+1)*gemmNR]
+			copy(dst, src[:n])
+			clear(dst[n:])
+		}
+	}
+}
+
+// matMulTF32 computes y [T, Rows] = x [T, Cols]·W with W[r, c] = wt[c·ld + r]
+// (wt [Cols, ld], ld >= rows): the packed GEMM, so AVX2 only.
+func (b *Backend) matMulTF32(y, x []float32, wt []float32, ld, rows, cols, T int) {
+	b.reserveGemm(gemmGrain)
+	j := &f32TJob{f32Job: f32Job{m: &kernels.F32Matrix{Rows: rows, Cols: cols}, x: x, y: y, T: T, simd: true, gemm: b.gemm}, wt: wt, ld: ld}
+	b.pool.parallel(j, rows, gemmGrain)
+}
+
 // f32Grain is the number of rows per work item: a multiple of the 3 rows of
 // the AVX2 micro-kernel; 24 rows × kBlock columns is 48 KiB of weights.
 const f32Grain = 24

@@ -55,6 +55,14 @@ type wSource interface {
 	wRows(tile []float32, r0, nr, k0, k int) (w []float32, ldw int)
 }
 
+// transposedSource is a wSource that holds Wᵀ: row r of W is column r of
+// what it stores, so a panel's 16 rows at one column are 16 contiguous
+// values, and it packs them itself, a copy per column.
+type transposedSource interface {
+	wSource
+	packT(panel []float32, r0, nr, k0, k int)
+}
+
 // packed reports whether a product of T tokens takes the packed GEMM.
 func packed(T int, simd bool) bool { return simd && T > smallBatch }
 
@@ -64,9 +72,13 @@ func gemmPacked(y []float32, ldy int, x []float32, ldx, T int, src wSource, r0, 
 	np := (nr + gemmNR - 1) / gemmNR
 	for k0 := 0; k0 < cols; k0 += gemmKC {
 		k := min(gemmKC, cols-k0)
-		w, ldw := src.wRows(g.tile[:nr*k], r0, nr, k0, k)
 		panel := g.panel[:np*gemmNR*k]
-		packPanels(panel, w, ldw, nr, k, simd)
+		if t, ok := src.(transposedSource); ok {
+			t.packT(panel, r0, nr, k0, k)
+		} else {
+			w, ldw := src.wRows(g.tile[:nr*k], r0, nr, k0, k)
+			packPanels(panel, w, ldw, nr, k, simd)
+		}
 		acc := k0 > 0
 		for t0 := 0; t0 < T; t0 += gemmMR {
 			nt := min(gemmMR, T-t0)

@@ -81,7 +81,10 @@ func (b *Backend) matMulT(dx, dy []float32, w kernels.Matrix, T, tile int) {
 	if _, ok := w.(*kernels.F32Matrix); !ok {
 		wrows, ids = make([]float32, nr*cols), make([]int32, nr)
 	}
-	wt := make([]float32, cols*nr) // the tile's transpose [cols, n]
+	var wt []float32 // the tile's transpose [cols, n], for the small-batch products
+	if !packed(T, b.simd) {
+		wt = make([]float32, cols*nr)
+	}
 	var dys, tmp []float32
 	if nr < rows {
 		dys = make([]float32, T*nr)   // dy[:, r0:r0+n]
@@ -100,20 +103,27 @@ func (b *Backend) matMulT(dx, dy []float32, w kernels.Matrix, T, tile int) {
 			src = wrows[:n*cols]
 			b.embed(src, w, ids[:n])
 		}
-		b.transpose(wt[:cols*n], src, n, cols)
-		m := &kernels.F32Matrix{Rows: cols, Cols: n, Data: wt[:cols*n]}
+		// dx (+)= dy[:, r0:r0+n]·src: a product with the tile's transpose.
+		mul := func(y, x []float32) {
+			if packed(T, b.simd) {
+				b.matMulTF32(y, x, src, cols, cols, n, T) // the GEMM packs from src as it is
+				return
+			}
+			b.transpose(wt[:cols*n], src, n, cols)
+			b.matMul(y, x, &kernels.F32Matrix{Rows: cols, Cols: n, Data: wt[:cols*n]}, T)
+		}
 		if n == rows {
-			b.matMul(dx[:T*cols], dy, m, T)
+			mul(dx[:T*cols], dy)
 			return
 		}
 		for t := 0; t < T; t++ {
 			copy(dys[t*n:(t+1)*n], dy[t*rows+r0:t*rows+r0+n])
 		}
 		if r0 == 0 {
-			b.matMul(dx[:T*cols], dys[:T*n], m, T)
+			mul(dx[:T*cols], dys[:T*n])
 			continue
 		}
-		b.matMul(tmp, dys[:T*n], m, T)
+		mul(tmp, dys[:T*n])
 		b.add(dx[:T*cols], tmp)
 	}
 }

@@ -92,7 +92,7 @@ func TestMatMulTAgainstRef(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 1))
 	for _, b := range variants(t) {
 		for _, c := range []struct{ rows, cols, T int }{
-			{1, 1, 1}, {5, 7, 3}, {3, 50, 2}, {64, 64, 9}, {7, 200, 5}, {130, 97, 17}, {33, 300, 4}, {9, 96, 3},
+			{1, 1, 1}, {5, 7, 3}, {3, 50, 2}, {64, 64, 9}, {7, 200, 5}, {130, 97, 17}, {33, 300, 4}, {9, 96, 3}, {600, 40, 13},
 		} {
 			for _, tile := range []int{tileFloats, 1} { // 1: one row of W per tile
 				dy := kerneltest.Vec(rng, c.T*c.rows)
