@@ -210,3 +210,48 @@ func TestReserveSizesEveryStepBuffer(t *testing.T) {
 		}
 	}
 }
+
+// With int8 activations, a prompt processed in one batch (the int8 prefill
+// GEMM on AVX-512 VNNI CPUs, the decode kernels elsewhere) gives the last
+// token the logits that feeding the prompt one token at a time (the int8
+// decode kernels) gives it, up to float rounding: both quantize the same
+// activations the same way. And both stay near the float32 forward pass.
+func TestInt8PrefillMatchesInt8Decode(t *testing.T) {
+	l := loadStories(t, QuantNF4)
+	m := l.Model
+	be := m.Backend.(*cpu.Backend)
+	prompt := []int32{1, 400, 401, 402, 403, 404, 405, 406, 45, 100, 200, 300, 7, 8, 9, 10, 11, 12, 13, 14}
+	run := func(int8 bool, oneAtATime bool) []float32 {
+		be.SetInt8Activations(int8)
+		be.SetInt8Prefill(int8)
+		defer be.SetInt8Activations(false)
+		defer be.SetInt8Prefill(false)
+		cache := mustCache(t, m, 0)
+		var b Batch
+		var logits []float32
+		for pos, tok := range prompt {
+			b.Add(tok, int32(pos), cache, pos == len(prompt)-1)
+			if oneAtATime || pos == len(prompt)-1 {
+				out, err := m.Forward(&b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				logits = out
+				b.Reset()
+			}
+		}
+		return logits
+	}
+	prefill, decode, exact := run(true, false), run(true, true), run(false, false)
+	scale := 0.0
+	for _, v := range exact {
+		scale = math.Max(scale, math.Abs(float64(v)))
+	}
+	t.Logf("max |logit| %g; int8 prefill vs decode %g, vs float32 %g", scale, maxAbsDiff(prefill, decode), maxAbsDiff(prefill, exact))
+	if d := maxAbsDiff(prefill, decode); d > 1e-5*scale {
+		t.Errorf("int8 prefill differs from int8 decode by %g (logits up to %g)", d, scale)
+	}
+	if d := maxAbsDiff(prefill, exact); d > 0.05*scale || d == 0 {
+		t.Errorf("int8 prefill differs from float32 by %g (logits up to %g): want a small, nonzero difference", d, scale)
+	}
+}
