@@ -19,8 +19,8 @@ import "encoding/binary"
 //     d [nb][12] and bias [nb][12] = -128·Σ of the block's bytes (which
 //     cancels the codes' +128); a last, partial group is zero-padded.
 //
-// A work item packs its panels once (256 KiB at most for 8192 columns)
-// and every group of 12 tokens passes over them while they stay in L2.
+// A work item packs its panels once (544 KiB for 8192 columns) and every
+// group of 12 tokens passes over them while they stay in L2.
 const (
 	vgTokens     = 12                           // tokens per micro-kernel call
 	vgRows       = 16                           // rows per panel: one vector of int32 lanes

@@ -15,11 +15,20 @@ import (
 // otherwise) against ref.MatMulNF4Int8, on the SIMD and pure Go paths,
 // with T around the GEMM's groups of 12 tokens.
 func TestMatMulNF4Int8Prefill(t *testing.T) {
-	for _, simd := range simdModes() {
+	type mode struct{ simd, vnni bool }
+	modes := []mode{{false, false}}
+	if haveSIMD() {
+		modes = append(modes, mode{true, false}) // the AVX2 kernels, also on a VNNI CPU
+	}
+	if haveVNNI() {
+		modes = append(modes, mode{true, true})
+	}
+	for _, md := range modes {
 		for _, threads := range []int{1, 2} {
-			t.Run(fmt.Sprintf("simd=%v/threads=%d", simd, threads), func(t *testing.T) {
-				b := newBackend(threads, simd)
+			t.Run(fmt.Sprintf("simd=%v/vnni=%v/threads=%d", md.simd, md.vnni, threads), func(t *testing.T) {
+				b := newBackend(threads, md.simd)
 				defer b.Close()
+				b.vnni = md.vnni
 				b.SetInt8Prefill(true)
 				rng := rand.New(rand.NewPCG(41, 42))
 				for _, rows := range []int{16, 33, 80, 128} {
