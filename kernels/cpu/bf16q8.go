@@ -79,7 +79,7 @@ func (j *streamJob) run(w, lo, hi int) {
 	rows, cols := j.shape()
 	switch {
 	case packed(j.T, j.simd):
-		gemmPacked(j.y[lo:], rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd)
+		gemmPacked(j.y[lo:], rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd, false)
 	case j.xq != nil:
 		// Q8 × int8, row after row (see nf4Job.runInt8).
 		m, nb := j.q8, cols/blockElems

@@ -426,7 +426,7 @@ func TestGemmPacked(t *testing.T) {
 			var g gemmBuf
 			g.reserve(rows)
 			got := make([]float32, T*rows)
-			gemmPacked(got, rows, x, cols, T, &f32Job{m: w}, 0, rows, cols, &g, simd)
+			gemmPacked(got, rows, x, cols, T, &f32Job{m: w}, 0, rows, cols, &g, simd, false)
 			for i := range got {
 				if d := math.Abs(float64(got[i] - want[i])); !(d <= kerneltest.SumTol*float64(bound[i])) {
 					t.Fatalf("simd=%v [%d,%d] T=%d: y[%d] = %v, want %v", simd, rows, cols, T, i, got[i], want[i])

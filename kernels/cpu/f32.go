@@ -20,16 +20,18 @@ type f32Job struct {
 }
 
 // f32TJob is f32Job for the transpose of wt [k, Rows] (row-major, leading
-// dimension ld): W[r, c] = wt[c·ld + r], so that MatMulT multiplies by a
-// tile of W without transposing it first.
+// dimension ld): W[r, c] = wt[c·ld + r], so that MatMulT multiplies by W
+// (or a tile of its rows) without transposing it first. x has leading
+// dimension ldx; with add, the product is added to y.
 type f32TJob struct {
 	f32Job
-	wt []float32
-	ld int
+	wt      []float32
+	ld, ldx int
+	add     bool
 }
 
 func (j *f32TJob) run(w, lo, hi int) {
-	gemmPacked(j.y[lo:], j.m.Rows, j.x, j.m.Cols, j.T, j, lo, hi-lo, j.m.Cols, &j.gemm[w], true)
+	gemmPacked(j.y[lo:], j.m.Rows, j.x, j.ldx, j.T, j, lo, hi-lo, j.m.Cols, &j.gemm[w], true, j.add)
 }
 
 // packT copies W[r0:r0+nr, k0:k0+k] into 16-row panels: panel row c of
@@ -47,11 +49,13 @@ func (j *f32TJob) packT(panel []float32, r0, nr, k0, k int) {
 	}
 }
 
-// matMulTF32 computes y [T, Rows] = x [T, Cols]·W with W[r, c] = wt[c·ld + r]
-// (wt [Cols, ld], ld >= rows): the packed GEMM, so AVX2 only.
-func (b *Backend) matMulTF32(y, x []float32, wt []float32, ld, rows, cols, T int) {
+// matMulTF32 computes y [T, rows] = x·W, or adds it to y with add, for
+// x [T, k] (leading dimension ldx) and W[r, c] = wt[c·ld + r] (wt [k, ld],
+// ld >= rows): the packed GEMM, so AVX2 only.
+func (b *Backend) matMulTF32(y, x []float32, ldx int, wt []float32, ld, rows, k, T int, add bool) {
 	b.reserveGemm(gemmGrain)
-	j := &f32TJob{f32Job: f32Job{m: &kernels.F32Matrix{Rows: rows, Cols: cols}, x: x, y: y, T: T, simd: true, gemm: b.gemm}, wt: wt, ld: ld}
+	j := &f32TJob{f32Job: f32Job{m: &kernels.F32Matrix{Rows: rows, Cols: k}, x: x, y: y, T: T, simd: true, gemm: b.gemm},
+		wt: wt, ld: ld, ldx: ldx, add: add}
 	b.pool.parallel(j, rows, gemmGrain)
 }
 
@@ -73,7 +77,7 @@ func (b *Backend) matMulF32(y, x []float32, m *kernels.F32Matrix, T int) {
 func (j *f32Job) run(w, lo, hi int) {
 	cols := j.m.Cols
 	if j.simd {
-		gemmPacked(j.y[lo:], j.m.Rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd)
+		gemmPacked(j.y[lo:], j.m.Rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd, false)
 		return
 	}
 	gemm(j.y[lo:], j.m.Rows, j.x, j.T, j.m.Data[lo*cols:hi*cols], hi-lo, cols, j.simd)

@@ -66,9 +66,9 @@ type transposedSource interface {
 // packed reports whether a product of T tokens takes the packed GEMM.
 func packed(T int, simd bool) bool { return simd && T > smallBatch }
 
-// gemmPacked computes y[t*ldy+r] = Σ_{c<cols} x[t*ldx+c]·W[r0+r,c] for
-// t < T, r < nr, with W from src.
-func gemmPacked(y []float32, ldy int, x []float32, ldx, T int, src wSource, r0, nr, cols int, g *gemmBuf, simd bool) {
+// gemmPacked computes y[t*ldy+r] = Σ_{c<cols} x[t*ldx+c]·W[r0+r,c] (or
+// adds it to y, with add) for t < T, r < nr, with W from src.
+func gemmPacked(y []float32, ldy int, x []float32, ldx, T int, src wSource, r0, nr, cols int, g *gemmBuf, simd, add bool) {
 	np := (nr + gemmNR - 1) / gemmNR
 	for k0 := 0; k0 < cols; k0 += gemmKC {
 		k := min(gemmKC, cols-k0)
@@ -79,7 +79,7 @@ func gemmPacked(y []float32, ldy int, x []float32, ldx, T int, src wSource, r0, 
 			w, ldw := src.wRows(g.tile[:nr*k], r0, nr, k0, k)
 			packPanels(panel, w, ldw, nr, k, simd)
 		}
-		acc := k0 > 0
+		acc := add || k0 > 0
 		for t0 := 0; t0 < T; t0 += gemmMR {
 			nt := min(gemmMR, T-t0)
 			xs, ldxs := x[t0*ldx+k0:], ldx

@@ -185,7 +185,7 @@ func (j *nf4Job) run(w, lo, hi int) {
 	m := j.m
 	cols := m.Cols
 	if packed(j.T, j.simd) {
-		gemmPacked(j.y[lo:], m.Rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd)
+		gemmPacked(j.y[lo:], m.Rows, j.x, cols, j.T, j, lo, hi-lo, cols, &j.gemm[w], j.simd, false)
 		return
 	}
 	if j.T == 1 {

@@ -59,10 +59,13 @@ const tileFloats = 1 << 20
 // MatMulT: dx[t,:] = Wᵀ·dy[t,:]. dy [T, Rows], dx [T, Cols].
 //
 // W is taken a few rows at a time: the tile W[r0:r1, :] is dequantized
-// with Embed (so every matrix kind Embed supports works), transposed, and
-// multiplied with MatMul, which splits its Cols rows across the pool; the
-// tiles' products are summed. Each weight is dequantized once per call
-// (O(Rows·Cols), against O(T·Rows·Cols) of arithmetic).
+// with Embed (so every matrix kind Embed supports works; a float32 W is
+// read in place) and multiplied by dy's columns r0:r1, the tiles'
+// products summed. Prefill-sized batches take the packed GEMM, which packs
+// the tile's columns as panels directly (a float32 W in one pass over all
+// its rows); smaller ones transpose the tile and take MatMul. Each weight
+// is dequantized once per call (O(Rows·Cols), against O(T·Rows·Cols) of
+// arithmetic).
 func (b *Backend) MatMulT(dx, dy kernels.Buf, w kernels.Matrix, T int) {
 	b.matMulT(host("MatMulT", dx), host("MatMulT", dy), w, T, tileFloats)
 }
@@ -75,16 +78,17 @@ func (b *Backend) matMulT(dx, dy []float32, w kernels.Matrix, T, tile int) {
 	rows, cols := w.Shape()
 	need("MatMulT", "dy", len(dy), T*rows)
 	need("MatMulT", "dx", len(dx), T*cols)
+	if packed(T, b.simd) {
+		b.matMulTPacked(dx, dy, w, T, tile)
+		return
+	}
 	nr := min(rows, max(1, tile/cols)) // rows of W per tile
 	var wrows []float32                // W[r0:r0+n, :] dequantized
 	var ids []int32
 	if _, ok := w.(*kernels.F32Matrix); !ok {
 		wrows, ids = make([]float32, nr*cols), make([]int32, nr)
 	}
-	var wt []float32 // the tile's transpose [cols, n], for the small-batch products
-	if !packed(T, b.simd) {
-		wt = make([]float32, cols*nr)
-	}
+	wt := make([]float32, cols*nr) // the tile's transpose [cols, n]
 	var dys, tmp []float32
 	if nr < rows {
 		dys = make([]float32, T*nr)   // dy[:, r0:r0+n]
@@ -92,40 +96,59 @@ func (b *Backend) matMulT(dx, dy []float32, w kernels.Matrix, T, tile int) {
 	}
 	for r0 := 0; r0 < rows; r0 += nr {
 		n := min(nr, rows-r0)
-		var src []float32 // W[r0:r0+n, :]
-		if f, ok := w.(*kernels.F32Matrix); ok {
-			need("MatMulT", "F32 weight", len(f.Data), rows*cols)
-			src = f.Data[r0*cols : (r0+n)*cols] // no need to copy
-		} else {
-			for i := range n {
-				ids[i] = int32(r0 + i)
-			}
-			src = wrows[:n*cols]
-			b.embed(src, w, ids[:n])
-		}
-		// dx (+)= dy[:, r0:r0+n]·src: a product with the tile's transpose.
-		mul := func(y, x []float32) {
-			if packed(T, b.simd) {
-				b.matMulTF32(y, x, src, cols, cols, n, T) // the GEMM packs from src as it is
-				return
-			}
-			b.transpose(wt[:cols*n], src, n, cols)
-			b.matMul(y, x, &kernels.F32Matrix{Rows: cols, Cols: n, Data: wt[:cols*n]}, T)
-		}
+		src := b.tileRows(wrows, ids, w, r0, n)
+		b.transpose(wt[:cols*n], src, n, cols)
+		m := &kernels.F32Matrix{Rows: cols, Cols: n, Data: wt[:cols*n]}
 		if n == rows {
-			mul(dx[:T*cols], dy)
+			b.matMul(dx[:T*cols], dy, m, T)
 			return
 		}
 		for t := 0; t < T; t++ {
 			copy(dys[t*n:(t+1)*n], dy[t*rows+r0:t*rows+r0+n])
 		}
 		if r0 == 0 {
-			mul(dx[:T*cols], dys[:T*n])
+			b.matMul(dx[:T*cols], dys[:T*n], m, T)
 			continue
 		}
-		mul(tmp, dys[:T*n])
+		b.matMul(tmp, dys[:T*n], m, T)
 		b.add(dx[:T*cols], tmp)
 	}
+}
+
+// matMulTPacked is matMulT on the packed GEMM, which reads W's rows as they
+// are (f32TJob), with no transpose: a float32 W in one product over all its
+// rows; other kinds a tile of rows at a time, dequantized, each tile's
+// product added to dx in place (dy's columns read where they are).
+func (b *Backend) matMulTPacked(dx, dy []float32, w kernels.Matrix, T, tile int) {
+	rows, cols := w.Shape()
+	if f, ok := w.(*kernels.F32Matrix); ok {
+		need("MatMulT", "F32 weight", len(f.Data), rows*cols)
+		b.matMulTF32(dx, dy, rows, f.Data, cols, cols, rows, T, false)
+		return
+	}
+	nr := min(rows, max(1, tile/cols))
+	wrows, ids := make([]float32, nr*cols), make([]int32, nr)
+	for r0 := 0; r0 < rows; r0 += nr {
+		n := min(nr, rows-r0)
+		src := b.tileRows(wrows, ids, w, r0, n)
+		b.matMulTF32(dx, dy[r0:], rows, src, cols, cols, n, T, r0 > 0)
+	}
+}
+
+// tileRows returns W[r0:r0+n, :] as float32: a view of a float32 W, else
+// dequantized into wrows with Embed (so every matrix kind Embed supports
+// works; ids is its scratch).
+func (b *Backend) tileRows(wrows []float32, ids []int32, w kernels.Matrix, r0, n int) []float32 {
+	rows, cols := w.Shape()
+	if f, ok := w.(*kernels.F32Matrix); ok {
+		need("MatMulT", "F32 weight", len(f.Data), rows*cols)
+		return f.Data[r0*cols : (r0+n)*cols] // no need to copy
+	}
+	for i := range n {
+		ids[i] = int32(r0 + i)
+	}
+	b.embed(wrows[:n*cols], w, ids[:n])
+	return wrows[:n*cols]
 }
 
 // RMSNormBackward: dx = s·w∘dy − s³/n·x·Σ(dy∘w∘x) per row.
