@@ -281,14 +281,7 @@ int8tok:
 	LEAQ   (DI)(R12*1), R9; \
 	LEAQ   (R10)(R10*2), R13; \
 	LEAQ   (BX)(R13*1), R11; \
-	VXORPS Y0, Y0, Y0; \
-	VXORPS Y1, Y1, Y1; \
-	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3; \
-	VXORPS Y4, Y4, Y4; \
-	VXORPS Y5, Y5, Y5; \
-	VXORPS Y6, Y6, Y6; \
-	VXORPS Y7, Y7, Y7
+	ZERO8
 
 // X8NEXT moves the 8-token kernels to the next block (activation blocks of
 // xstride bytes) and counts it down, setting the flags for the loop's JNZ.
@@ -488,14 +481,7 @@ TEXT ·dotNF4Int8x8VNNIAsm(SB), NOSPLIT, $32-64
 	LEAQ    (DI)(R12*1), R9
 	VMOVDQU (AX), Y14
 	VMOVDQU i8nib<>(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VXORPS  Y7, Y7, Y7
+	ZERO8
 
 vnnitok8:
 	DECODER((SI))

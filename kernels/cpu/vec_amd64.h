@@ -9,8 +9,8 @@
 	VHADDPS      X0, X0, X0; \
 	VHADDPS      X0, X0, X0
 
-// ZERO12 zeroes the accumulators Y0-Y11 of the 12-sum kernels.
-#define ZERO12 \
+// ZERO8 zeroes the accumulators Y0-Y7 of the 8-token kernels.
+#define ZERO8 \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y1, Y1, Y1; \
 	VXORPS Y2, Y2, Y2; \
@@ -18,7 +18,11 @@
 	VXORPS Y4, Y4, Y4; \
 	VXORPS Y5, Y5, Y5; \
 	VXORPS Y6, Y6, Y6; \
-	VXORPS Y7, Y7, Y7; \
+	VXORPS Y7, Y7, Y7
+
+// ZERO12 zeroes the accumulators Y0-Y11 of the 12-sum kernels.
+#define ZERO12 \
+	ZERO8; \
 	VXORPS Y8, Y8, Y8; \
 	VXORPS Y9, Y9, Y9; \
 	VXORPS Y10, Y10, Y10; \
