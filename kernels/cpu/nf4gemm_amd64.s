@@ -36,6 +36,12 @@
 	VMULPS        Z26, i, i; \
 	VADDPS        i, f, f
 
+// STORE writes one token's 16 outputs at DI and steps DI to the next
+// token's (R8 bytes on).
+#define STORE(f) \
+	VMOVUPS f, (DI); \
+	ADDQ    R8, DI
+
 // func gemmVNNIAsm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int)
 //
 // For t < 12, r < 16: y[t·ldy + r] = Σ_{b<nb} float(Σ_e u·x + bias[b,t])·
@@ -116,29 +122,18 @@ vgblock:
 	MOVQ    y+0(FP), DI
 	MOVQ    ldy+8(FP), R8
 	SHLQ    $2, R8
-	VMOVUPS Z0, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z1, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z2, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z3, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z4, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z5, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z6, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z7, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z8, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z9, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z10, (DI)
-	ADDQ    R8, DI
-	VMOVUPS Z11, (DI)
+	STORE(Z0)
+	STORE(Z1)
+	STORE(Z2)
+	STORE(Z3)
+	STORE(Z4)
+	STORE(Z5)
+	STORE(Z6)
+	STORE(Z7)
+	STORE(Z8)
+	STORE(Z9)
+	STORE(Z10)
+	STORE(Z11)
 	VZEROUPPER
 	RET
 
