@@ -63,32 +63,38 @@ func BenchmarkNF4MatVec(bb *testing.B) {
 	for _, s := range shapes {
 		ws := nf4Copies(s[0], s[1])
 		for _, c := range []struct {
-			T          int
-			int8, avx2 bool // avx2: the AVX2 int8 kernels on a CPU with VNNI ones
-		}{{1, false, false}, {1, true, false}, {1, true, true}, {8, false, false}, {8, true, false}, {8, true, true}} {
+			T                  int
+			int8, avx2, panels bool // avx2: the AVX2 int8 kernels on a CPU with VNNI ones; panels: as Upload repacks
+		}{{1, false, false, false}, {1, true, false, false}, {1, true, true, false}, {1, true, false, true},
+			{8, false, false, false}, {8, true, false, false}, {8, true, true, false}, {8, true, false, true}} {
 			T := c.T
 			name := fmt.Sprintf("%dx%d/T=%d", s[0], s[1], T)
 			if c.int8 {
 				name += "/int8"
 			}
-			if c.avx2 {
+			if c.avx2 || c.panels {
 				if !haveVNNI() {
 					continue
 				}
-				name += "/avx2"
+				name += map[bool]string{true: "/avx2", false: "/panels"}[c.avx2]
 			}
 			bb.Run(name, func(bb *testing.B) {
 				b := New(0)
 				defer b.Close()
 				b.vnni = b.vnni && !c.avx2
 				b.SetInt8Activations(c.int8)
+				b.SetInt8Prefill(c.panels)
+				mats := make([]kernels.Matrix, len(ws))
+				for i, w := range ws {
+					mats[i], _ = b.Upload(w)
+				}
 				rng := rand.New(rand.NewPCG(3, 4))
 				x := kernels.HostBuf(kerneltest.Vec(rng, T*s[1]))
 				y := kernels.HostBuf(make([]float32, T*s[0]))
 				bb.SetBytes(int64(nf4Bytes(ws[0])))
 				i := 0
 				for bb.Loop() {
-					b.MatMul(y, x, ws[i%len(ws)], T)
+					b.MatMul(y, x, mats[i%len(mats)], T)
 					i++
 				}
 				gbs := float64(nf4Bytes(ws[0])) * float64(bb.N) / bb.Elapsed().Seconds() / 1e9

@@ -50,6 +50,7 @@ type Backend struct {
 	// One preallocated job per op, reused under mu, so that dispatching
 	// work to the pool does not allocate.
 	nf4    nf4Job
+	panel  panelJob
 	f32    f32Job
 	stream streamJob
 	attn   attnJob
@@ -124,8 +125,24 @@ func (b *Backend) Name() string {
 }
 
 // Upload returns w itself once it passes kernels.CheckMatrix: the CPU
-// computes on the host copy.
-func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) { return kernels.HostUpload(b, w) }
+// computes on the host copy. The exception: with AVX-512 VNNI and int8 NF4
+// products for decode and prefill (SetInt8Activations, SetInt8Prefill,
+// set before loading), an NF4 weight of whole 16-row panels and whole
+// blocks is returned repacked into panels (nf4panel.go), the same bytes
+// reordered; the caller drops its bitsandbytes copy.
+func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) {
+	w, err := kernels.HostUpload(b, w)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	repack := b.vnni && b.int8Act && b.int8Prefill
+	b.mu.Unlock()
+	if m, ok := w.(*kernels.NF4Matrix); ok && repack && panelable(m) {
+		return repackNF4(m, func(n int, f func(lo, hi int)) { b.parallelFor(n, 16, f) }), nil
+	}
+	return w, nil
+}
 
 // host and hostInts unwrap a handle at an op's entry; a Buf of device memory
 // (another backend's) panics, naming the op.
@@ -155,10 +172,10 @@ func (b *Backend) Close() {
 }
 
 // SupportsMatrix reports whether MatMul and Embed accept w: *F32Matrix,
-// *NF4Matrix, *BF16Matrix and *Q8Matrix.
+// *NF4Matrix, *BF16Matrix and *Q8Matrix, and what Upload returns.
 func (b *Backend) SupportsMatrix(w kernels.Matrix) bool {
 	switch w.(type) {
-	case *kernels.F32Matrix, *kernels.NF4Matrix, *kernels.BF16Matrix, *kernels.Q8Matrix:
+	case *kernels.F32Matrix, *kernels.NF4Matrix, *kernels.BF16Matrix, *kernels.Q8Matrix, *nf4Panels:
 		return true
 	}
 	return false
@@ -220,6 +237,9 @@ func (b *Backend) matMul(y, x []float32, w kernels.Matrix, T int) {
 	case *kernels.NF4Matrix:
 		checkNF4("MatMul", m)
 		b.matMulNF4(y, x, m, T)
+	case *nf4Panels:
+		checkPanels("MatMul", m)
+		b.matMulPanels(y, x, m, T)
 	case *kernels.F32Matrix:
 		need("MatMul", "F32 weight", len(m.Data), rows*cols)
 		b.matMulF32(y, x, m, T)
@@ -260,6 +280,11 @@ func (b *Backend) embed(out []float32, table kernels.Matrix, ids []int32) {
 		b.nf4.setCode(&m.Code)
 		for t, id := range ids {
 			dequantRow(out[t*cols:(t+1)*cols], m, &b.nf4.lut, int(id), b.simd)
+		}
+	case *nf4Panels:
+		checkPanels("Embed", m)
+		for t, id := range ids {
+			m.dequantRows(out[t*cols:(t+1)*cols], int(id), 1)
 		}
 	case *kernels.BF16Matrix:
 		checkBF16("Embed", m)

@@ -1,0 +1,220 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/parrot-llm/parrot/kernels"
+)
+
+// NF4 panels: on a CPU with AVX-512 VNNI and int8 NF4 products switched on
+// (SetInt8Activations and SetInt8Prefill), Upload repacks an NF4 weight of
+// whole 16-row panels and whole blocks into this layout once, at load, as
+// llama.cpp's CPU backend repacks q4_0 into q4_0_8x8 (ggml-cpu/repack.cpp),
+// and the bitsandbytes copy is dropped: the same nibbles and scales,
+// reordered, so memory stays the same. A lane of a 512-bit vector is then a
+// row, and one VPDPBUSD multiplies 16 rows by one token's 4 activations,
+// with no horizontal sums and no per-call packing, for every batch size
+// (nf4panel_amd64.s).
+//
+// Layout: panel p (rows 16p..16p+15), block b (columns 64b..64b+63) is
+// panelBlock bytes: 8 groups of [16 rows][4 bytes], group h holding bytes
+// 4h..4h+3 of each row's 32 bitsandbytes bytes of the block (row r at 4r),
+// then the 16 rows' absmax as float32. A byte's high nibble is an even
+// element of the block and its low nibble an odd one, so group h's high
+// nibbles meet the activations' planes positions 4h..4h+3 (the even
+// values, quantizeInt8Planes order) and its low nibbles positions
+// 32+4h..32+4h+3 (the odd ones).
+const (
+	panelRows  = vgRows
+	panelBlock = panelRows*blockBytes + panelRows*4 // 576 bytes
+)
+
+// nf4Panels is an NF4 weight in the panel layout. It is a kernels.Matrix
+// that only this package's ops understand.
+type nf4Panels struct {
+	rows, cols int
+	data       []byte // [rows/16, cols/64, panelBlock]
+	code       [16]float32
+}
+
+func (p *nf4Panels) Shape() (int, int) { return p.rows, p.cols }
+
+// panelable reports whether an NF4 weight can be repacked: whole panels,
+// whole blocks.
+func panelable(m *kernels.NF4Matrix) bool {
+	return m.Rows%panelRows == 0 && m.Cols%blockElems == 0
+}
+
+// repackNF4 returns m in the panel layout (m must be panelable and
+// valid), panels split over forEach (a parallel for over [0, n)).
+func repackNF4(m *kernels.NF4Matrix, forEach func(n int, f func(lo, hi int))) *nf4Panels {
+	nb := m.Cols / blockElems
+	p := &nf4Panels{rows: m.Rows, cols: m.Cols, code: m.Code,
+		data: make([]byte, m.Rows/panelRows*nb*panelBlock)}
+	forEach(m.Rows/panelRows, func(lo, hi int) {
+		for pi := lo; pi < hi; pi++ {
+			p.repackPanel(m, pi)
+		}
+	})
+	return p
+}
+
+// repackPanel writes panel pi of m.
+func (p *nf4Panels) repackPanel(m *kernels.NF4Matrix, pi int) {
+	nb := m.Cols / blockElems
+	for b := range nb {
+		dst := p.block(pi, b)
+		for r := range panelRows {
+			row := pi*panelRows + r
+			src := m.Packed[(row*nb+b)*blockBytes:][:blockBytes]
+			for h := range blockBytes / 4 {
+				copy(dst[h*64+4*r:][:4], src[4*h:])
+			}
+			binary.LittleEndian.PutUint32(dst[panelRows*blockBytes+4*r:], math.Float32bits(m.Absmax[row*nb+b]))
+		}
+	}
+}
+
+// block returns panel pi's block b.
+func (p *nf4Panels) block(pi, b int) []byte {
+	nb := p.cols / blockElems
+	return p.data[(pi*nb+b)*panelBlock:][:panelBlock]
+}
+
+// absmax returns the scale of row r's block b.
+func (p *nf4Panels) absmax(r, b int) float32 {
+	return math.Float32frombits(binary.LittleEndian.Uint32(p.block(r/panelRows, b)[panelRows*blockBytes+4*(r%panelRows):]))
+}
+
+// dequantRows writes rows [r0, r0+n) of W as float32 to dst [n, cols]:
+// Code[nibble]·absmax, the values the bitsandbytes layout dequantizes to.
+func (p *nf4Panels) dequantRows(dst []float32, r0, n int) {
+	nb := p.cols / blockElems
+	for i := range n {
+		r := r0 + i
+		row := dst[i*p.cols : (i+1)*p.cols]
+		for b := range nb {
+			blk := p.block(r/panelRows, b)
+			a := p.absmax(r, b)
+			out := row[b*blockElems:][:blockElems]
+			for h := range blockBytes / 4 {
+				for k, v := range blk[h*64+4*(r%panelRows):][:4] {
+					j := 4*h + k // the byte's index in the bitsandbytes block
+					out[2*j] = p.code[v>>4] * a
+					out[2*j+1] = p.code[v&0x0F] * a
+				}
+			}
+		}
+	}
+}
+
+func checkPanels(op string, p *nf4Panels) {
+	if p.rows%panelRows != 0 || p.cols%blockElems != 0 || len(p.data) != p.rows/panelRows*(p.cols/blockElems)*panelBlock {
+		panic(fmt.Sprintf("kernels/cpu: %s: malformed NF4 panels [%d,%d] of %d bytes", op, p.rows, p.cols, len(p.data)))
+	}
+}
+
+// panelJob: items are rows, in whole panels.
+type panelJob struct {
+	p      *nf4Panels
+	y      []float32 // [T, rows]
+	T      int
+	groups *vnniGroups // the activations
+	utbl   *[32]uint8
+}
+
+// matMulPanels: y = W·x for W in panels. The int8 kernels run when the
+// batch's mode is int8 (as for a bitsandbytes-layout weight); otherwise
+// (the mode switched off after Upload) W is dequantized a tile at a time
+// into a float32 product: exact, and slower.
+func (b *Backend) matMulPanels(y, x []float32, p *nf4Panels, T int) {
+	if !b.vnni || T <= smallBatch && !b.int8Act || T > smallBatch && !b.int8Prefill {
+		b.matMulPanelsFloat(y, x, p, T)
+		return
+	}
+	nb := p.cols / blockElems
+	b.nf4.setCode(&p.code)
+	_, xd := b.int8Activations(T * p.cols)
+	xv := b.vnniActivations(T * nb)
+	quantizeInt8VNNI(xv, xd, x[:T*p.cols], b.nf4.int8.scale, b.simd)
+	b.nf4.groups.regroup(xv, xd, T, nb)
+	grain := vgGrain
+	if T <= smallBatch {
+		grain = max(panelRows, nf4Grain(p.cols, T)/panelRows*panelRows)
+	}
+	j := &b.panel
+	*j = panelJob{p: p, y: y, T: T, groups: &b.nf4.groups, utbl: &b.nf4.int8.utbl}
+	b.pool.parallel(j, p.rows, grain)
+	*j = panelJob{}
+}
+
+// run computes rows [lo, hi) of y, 12 tokens at a time: for each group,
+// every panel of the item in turn is multiplied by the group's tokens (12,
+// else 8, 4 and single ones), so a panel is read once per group (from
+// memory for the first group, from cache for the others).
+func (j *panelJob) run(_, lo, hi int) {
+	p := j.p
+	nb := p.cols / blockElems
+	g := j.groups
+	for g0 := 0; g0 < j.T; g0 += vgTokens {
+		nt := min(vgTokens, j.T-g0)
+		i0 := g0 / vgTokens * nb * vgTokens // the group's first (block, token)
+		for r := lo; r < hi; r += panelRows {
+			panel := p.data[r/panelRows*nb*panelBlock:][:nb*panelBlock]
+			for t := 0; t < nt; {
+				n := 1
+				switch k := nt - t; {
+				case k >= 12:
+					n = 12
+				case k >= 8:
+					n = 8
+				case k >= 4:
+					n = 4
+				}
+				i := i0 + t
+				panelKernel(n, j.y[(g0+t)*p.rows+r:], p.rows, g.x[i*blockElems:], g.d[i:], g.bias[i:], panel, nb, j.utbl)
+				t += n
+			}
+		}
+	}
+}
+
+// panelKernel checks the slices' extents and runs the n-token kernel
+// (n = 12, 8, 4 or 1): y[t·ldy + r] for t < n, r < 16, from the
+// activations of tokens x, d, bias onwards in a group of 12.
+func panelKernel(n int, y []float32, ldy int, x []byte, d []float32, bias []int32, panel []byte, nb int, utbl *[32]uint8) {
+	_ = y[(n-1)*ldy+panelRows-1]
+	_ = x[((nb-1)*vgTokens+n)*blockElems-1]
+	_ = d[(nb-1)*vgTokens+n-1]
+	_ = bias[(nb-1)*vgTokens+n-1]
+	_ = panel[nb*panelBlock-1]
+	switch n {
+	case 12:
+		panelNF4x12Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+	case 8:
+		panelNF4x8Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+	case 4:
+		panelNF4x4Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+	case 1:
+		panelNF4x1Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+	default:
+		panic(fmt.Sprintf("kernels/cpu: no %d-token panel kernel", n))
+	}
+}
+
+// matMulPanelsFloat is the float32 product of W in panels: tiles of rows
+// dequantized, multiplied with the float32 kernels, scattered into y.
+func (b *Backend) matMulPanelsFloat(y, x []float32, p *nf4Panels, T int) {
+	nr := min(p.rows, max(panelRows, tileFloats/p.cols))
+	tile, yt := make([]float32, nr*p.cols), make([]float32, T*nr)
+	for r0 := 0; r0 < p.rows; r0 += nr {
+		n := min(nr, p.rows-r0)
+		p.dequantRows(tile, r0, n)
+		b.matMulF32(yt[:T*n], x, &kernels.F32Matrix{Rows: n, Cols: p.cols, Data: tile[:n*p.cols]}, T)
+		for t := range T {
+			copy(y[t*p.rows+r0:][:n], yt[t*n:(t+1)*n])
+		}
+	}
+}

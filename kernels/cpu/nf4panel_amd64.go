@@ -1,0 +1,15 @@
+//go:build amd64 && !purego
+
+package cpu
+
+//go:noescape
+func panelNF4x12Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+
+//go:noescape
+func panelNF4x8Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+
+//go:noescape
+func panelNF4x4Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+
+//go:noescape
+func panelNF4x1Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
