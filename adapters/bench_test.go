@@ -89,7 +89,8 @@ func BenchmarkMixedAdapterDecode(b *testing.B) {
 	const streams, rank, ctxLen = 8, 16, 128
 	be := cpu.New(0)
 	defer be.Close()
-	be.SetInt8Activations(true)
+	be.SetInt8Activations(true) // before the weights are uploaded, as serve sets them
+	be.SetInt8Prefill(true)
 	m := randomModel(b, testmodel.Llama32_1B(), be)
 	ls, err := m.EnableLoRA(streams, rank)
 	if err != nil {

@@ -88,8 +88,8 @@ func serveFlags() *pflag.FlagSet {
 	fs.String("nf4-decode", "int8", "how the cpu backend multiplies NF4 weights in decode steps (up to 8 tokens): int8 quantizes each 64-value block of activations to 8 bits and "+
 		"takes integer dot products with the 4-bit codes (llama.cpp's IQ4_NL x Q8_0 scheme), which runs at memory speed, within half an 8-bit step of the exact product; "+
 		"float32 computes exactly, at about half the speed")
-	fs.String("nf4-prefill", "int8", "the same for prompt batches (more than 8 tokens): int8 runs a blocked integer GEMM on CPUs with AVX-512 VNNI (about 3x float32's prompt speed) "+
-		"and the decode kernels elsewhere; float32 computes exactly")
+	fs.String("nf4-prefill", "int8", "the same for prompt batches (more than 8 tokens): int8 quantizes the same way (on CPUs with AVX-512 VNNI, with --nf4-decode int8 too, "+
+		"the weights are repacked at load into 16-row panels that one integer kernel multiplies by up to 12 tokens at a time: 2-3x float32's prompt speed); float32 computes exactly")
 	fs.Int("max-model-len", 0, "context length in tokens; 0 = the model's max_position_embeddings")
 	fs.StringSlice("api-key", nil, "API key clients must send as 'Authorization: Bearer KEY'; repeat (or comma-separate) for several; none = no auth")
 	fs.String("adapters-dir", "", "directory of LoRA adapters to serve (one PEFT adapter per subdirectory, named by it; watched: new or changed adapters are served without a restart)")

@@ -61,3 +61,23 @@ func CheckMatrix(b Backend, w Matrix) error {
 	}
 	return nil
 }
+
+// MatrixBytes returns the memory that w's values take: the buffers of the
+// kinds in this package, or what a backend's own kind reports through a
+// Bytes() int method (kernels/cpu's NF4 panels, kernels/cuda's device
+// matrices). ok is false for a kind it cannot size.
+func MatrixBytes(w Matrix) (n int64, ok bool) {
+	switch m := w.(type) {
+	case *F32Matrix:
+		return 4 * int64(len(m.Data)), true
+	case *NF4Matrix:
+		return int64(len(m.Packed)) + 4*int64(len(m.Absmax)), true
+	case *BF16Matrix:
+		return 2 * int64(len(m.Data)), true
+	case *Q8Matrix:
+		return int64(len(m.Q)) + 4*int64(len(m.Scale)), true
+	case interface{ Bytes() int }:
+		return int64(m.Bytes()), true
+	}
+	return 0, false
+}

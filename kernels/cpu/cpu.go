@@ -42,6 +42,7 @@ type Backend struct {
 	xd          []float32   // [T, Cols/64] and their scales
 	xv          []byte      // [T, Cols/64, 96] the activations in the VNNI kernels' layout
 	xd8         []float32   // [T/8, Cols/64, 8] their scales for the 8-token VNNI kernel
+	panelGroups panelGroups // the activations in the NF4 panel kernels' layout
 	loraF32     bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
 	kvBF16      bool        // new KV caches store bfloat16 (SetKVBF16)
 
@@ -103,9 +104,9 @@ func (b *Backend) SetInt8Activations(on bool) {
 
 // SetInt8Prefill is SetInt8Activations for NF4 products of larger batches
 // (prefill, batched decode beyond 8 tokens): on, they quantize their
-// activations the same way and compute kernels/ref.MatMulNF4Int8, in a
-// blocked integer GEMM where the CPU has AVX-512 VNNI (and the rows come in
-// multiples of 16); off (the default), in float32 as kernels/ref.MatMul.
+// activations the same way and compute kernels/ref.MatMulNF4Int8 (on
+// panels, see Upload, where the CPU has AVX-512 VNNI); off (the default),
+// in float32 as kernels/ref.MatMul.
 func (b *Backend) SetInt8Prefill(on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

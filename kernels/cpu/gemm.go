@@ -29,9 +29,6 @@ type gemmBuf struct {
 	panel []float32 // [rows/16, kc, 16]
 	xpad  []float32 // [6, kc] a last, partial group of tokens, zero-padded
 	ypad  [gemmMR * gemmNR]float32
-
-	vpanel []byte                     // the NF4 × int8 GEMM's panels (runVNNIGemm)
-	vypad  [vgTokens * vgRows]float32 // its last, partial group of tokens
 }
 
 // reserve grows the buffers for work items of up to nr rows.

@@ -44,10 +44,6 @@ type nf4Job struct {
 	vnni bool
 	xv   []byte
 	xd8  []float32 // [T/8, Cols/64, 8] xd of each group of 8 tokens, 8 to a block
-	// vnniGemm: a prefill-sized batch takes the VNNI GEMM
-	// (runVNNIGemm) on groups (built from xv and xd).
-	vnniGemm bool
-	groups   vnniGroups
 
 	lut    [256][2]float32 // packed byte → (Code[high nibble], Code[low nibble])
 	planeT [4][32]byte     // planeT[k][c] = byte k of Code[c], twice (one per 128-bit lane)
@@ -125,10 +121,7 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 	j.setCode(&m.Code)
 	grain := nf4Grain(m.Cols, T)
 	j.useInt8 = m.Cols%blockElems == 0 && (b.int8Act && T <= smallBatch || b.int8Prefill && T > smallBatch)
-	j.vnniGemm = j.useInt8 && b.vnni && T > smallBatch && vnniGemmRows(m.Rows, m.Cols)
 	switch {
-	case j.vnniGemm:
-		grain = vgGrain
 	case j.useInt8: // no tile: the int8 kernels decode in registers
 	case packed(T, b.simd):
 		grain = gemmGrain
@@ -145,16 +138,13 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 		_, j.xd = b.int8Activations(T * m.Cols)
 		j.xv = b.vnniActivations(T * m.Cols / blockElems)
 		quantizeInt8VNNI(j.xv, j.xd, x[:T*m.Cols], j.int8.scale, b.simd)
-		if T >= 8 && !j.vnniGemm {
+		if T >= 8 {
 			n := T / 8 * 8 * m.Cols / blockElems
 			if len(b.xd8) < n {
 				b.xd8 = make([]float32, n)
 			}
 			j.xd8 = b.xd8[:n]
 			transpose8Scales(j.xd8, j.xd, T, m.Cols/blockElems)
-		}
-		if j.vnniGemm {
-			j.groups.regroup(j.xv, j.xd, T, m.Cols/blockElems)
 		}
 	case j.useInt8:
 		j.xq, j.xd = b.int8Activations(T * m.Cols)
@@ -174,10 +164,6 @@ func (b *Backend) matMulNF4(y, x []float32, m *kernels.NF4Matrix, T int) {
 }
 
 func (j *nf4Job) run(w, lo, hi int) {
-	if j.vnniGemm {
-		j.runVNNIGemm(w, lo, hi)
-		return
-	}
 	if j.useInt8 {
 		j.runInt8(lo, hi)
 		return

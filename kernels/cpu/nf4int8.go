@@ -129,7 +129,7 @@ func dotNF4Int8Go(c *int8Code, packed []byte, absmax []float32, xq []int8, d []f
 			odd += int32(c.q[v&0x0F]) * int32(x[blockBytes+i])
 		}
 		// The conversions keep the product rounded on its own (no FMA), as
-		// the VNNI GEMM computes it.
+		// the panel kernels compute it.
 		s += float32(float32(even+odd) * float32(a*d[b]))
 	}
 	return s

@@ -41,7 +41,7 @@ func TestMatMulNF4Int8(t *testing.T) {
 							if T == 2 {
 								clear(x[:64]) // a block of zeros: scale 0
 							}
-							checkInt8MatMul(t, b, m, x, T)
+							checkInt8MatMul(t, b, m, m, x, T)
 						}
 					}
 				}
@@ -137,11 +137,11 @@ func simdModes() []bool {
 	return []bool{false}
 }
 
-func checkInt8MatMul(t *testing.T, b *Backend, m *kernels.NF4Matrix, x []float32, T int) {
+func checkInt8MatMul(t *testing.T, b *Backend, m *kernels.NF4Matrix, u kernels.Matrix, x []float32, T int) {
 	t.Helper()
 	got := make([]float32, T*m.Rows+1)
 	got[T*m.Rows] = 12345 // past the end: must stay
-	b.MatMul(kernels.HostBuf(got[:T*m.Rows]), kernels.HostBuf(x), m, T)
+	b.MatMul(kernels.HostBuf(got[:T*m.Rows]), kernels.HostBuf(x), u, T)
 	if got[T*m.Rows] != 12345 {
 		t.Fatalf("[%d,%d] T=%d: wrote past y", m.Rows, m.Cols, T)
 	}
@@ -253,6 +253,55 @@ func TestQuantizeInt8AVX2MatchesGo(t *testing.T) {
 		}
 		if !slices.Equal(gv[b*vnniBlock:(b+1)*vnniBlock], wv[b*vnniBlock:(b+1)*vnniBlock]) {
 			t.Fatalf("block %d: VNNI layout differs between AVX2 and Go", b)
+		}
+	}
+}
+
+// TestMatMulNF4Int8Prefill checks prefill-sized int8 products against
+// ref.MatMulNF4Int8, on the SIMD and pure Go paths, with T around the
+// panel kernels' groups of 12 tokens: where the CPU has VNNI, weights of
+// whole panels are uploaded as panels (nf4panel.go), others take the 8-
+// and 1-token decode kernels.
+func TestMatMulNF4Int8Prefill(t *testing.T) {
+	type mode struct{ simd, vnni bool }
+	modes := []mode{{false, false}}
+	if haveSIMD() {
+		modes = append(modes, mode{true, false}) // the AVX2 kernels, also on a VNNI CPU
+	}
+	if haveVNNI() {
+		modes = append(modes, mode{true, true})
+	}
+	for _, md := range modes {
+		for _, threads := range []int{1, 2} {
+			t.Run(fmt.Sprintf("simd=%v/vnni=%v/threads=%d", md.simd, md.vnni, threads), func(t *testing.T) {
+				b := newBackend(threads, md.simd)
+				defer b.Close()
+				b.vnni = md.vnni
+				b.SetInt8Activations(true)
+				b.SetInt8Prefill(true)
+				rng := rand.New(rand.NewPCG(41, 42))
+				for _, rows := range []int{16, 33, 80, 128} {
+					for _, cols := range []int{64, 192, 2048} {
+						code := kernels.NF4Code
+						if rows%32 == 16 {
+							code = fp4Code
+						}
+						m := kerneltest.NF4(rng, rows, cols, code)
+						u, err := b.Upload(m)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if _, panels := u.(*nf4Panels); panels != (md.vnni && rows%16 == 0) {
+							t.Fatalf("[%d,%d] uploaded as %T", rows, cols, u)
+						}
+						for _, T := range []int{9, 12, 13, 24, 31} {
+							x := kerneltest.Vec(rng, T*cols)
+							clear(x[cols : cols+64]) // a block of zeros: scale 0
+							checkInt8MatMul(t, b, m, u, x, T)
+						}
+					}
+				}
+			})
 		}
 	}
 }

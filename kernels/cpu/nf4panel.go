@@ -26,9 +26,17 @@ import (
 // nibbles meet the activations' planes positions 4h..4h+3 (the even
 // values, quantizeInt8Planes order) and its low nibbles positions
 // 32+4h..32+4h+3 (the odd ones).
+//
+// Activations: the batch's tokens quantized per block (quantizeInt8VNNI)
+// and laid out in groups of 12 (panelGroups), each group [nb][12][64]
+// bytes in planes order, with d [nb][12] and bias [nb][12] = -128·Σ of the
+// block's bytes (which cancels the codes' +128). A last, partial group is
+// not padded: the kernels read only its tokens.
 const (
-	panelRows  = vgRows
-	panelBlock = panelRows*blockBytes + panelRows*4 // 576 bytes
+	panelRows   = 16                                 // rows per panel: one vector of int32 lanes
+	panelBlock  = panelRows*blockBytes + panelRows*4 // 576 bytes
+	panelTokens = 12                                 // tokens per group: the widest kernel's
+	panelGrain  = 64                                 // rows per work item for prefill-sized batches: 4 panels
 )
 
 // nf4Panels is an NF4 weight in the panel layout. It is a kernels.Matrix
@@ -40,6 +48,10 @@ type nf4Panels struct {
 }
 
 func (p *nf4Panels) Shape() (int, int) { return p.rows, p.cols }
+
+// Bytes is the memory the panels take (kernels.MatrixBytes): the
+// bitsandbytes weight's, nibbles and float32 scales.
+func (p *nf4Panels) Bytes() int { return len(p.data) }
 
 // panelable reports whether an NF4 weight can be repacked: whole panels,
 // whole blocks.
@@ -121,7 +133,7 @@ type panelJob struct {
 	p      *nf4Panels
 	y      []float32 // [T, rows]
 	T      int
-	groups *vnniGroups // the activations
+	groups *panelGroups // the activations
 	utbl   *[32]uint8
 }
 
@@ -139,13 +151,13 @@ func (b *Backend) matMulPanels(y, x []float32, p *nf4Panels, T int) {
 	_, xd := b.int8Activations(T * p.cols)
 	xv := b.vnniActivations(T * nb)
 	quantizeInt8VNNI(xv, xd, x[:T*p.cols], b.nf4.int8.scale, b.simd)
-	b.nf4.groups.regroup(xv, xd, T, nb)
-	grain := vgGrain
+	b.panelGroups.regroup(xv, xd, T, nb)
+	grain := panelGrain
 	if T <= smallBatch {
 		grain = max(panelRows, nf4Grain(p.cols, T)/panelRows*panelRows)
 	}
 	j := &b.panel
-	*j = panelJob{p: p, y: y, T: T, groups: &b.nf4.groups, utbl: &b.nf4.int8.utbl}
+	*j = panelJob{p: p, y: y, T: T, groups: &b.panelGroups, utbl: &b.nf4.int8.utbl}
 	b.pool.parallel(j, p.rows, grain)
 	*j = panelJob{}
 }
@@ -158,9 +170,9 @@ func (j *panelJob) run(_, lo, hi int) {
 	p := j.p
 	nb := p.cols / blockElems
 	g := j.groups
-	for g0 := 0; g0 < j.T; g0 += vgTokens {
-		nt := min(vgTokens, j.T-g0)
-		i0 := g0 / vgTokens * nb * vgTokens // the group's first (block, token)
+	for g0 := 0; g0 < j.T; g0 += panelTokens {
+		nt := min(panelTokens, j.T-g0)
+		i0 := g0 / panelTokens * nb * panelTokens // the group's first (block, token)
 		for r := lo; r < hi; r += panelRows {
 			panel := p.data[r/panelRows*nb*panelBlock:][:nb*panelBlock]
 			for t := 0; t < nt; {
@@ -186,9 +198,9 @@ func (j *panelJob) run(_, lo, hi int) {
 // activations of tokens x, d, bias onwards in a group of 12.
 func panelKernel(n int, y []float32, ldy int, x []byte, d []float32, bias []int32, panel []byte, nb int, utbl *[32]uint8) {
 	_ = y[(n-1)*ldy+panelRows-1]
-	_ = x[((nb-1)*vgTokens+n)*blockElems-1]
-	_ = d[(nb-1)*vgTokens+n-1]
-	_ = bias[(nb-1)*vgTokens+n-1]
+	_ = x[((nb-1)*panelTokens+n)*blockElems-1]
+	_ = d[(nb-1)*panelTokens+n-1]
+	_ = bias[(nb-1)*panelTokens+n-1]
 	_ = panel[nb*panelBlock-1]
 	switch n {
 	case 12:
@@ -215,6 +227,35 @@ func (b *Backend) matMulPanelsFloat(y, x []float32, p *nf4Panels, T int) {
 		b.matMulF32(yt[:T*n], x, &kernels.F32Matrix{Rows: n, Cols: p.cols, Data: tile[:n*p.cols]}, T)
 		for t := range T {
 			copy(y[t*p.rows+r0:][:n], yt[t*n:(t+1)*n])
+		}
+	}
+}
+
+// panelGroups is a batch's activations in the panel kernels' layout.
+type panelGroups struct {
+	x    []byte    // [G, nb, 12, 64]
+	d    []float32 // [G, nb, 12]
+	bias []int32   // [G, nb, 12]
+}
+
+// regroup lays out T tokens of activations in quantizeInt8VNNI's layout
+// (xv [T, nb, 96], xd [T, nb]) in groups of 12.
+func (g *panelGroups) regroup(xv []byte, xd []float32, T, nb int) {
+	n := (T + panelTokens - 1) / panelTokens * nb * panelTokens
+	if len(g.d) < n {
+		g.x, g.d, g.bias = make([]byte, n*blockElems), make([]float32, n), make([]int32, n)
+	}
+	for t := range T {
+		gi, ti := t/panelTokens, t%panelTokens
+		for b := range nb {
+			i := (gi*nb+b)*panelTokens + ti
+			src := xv[(t*nb+b)*vnniBlock : (t*nb+b+1)*vnniBlock]
+			copy(g.x[i*blockElems:(i+1)*blockElems], src[:blockElems])
+			var sum int32
+			for lane := range 8 {
+				sum += int32(binary.LittleEndian.Uint32(src[blockElems+4*lane:]))
+			}
+			g.d[i], g.bias[i] = xd[t*nb+b], sum
 		}
 	}
 }

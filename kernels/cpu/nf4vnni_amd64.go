@@ -45,9 +45,3 @@ func dotNF4Int8VNNIAsm(utbl *[32]uint8, packed *byte, absmax *float32, xq *byte,
 
 //go:noescape
 func dotNF4Int8x8VNNIAsm(out *[8]float32, tbl *[32]uint8, packed *byte, absmax *float32, xq *byte, xqStride int, xd8 *float32, n int)
-
-//go:noescape
-func gemmVNNIAsm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int)
-
-//go:noescape
-func packVNNIPanelAsm(dst *byte, packed *byte, absmax *float32, nb int, utbl *[32]uint8, offs *[16]int32, aoffs *[16]int32)

@@ -13,11 +13,3 @@ func dotNF4Int8VNNI(utbl *[32]uint8, packed []byte, absmax []float32, xv []byte,
 func dotNF4Int8x8VNNI(out *[8]float32, utbl *[32]uint8, packed []byte, absmax []float32, xv []byte, xd8 []float32, cols int) {
 	panic("unreachable")
 }
-
-func gemmVNNIAsm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int) {
-	panic("unreachable")
-}
-
-func packVNNIPanelAsm(dst *byte, packed *byte, absmax *float32, nb int, utbl *[32]uint8, offs *[16]int32, aoffs *[16]int32) {
-	panic("unreachable")
-}

@@ -45,14 +45,19 @@ func peerEnv(tb testing.TB, name string, def int) int {
 }
 
 // peerLoad loads $PARROT_BENCH_MODEL on a CPU backend of
-// $PARROT_BENCH_THREADS threads, or skips.
-func peerLoad(tb testing.TB) (*Loaded, *cpu.Backend) {
+// $PARROT_BENCH_THREADS threads, or skips. With int8, the backend's NF4
+// products take int8 activations in decode and prefill, set before the
+// weights are uploaded, as serve's --nf4-decode and --nf4-prefill int8
+// (the default) set them (on a VNNI CPU the weights become panels).
+func peerLoad(tb testing.TB, int8 bool) (*Loaded, *cpu.Backend) {
 	dir := os.Getenv("PARROT_BENCH_MODEL")
 	if dir == "" {
 		tb.Skip("PARROT_BENCH_MODEL is not set")
 	}
 	be := cpu.New(peerEnv(tb, "PARROT_BENCH_THREADS", 0))
 	tb.Cleanup(func() { be.Close() })
+	be.SetInt8Activations(int8)
+	be.SetInt8Prefill(int8)
 	start := time.Now()
 	l, err := Load(dir, LoadOptions{Backend: be, Quantize: os.Getenv("PARROT_BENCH_QUANT")})
 	if err != nil {
@@ -118,10 +123,10 @@ func timed(b *testing.B, tokens int, f func() error) (best float64) {
 	return best
 }
 
+// BenchmarkPeer times prompt processing and decode on $PARROT_BENCH_MODEL
+// in serve's two NF4 modes (int8, the default, then float32), the model
+// loaded once per mode as serve loads it, beside a bandwidth probe.
 func BenchmarkPeer(b *testing.B) {
-	l, be := peerLoad(b)
-	m := l.Model
-	c := m.Config
 	var pps []int
 	for _, s := range strings.Split(cmp.Or(os.Getenv("PARROT_BENCH_PP"), "128,512"), ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -139,39 +144,45 @@ func BenchmarkPeer(b *testing.B) {
 	for _, n := range pps {
 		maxLen = max(maxLen, n)
 	}
-	caches := sharedCaches(b, m, 1, maxLen)
-	cache := caches[0]
-
-	bw := cpu.MeasureBandwidth(be, 256<<20, 3)
-	b.Run("bandwidth", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			bw = max(bw, cpu.MeasureBandwidth(be, 256<<20, 1))
-		}
-		b.ReportMetric(bw, "memGB/s")
-	})
-
-	// Prompt processing: n tokens in one batch from an empty cache, logits
-	// of the last one only, as llama.cpp evaluates a prompt; with serve's
-	// --nf4-prefill modes.
-	for _, n := range pps {
-		for _, mode := range []string{"int8", "float32"} {
-			be.SetInt8Prefill(mode == "int8")
-			b.Run(fmt.Sprintf("pp%d/nf4=%s", n, mode), func(b *testing.B) {
-				ids := peerTokens(c, n)
-				var batch Batch
-				timed(b, n, func() error {
-					cache.Truncate(0)
-					batch.Reset()
-					for p, id := range ids {
-						batch.Add(id, int32(p), cache, p == n-1)
-					}
-					_, err := m.Forward(&batch)
-					return err
-				})
+	bw := 0.0
+	for _, mode := range []string{"int8", "float32"} {
+		l, be := peerLoad(b, mode == "int8")
+		if bw == 0 {
+			bw = cpu.MeasureBandwidth(be, 256<<20, 3)
+			b.Run("bandwidth", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					bw = max(bw, cpu.MeasureBandwidth(be, 256<<20, 1))
+				}
+				b.ReportMetric(bw, "memGB/s")
 			})
 		}
+		peerRuns(b, l.Model, be, mode, pps, tg, prompt, maxLen, bw)
+		be.Close()
 	}
-	be.SetInt8Prefill(false)
+}
+
+// peerRuns is BenchmarkPeer's sub-benchmarks for one mode.
+func peerRuns(b *testing.B, m *Model, be *cpu.Backend, mode string, pps []int, tg, prompt, maxLen int, bw float64) {
+	c := m.Config
+	cache := sharedCaches(b, m, 1, maxLen)[0]
+
+	// Prompt processing: n tokens in one batch from an empty cache, logits
+	// of the last one only, as llama.cpp evaluates a prompt.
+	for _, n := range pps {
+		b.Run(fmt.Sprintf("pp%d/nf4=%s", n, mode), func(b *testing.B) {
+			ids := peerTokens(c, n)
+			var batch Batch
+			timed(b, n, func() error {
+				cache.Truncate(0)
+				batch.Reset()
+				for p, id := range ids {
+					batch.Add(id, int32(p), cache, p == n-1)
+				}
+				_, err := m.Forward(&batch)
+				return err
+			})
+		})
+	}
 
 	// Decode: after a prompt of `prompt` tokens, tg greedy steps of one
 	// token each (logits read back and argmax taken every step).
@@ -210,30 +221,40 @@ func BenchmarkPeer(b *testing.B) {
 		b.ReportMetric(gbs/bw, "best_frac_of_bw")
 	}
 	// The lm_head as loaded (bf16 for a bf16 checkpoint), then its 8-bit
-	// copy (serve --lm-head-8bit); each with serve's --nf4-decode modes.
-	decodeModes := func(head string) {
-		for _, mode := range []string{"int8", "float32"} {
-			be.SetInt8Activations(mode == "int8")
-			b.Run(fmt.Sprintf("tg%d/lm_head=%s/nf4=%s", tg, head, mode), decode)
-		}
-		be.SetInt8Activations(false)
+	// copy (serve --lm-head-8bit), then in NF4 (serve --lm-head-4bit, as
+	// llama.cpp's pure Q4_0 file has it), each uploaded as serve's are.
+	run := func(head string) {
+		b.Run(fmt.Sprintf("tg%d/lm_head=%s/nf4=%s", tg, head, mode), decode)
 	}
-	// And in NF4 (serve --lm-head-4bit), as llama.cpp's pure Q4_0 file has it.
 	orig, origEmbed := m.Weights.LMHead, m.Weights.Embed
+	upload := func() {
+		var err error
+		if m.Weights.LMHead, err = be.Upload(m.Weights.LMHead); err != nil {
+			b.Fatal(err)
+		}
+		if m.Weights.Embed == m.Weights.LMHead {
+			return
+		}
+		if m.Weights.Embed, err = be.Upload(m.Weights.Embed); err != nil {
+			b.Fatal(err)
+		}
+	}
 	if _, ok := orig.(*kernels.Q8Matrix); !ok {
 		head := "f32"
 		if _, ok := orig.(*kernels.BF16Matrix); ok {
 			head = "bf16"
 		}
-		decodeModes(head)
+		run(head)
 		if err := m.Weights.QuantizeLMHead(); err != nil {
 			b.Fatal(err)
 		}
+		upload()
 	}
-	decodeModes("q8")
+	run("q8")
 	m.Weights.LMHead, m.Weights.Embed = orig, origEmbed
 	if err := m.Weights.QuantizeLMHeadNF4(); err == nil {
-		decodeModes("nf4")
+		upload()
+		run("nf4")
 	}
 	m.Weights.LMHead, m.Weights.Embed = orig, origEmbed
 }
@@ -250,7 +271,7 @@ func TestPeerGreedy(t *testing.T) {
 	if spec == "" {
 		t.Skip("PARROT_PEER_GREEDY is not set")
 	}
-	l, _ := peerLoad(t)
+	l, _ := peerLoad(t, false)
 	m := l.Model
 	var ids []int32
 	for _, s := range strings.Split(spec, ",") {

@@ -65,17 +65,11 @@ func randomWeights(c *Config) *Weights {
 func weightBytes(w *Weights) int64 {
 	var n int64
 	size := func(m kernels.Matrix) int64 {
-		switch m := m.(type) {
-		case *kernels.NF4Matrix:
-			return int64(len(m.Packed) + 4*len(m.Absmax))
-		case *kernels.F32Matrix:
-			return int64(4 * len(m.Data))
-		case *kernels.BF16Matrix:
-			return int64(2 * len(m.Data))
-		case *kernels.Q8Matrix:
-			return int64(len(m.Q) + 4*len(m.Scale))
+		n, ok := kernels.MatrixBytes(m)
+		if !ok {
+			panic(fmt.Sprintf("unknown matrix %T", m))
 		}
-		panic(fmt.Sprintf("unknown matrix %T", m))
+		return n
 	}
 	for i := range w.Layers {
 		for _, l := range w.Layers[i].Projections() {

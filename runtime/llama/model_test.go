@@ -211,21 +211,29 @@ func TestReserveSizesEveryStepBuffer(t *testing.T) {
 	}
 }
 
-// With int8 activations, a prompt processed in one batch (the int8 prefill
-// GEMM on AVX-512 VNNI CPUs, the decode kernels elsewhere) gives the last
-// token the logits that feeding the prompt one token at a time (the int8
-// decode kernels) gives it, up to float rounding: both quantize the same
-// activations the same way. And both stay near the float32 forward pass.
+// With int8 activations, a prompt processed in one batch (the NF4 panel
+// kernels on AVX-512 VNNI CPUs, the decode kernels elsewhere) gives the
+// last token the logits that feeding the prompt one token at a time gives
+// it, up to float rounding: both quantize the same activations the same
+// way. And both stay near the float32 forward pass. The int8 model is
+// loaded as serve loads it, with the modes set first, so that on a VNNI
+// CPU its weights of whole panels are repacked (kernels/cpu's Upload).
 func TestInt8PrefillMatchesInt8Decode(t *testing.T) {
-	l := loadStories(t, QuantNF4)
-	m := l.Model
-	be := m.Backend.(*cpu.Backend)
+	be := cpu.New(2)
+	t.Cleanup(be.Close)
+	be.SetInt8Activations(true)
+	be.SetInt8Prefill(true)
+	l, err := Load(storiesDir, LoadOptions{Quantize: QuantNF4, Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wq := l.Model.Weights.Layers[0].Q.W
+	if _, bnb := wq.(*kernels.NF4Matrix); bnb == (be.Name() == "cpu-avx2-vnni") {
+		t.Fatalf("on %s, wq was uploaded as %T", be.Name(), wq)
+	}
+	exactModel := loadStories(t, QuantNF4).Model
 	prompt := []int32{1, 400, 401, 402, 403, 404, 405, 406, 45, 100, 200, 300, 7, 8, 9, 10, 11, 12, 13, 14}
-	run := func(int8 bool, oneAtATime bool) []float32 {
-		be.SetInt8Activations(int8)
-		be.SetInt8Prefill(int8)
-		defer be.SetInt8Activations(false)
-		defer be.SetInt8Prefill(false)
+	run := func(m *Model, oneAtATime bool) []float32 {
 		cache := mustCache(t, m, 0)
 		var b Batch
 		var logits []float32
@@ -242,7 +250,7 @@ func TestInt8PrefillMatchesInt8Decode(t *testing.T) {
 		}
 		return logits
 	}
-	prefill, decode, exact := run(true, false), run(true, true), run(false, false)
+	prefill, decode, exact := run(l.Model, false), run(l.Model, true), run(exactModel, false)
 	scale := 0.0
 	for _, v := range exact {
 		scale = math.Max(scale, math.Abs(float64(v)))

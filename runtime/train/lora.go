@@ -129,17 +129,11 @@ func (t *Trainer) linearBackward(m *module, lin *llama.Linear, dx, dy, x kernels
 	be.Add(dx, tmp)
 }
 
-// matrixBytes is the memory of a frozen weight.
+// matrixBytes is the memory of a frozen weight (as float32 for a kind
+// kernels.MatrixBytes cannot size).
 func matrixBytes(w kernels.Matrix) int64 {
-	switch m := w.(type) {
-	case *kernels.F32Matrix:
-		return 4 * int64(len(m.Data))
-	case *kernels.NF4Matrix:
-		return int64(len(m.Packed)) + 4*int64(len(m.Absmax))
-	case *kernels.BF16Matrix:
-		return 2 * int64(len(m.Data))
-	case *kernels.Q8Matrix:
-		return int64(len(m.Q)) + 4*int64(len(m.Scale))
+	if n, ok := kernels.MatrixBytes(w); ok {
+		return n
 	}
 	rows, cols := w.Shape()
 	return 4 * int64(rows) * int64(cols)
