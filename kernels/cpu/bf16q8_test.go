@@ -195,15 +195,11 @@ var lmHeads = sync.OnceValue(func() []kernels.Matrix {
 })
 
 func weightBytes(w kernels.Matrix) int {
-	switch m := w.(type) {
-	case *kernels.F32Matrix:
-		return 4 * len(m.Data)
-	case *kernels.BF16Matrix:
-		return 2 * len(m.Data)
-	case *kernels.Q8Matrix:
-		return len(m.Q) + 4*len(m.Scale)
+	n, ok := kernels.MatrixBytes(w)
+	if !ok {
+		panic(fmt.Sprintf("weightBytes: %T", w))
 	}
-	panic(fmt.Sprintf("weightBytes: %T", w))
+	return int(n)
 }
 
 // BenchmarkLMHead runs the [128256, 2048] lm_head MatMul in F32, BF16 and
@@ -215,11 +211,27 @@ func weightBytes(w kernels.Matrix) int {
 func BenchmarkLMHead(bb *testing.B) {
 	ws := lmHeads()
 	for _, T := range []int{1, 4, 8} {
-		for _, w := range ws {
+		for i := range len(ws) + 1 {
+			panels := i == len(ws) // the bf16 head again, as serve uploads it
+			if panels && !haveVNNI() {
+				continue
+			}
+			w := ws[i%len(ws)]
+			if panels {
+				w = ws[1]
+			}
 			name := fmt.Sprintf("%T", w)[len("*kernels."):]
+			if panels {
+				name += "/panels"
+			}
 			bb.Run(fmt.Sprintf("%s/T=%d", name, T), func(bb *testing.B) {
 				b := New(0)
 				defer b.Close()
+				if panels {
+					b.SetInt8Activations(true)
+					b.SetInt8Prefill(true)
+					w, _ = b.Upload(w)
+				}
 				bw := MeasureBandwidth(b, probeBytes, 3)
 				rng := rand.New(rand.NewPCG(3, 4))
 				x := kernels.HostBuf(kerneltest.Vec(rng, T*lmCols))

@@ -43,6 +43,7 @@ type Backend struct {
 	xv          []byte      // [T, Cols/64, 96] the activations in the VNNI kernels' layout
 	xd8         []float32   // [T/8, Cols/64, 8] their scales for the 8-token VNNI kernel
 	panelGroups panelGroups // the activations in the NF4 panel kernels' layout
+	bf16x       []float32   // [G, Cols, 12] the activations in the bf16 panel kernels' layout
 	loraF32     bool        // new LoRA stacks store float32, not bfloat16 (SetLoRAFloat32)
 	kvBF16      bool        // new KV caches store bfloat16 (SetKVBF16)
 
@@ -50,14 +51,15 @@ type Backend struct {
 
 	// One preallocated job per op, reused under mu, so that dispatching
 	// work to the pool does not allocate.
-	nf4    nf4Job
-	panel  panelJob
-	f32    f32Job
-	stream streamJob
-	attn   attnJob
-	norm   normJob
-	rope   ropeJob
-	elt    eltJob
+	nf4       nf4Job
+	panel     panelJob
+	bf16Panel bf16PanelJob
+	f32       f32Job
+	stream    streamJob
+	attn      attnJob
+	norm      normJob
+	rope      ropeJob
+	elt       eltJob
 
 	loraShrink loraShrinkJob
 	loraExpand loraExpandJob
@@ -126,11 +128,13 @@ func (b *Backend) Name() string {
 }
 
 // Upload returns w itself once it passes kernels.CheckMatrix: the CPU
-// computes on the host copy. The exception: with AVX-512 VNNI and int8 NF4
-// products for decode and prefill (SetInt8Activations, SetInt8Prefill,
-// set before loading), an NF4 weight of whole 16-row panels and whole
-// blocks is returned repacked into panels (nf4panel.go), the same bytes
-// reordered; the caller drops its bitsandbytes copy.
+// computes on the host copy. The exception is serve's configuration on a
+// CPU with AVX-512 VNNI: int8 NF4 products for decode and prefill
+// (SetInt8Activations, SetInt8Prefill, set before loading). There an NF4
+// weight of whole 16-row panels and whole blocks is returned repacked into
+// panels (nf4panel.go), and a bfloat16 one of whole panels likewise
+// (bf16panel.go): the same values reordered, which the caller keeps
+// instead of its copy.
 func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) {
 	w, err := kernels.HostUpload(b, w)
 	if err != nil {
@@ -139,8 +143,19 @@ func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) {
 	b.mu.Lock()
 	repack := b.vnni && b.int8Act && b.int8Prefill
 	b.mu.Unlock()
-	if m, ok := w.(*kernels.NF4Matrix); ok && repack && panelable(m) {
-		return repackNF4(m, func(n int, f func(lo, hi int)) { b.parallelFor(n, 16, f) }), nil
+	if !repack {
+		return w, nil
+	}
+	forEach := func(n int, f func(lo, hi int)) { b.parallelFor(n, 16, f) }
+	switch m := w.(type) {
+	case *kernels.NF4Matrix:
+		if panelable(m) {
+			return repackNF4(m, forEach), nil
+		}
+	case *kernels.BF16Matrix:
+		if m.Rows%panelRows == 0 {
+			return repackBF16(m, forEach), nil
+		}
 	}
 	return w, nil
 }
@@ -176,7 +191,7 @@ func (b *Backend) Close() {
 // *NF4Matrix, *BF16Matrix and *Q8Matrix, and what Upload returns.
 func (b *Backend) SupportsMatrix(w kernels.Matrix) bool {
 	switch w.(type) {
-	case *kernels.F32Matrix, *kernels.NF4Matrix, *kernels.BF16Matrix, *kernels.Q8Matrix, *nf4Panels:
+	case *kernels.F32Matrix, *kernels.NF4Matrix, *kernels.BF16Matrix, *kernels.Q8Matrix, *nf4Panels, *bf16Panels:
 		return true
 	}
 	return false
@@ -241,6 +256,9 @@ func (b *Backend) matMul(y, x []float32, w kernels.Matrix, T int) {
 	case *nf4Panels:
 		checkPanels("MatMul", m)
 		b.matMulPanels(y, x, m, T)
+	case *bf16Panels:
+		checkBF16Panels("MatMul", m)
+		b.matMulBF16Panels(y, x, m, T)
 	case *kernels.F32Matrix:
 		need("MatMul", "F32 weight", len(m.Data), rows*cols)
 		b.matMulF32(y, x, m, T)
@@ -286,6 +304,11 @@ func (b *Backend) embed(out []float32, table kernels.Matrix, ids []int32) {
 		checkPanels("Embed", m)
 		for t, id := range ids {
 			m.dequantRows(out[t*cols:(t+1)*cols], int(id), 1)
+		}
+	case *bf16Panels:
+		checkBF16Panels("Embed", m)
+		for t, id := range ids {
+			m.DecodeRow(int(id), out[t*cols:(t+1)*cols])
 		}
 	case *kernels.BF16Matrix:
 		checkBF16("Embed", m)

@@ -20,9 +20,10 @@ var (
 	_ kernels.LoRAStorage = (*Backend)(nil)
 )
 
-// loraChunk is the number of outputs an expand work item covers. Fixed, so
+// loraChunk is the number of outputs an expand work item covers: 16 rank
+// rows × 2 KiB of bfloat16, long enough runs for the prefetchers. Fixed, so
 // that which outputs share a chunk never depends on the batch.
-const loraChunk = 256
+const loraChunk = 1024
 
 // loraGroup is the tokens of a batch that use one slot, in batch order.
 type loraGroup struct {
@@ -99,8 +100,8 @@ func (j *loraShrinkJob) run(_, lo, hi int) {
 	}
 }
 
-// loraExpandJob adds B[slot]·z[t,:] to y[t,:]; items are chunks of
-// loraChunk outputs. In bfloat16 each token adds the rows of the
+// loraExpandJob adds B[slot]·z[t,:] to y[t,:]; items are (group, chunk
+// of loraChunk outputs) pairs, which write disjoint parts of y. In bfloat16 each token adds the rows of the
 // transposed BT16 in, one rank after another (axpyRowsBF16): y[t,o] +=
 // z[t,r]·B[o,r] for r = 0, 1, ... in turn.
 type loraExpandJob struct {
@@ -112,25 +113,23 @@ type loraExpandJob struct {
 
 func (j *loraExpandJob) run(_, lo, hi int) {
 	s, b := j.s, j.s.B.Host() // b: float32 storage
-	for c := lo; c < hi; c++ {
+	chunks := (s.Out + loraChunk - 1) / loraChunk
+	for item := lo; item < hi; item++ {
+		g, c := &j.groups[item/chunks], item%chunks
 		o0, o1 := c*loraChunk, min((c+1)*loraChunk, s.Out)
-		n := o1 - o0
-		for gi := range j.groups {
-			g := &j.groups[gi]
-			if !s.BF16 {
-				for _, t := range g.tokens {
-					z := j.z[int(t)*s.MaxRank:][:s.MaxRank]
-					y := j.y[int(t)*s.Out:]
-					for o := o0; o < o1; o++ {
-						y[o] += dot(b[(int(g.slot)*s.Out+o)*s.MaxRank:][:s.MaxRank], z, j.simd)
-					}
-				}
-				continue
-			}
-			bt := s.BT16[int(g.slot)*s.MaxRank*s.Out:]
+		if !s.BF16 {
 			for _, t := range g.tokens {
-				axpyRowsBF16(j.y[int(t)*s.Out+o0:][:n], j.z[int(t)*s.MaxRank:][:s.MaxRank], bt[o0:], s.Out, j.simd)
+				z := j.z[int(t)*s.MaxRank:][:s.MaxRank]
+				y := j.y[int(t)*s.Out:]
+				for o := o0; o < o1; o++ {
+					y[o] += dot(b[(int(g.slot)*s.Out+o)*s.MaxRank:][:s.MaxRank], z, j.simd)
+				}
 			}
+			continue
+		}
+		bt := s.BT16[int(g.slot)*s.MaxRank*s.Out:]
+		for _, t := range g.tokens {
+			axpyRowsBF16(j.y[int(t)*s.Out+o0:][:o1-o0], j.z[int(t)*s.MaxRank:][:s.MaxRank], bt[o0:], s.Out, j.simd)
 		}
 	}
 }
@@ -148,7 +147,11 @@ func (b *Backend) LoRAShrink(zb, xb kernels.Buf, s *kernels.LoRAStack, slotsb ke
 	defer b.mu.Unlock()
 	groups := b.groupBySlot(slots)
 	b.loraShrink = loraShrinkJob{z: z, x: x, s: s, groups: groups, simd: b.simd}
-	b.pool.parallel(&b.loraShrink, len(groups)*s.MaxRank, max(1, 4096/s.In))
+	// Items of ~256 KiB of A (long runs for the prefetchers), but at least
+	// two per worker.
+	rows := len(groups) * s.MaxRank
+	grain := max(1, min((256<<10)/(2*s.In), (rows+2*b.threads-1)/(2*b.threads)))
+	b.pool.parallel(&b.loraShrink, rows, grain)
 	b.loraShrink = loraShrinkJob{}
 }
 
@@ -165,7 +168,7 @@ func (b *Backend) LoRAExpand(yb, zb kernels.Buf, s *kernels.LoRAStack, slotsb ke
 	defer b.mu.Unlock()
 	groups := b.groupBySlot(slots)
 	b.loraExpand = loraExpandJob{y: y, z: z, s: s, groups: groups, simd: b.simd}
-	b.pool.parallel(&b.loraExpand, (s.Out+loraChunk-1)/loraChunk, 1)
+	b.pool.parallel(&b.loraExpand, len(groups)*((s.Out+loraChunk-1)/loraChunk), 1)
 	b.loraExpand = loraExpandJob{}
 }
 

@@ -176,15 +176,7 @@ func (j *panelJob) run(_, lo, hi int) {
 		for r := lo; r < hi; r += panelRows {
 			panel := p.data[r/panelRows*nb*panelBlock:][:nb*panelBlock]
 			for t := 0; t < nt; {
-				n := 1
-				switch k := nt - t; {
-				case k >= 12:
-					n = 12
-				case k >= 8:
-					n = 8
-				case k >= 4:
-					n = 4
-				}
+				n := panelChunk(nt - t)
 				i := i0 + t
 				panelKernel(n, j.y[(g0+t)*p.rows+r:], p.rows, g.x[i*blockElems:], g.d[i:], g.bias[i:], panel, nb, j.utbl)
 				t += n

@@ -13,3 +13,15 @@ func panelNF4x4Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel 
 
 //go:noescape
 func panelNF4x1Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+
+//go:noescape
+func bf16PanelX12Asm(y *float32, ldy int, x *float32, xstride int, panel *uint16, cols int)
+
+//go:noescape
+func bf16PanelX8Asm(y *float32, ldy int, x *float32, xstride int, panel *uint16, cols int)
+
+//go:noescape
+func bf16PanelX4Asm(y *float32, ldy int, x *float32, xstride int, panel *uint16, cols int)
+
+//go:noescape
+func bf16PanelX1Asm(y *float32, ldy int, x *float32, xstride int, panel *uint16, cols int)

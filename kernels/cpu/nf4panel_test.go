@@ -140,3 +140,49 @@ func TestPanelsMatchGo(t *testing.T) {
 		})
 	}
 }
+
+// TestBF16Panels: in serve's configuration on a VNNI CPU, Upload repacks a
+// bfloat16 weight of whole panels; MatMul on it is the float32 product
+// (kernels/ref, to float32 rounding) for every batch size, and Embed reads
+// its rows back exactly.
+func TestBF16Panels(t *testing.T) {
+	if !haveVNNI() {
+		t.Skip("no AVX-512 VNNI on this CPU: panels are never made here")
+	}
+	for _, threads := range []int{1, 2} {
+		b := int8Backend(threads, true)
+		rng := rand.New(rand.NewPCG(57, uint64(threads)))
+		for _, rows := range []int{16, 48, 272} {
+			for _, cols := range []int{1, 2, 7, 64, 301} {
+				m := kerneltest.BF16(rng, rows, cols)
+				u, err := b.Upload(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := u.(*bf16Panels); !ok {
+					t.Fatalf("[%d,%d] uploaded as %T", rows, cols, u)
+				}
+				for _, T := range []int{1, 2, 3, 4, 5, 8, 9, 12, 13, 25} {
+					if msg := kerneltest.MatMulMismatch(b, m, kerneltest.Vec(rng, T*cols), T); msg != "" {
+						t.Fatalf("threads=%d [%d,%d] T=%d: %s", threads, rows, cols, T, msg)
+					}
+				}
+				ids := []int32{0, int32(rows - 1), 17 % int32(rows), 3}
+				got, want := make([]float32, len(ids)*cols), make([]float32, len(ids)*cols)
+				b.Embed(kernels.HostBuf(got), u, kernels.HostIntBuf(ids))
+				b.Embed(kernels.HostBuf(want), m, kernels.HostIntBuf(ids))
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("[%d,%d] Embed row %d col %d: %v from panels, %v", rows, cols, ids[i/cols], i%cols, got[i], want[i])
+					}
+				}
+			}
+		}
+		if u, err := b.Upload(kerneltest.BF16(rng, 17, 64)); err != nil {
+			t.Fatal(err)
+		} else if _, ok := u.(*kernels.BF16Matrix); !ok {
+			t.Fatalf("17 rows (not whole panels) uploaded as %T", u)
+		}
+		b.Close()
+	}
+}
