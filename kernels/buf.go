@@ -73,7 +73,23 @@ type Memory interface {
 	Read(dst []float32, src Buf)
 	ReadInt(dst []int32, src IntBuf)
 	// Upload returns the backend's copy of a frozen weight (w itself on the
-	// CPU backends; a device backend copies it and drops the host data).
-	// The result is what MatMul and Embed take.
+	// CPU backends, or a repacked copy; a device backend copies it and
+	// drops the host data). The result is what MatMul and Embed take.
 	Upload(w Matrix) (Matrix, error)
+}
+
+// OwnedUploader is implemented by backends that can take a weight over
+// rather than copy it: UploadOwned is Upload for a caller that drops w,
+// whose buffers the result may reuse (kernels/cpu reorders them in place).
+type OwnedUploader interface {
+	UploadOwned(w Matrix) (Matrix, error)
+}
+
+// UploadOwned uploads w, which the caller drops, with b's UploadOwned if
+// it has one, else with Upload.
+func UploadOwned(b Backend, w Matrix) (Matrix, error) {
+	if o, ok := b.(OwnedUploader); ok {
+		return o.UploadOwned(w)
+	}
+	return b.Upload(w)
 }

@@ -40,15 +40,20 @@ func (p *bf16Panels) DecodeRow(r int, dst []float32) {
 	}
 }
 
-// repackBF16 returns m in panels (m.Rows a multiple of 16), panels split
-// over forEach as in repackNF4.
-func repackBF16(m *kernels.BF16Matrix, forEach func(n int, f func(lo, hi int))) *bf16Panels {
-	p := &bf16Panels{rows: m.Rows, cols: m.Cols, data: make([]uint16, len(m.Data))}
+// repackBF16 returns m in panels (m.Rows a multiple of 16), in a new
+// buffer or in place, as repackNF4.
+func repackBF16(m *kernels.BF16Matrix, inPlace bool, forEach func(n int, f func(lo, hi int))) *bf16Panels {
+	p := &bf16Panels{rows: m.Rows, cols: m.Cols, data: m.Data}
+	if !inPlace {
+		p.data = make([]uint16, len(m.Data))
+	}
 	forEach(m.Rows/panelRows, func(lo, hi int) {
+		rows := make([]uint16, panelRows*m.Cols) // the panel's rows, copied out first
 		for pi := lo; pi < hi; pi++ {
-			panel := p.data[pi*p.cols*panelRows:][:p.cols*panelRows]
+			copy(rows, m.Data[pi*len(rows):][:len(rows)])
+			panel := p.data[pi*len(rows):][:len(rows)]
 			for r := range panelRows {
-				for k, v := range m.Data[(pi*panelRows+r)*m.Cols:][:m.Cols] {
+				for k, v := range rows[r*m.Cols:][:m.Cols] {
 					panel[k*panelRows+r] = v
 				}
 			}

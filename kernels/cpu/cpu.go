@@ -135,7 +135,14 @@ func (b *Backend) Name() string {
 // panels (nf4panel.go), and a bfloat16 one of whole panels likewise
 // (bf16panel.go): the same values reordered, which the caller keeps
 // instead of its copy.
-func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) {
+func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) { return b.upload(w, false) }
+
+// UploadOwned is Upload for a caller that drops w (kernels.OwnedUploader):
+// panels are reordered in w's own buffers, so loading a model never holds
+// two copies of a weight.
+func (b *Backend) UploadOwned(w kernels.Matrix) (kernels.Matrix, error) { return b.upload(w, true) }
+
+func (b *Backend) upload(w kernels.Matrix, inPlace bool) (kernels.Matrix, error) {
 	w, err := kernels.HostUpload(b, w)
 	if err != nil {
 		return nil, err
@@ -150,11 +157,11 @@ func (b *Backend) Upload(w kernels.Matrix) (kernels.Matrix, error) {
 	switch m := w.(type) {
 	case *kernels.NF4Matrix:
 		if panelable(m) {
-			return repackNF4(m, forEach), nil
+			return repackNF4(m, inPlace, forEach), nil
 		}
 	case *kernels.BF16Matrix:
 		if m.Rows%panelRows == 0 {
-			return repackBF16(m, forEach), nil
+			return repackBF16(m, inPlace, forEach), nil
 		}
 	}
 	return w, nil

@@ -3,7 +3,6 @@ package cpu
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/parrot-llm/parrot/kernels"
 )
@@ -11,21 +10,22 @@ import (
 // NF4 panels: on a CPU with AVX-512 VNNI and int8 NF4 products switched on
 // (SetInt8Activations and SetInt8Prefill), Upload repacks an NF4 weight of
 // whole 16-row panels and whole blocks into this layout once, at load, as
-// llama.cpp's CPU backend repacks q4_0 into q4_0_8x8 (ggml-cpu/repack.cpp),
-// and the bitsandbytes copy is dropped: the same nibbles and scales,
-// reordered, so memory stays the same. A lane of a 512-bit vector is then a
-// row, and one VPDPBUSD multiplies 16 rows by one token's 4 activations,
-// with no horizontal sums and no per-call packing, for every batch size
-// (nf4panel_amd64.s).
+// llama.cpp's CPU backend repacks q4_0 into q4_0_8x8 (ggml-cpu/repack.cpp):
+// the same nibbles and scales, reordered, so memory stays the same
+// (UploadOwned reorders the weight's own buffers in place). A lane of a
+// 512-bit vector is then a row, and one VPDPBUSD multiplies 16 rows by one
+// token's 4 activations, with no horizontal sums and no per-call packing,
+// for every batch size (nf4panel_amd64.s).
 //
-// Layout: panel p (rows 16p..16p+15), block b (columns 64b..64b+63) is
-// panelBlock bytes: 8 groups of [16 rows][4 bytes], group h holding bytes
-// 4h..4h+3 of each row's 32 bitsandbytes bytes of the block (row r at 4r),
-// then the 16 rows' absmax as float32. A byte's high nibble is an even
-// element of the block and its low nibble an odd one, so group h's high
-// nibbles meet the activations' planes positions 4h..4h+3 (the even
-// values, quantizeInt8Planes order) and its low nibbles positions
-// 32+4h..32+4h+3 (the odd ones).
+// Layout: panel p (rows 16p..16p+15), block b (columns 64b..64b+63) is 512
+// bytes of packed: 8 groups of [16 rows][4 bytes], group h holding bytes
+// 4h..4h+3 of each row's 32 bitsandbytes bytes of the block (row r at 4r);
+// and 16 floats of absmax, the rows' scales. Each panel takes exactly the
+// bytes its rows take in the bitsandbytes layout, in both arrays. A byte's
+// high nibble is an even element of the block and its low nibble an odd
+// one, so group h's high nibbles meet the activations' planes positions
+// 4h..4h+3 (the even values, quantizeInt8Planes order) and its low nibbles
+// positions 32+4h..32+4h+3 (the odd ones).
 //
 // Activations: the batch's tokens quantized per block (quantizeInt8VNNI)
 // and laid out in groups of 12 (panelGroups), each group [nb][12][64]
@@ -33,17 +33,18 @@ import (
 // block's bytes (which cancels the codes' +128). A last, partial group is
 // not padded: the kernels read only its tokens.
 const (
-	panelRows   = 16                                 // rows per panel: one vector of int32 lanes
-	panelBlock  = panelRows*blockBytes + panelRows*4 // 576 bytes
-	panelTokens = 12                                 // tokens per group: the widest kernel's
-	panelGrain  = 64                                 // rows per work item for prefill-sized batches: 4 panels
+	panelRows   = 16                     // rows per panel: one vector of int32 lanes
+	panelBlock  = panelRows * blockBytes // 512 bytes of packed per block
+	panelTokens = 12                     // tokens per group: the widest kernel's
+	panelGrain  = 64                     // rows per work item for prefill-sized batches: 4 panels
 )
 
 // nf4Panels is an NF4 weight in the panel layout. It is a kernels.Matrix
 // that only this package's ops understand.
 type nf4Panels struct {
 	rows, cols int
-	data       []byte // [rows/16, cols/64, panelBlock]
+	packed     []byte    // [rows/16, cols/64, 512]
+	absmax     []float32 // [rows/16, cols/64, 16]
 	code       [16]float32
 }
 
@@ -51,7 +52,7 @@ func (p *nf4Panels) Shape() (int, int) { return p.rows, p.cols }
 
 // Bytes is the memory the panels take (kernels.MatrixBytes): the
 // bitsandbytes weight's, nibbles and float32 scales.
-func (p *nf4Panels) Bytes() int { return len(p.data) }
+func (p *nf4Panels) Bytes() int { return len(p.packed) + 4*len(p.absmax) }
 
 // panelable reports whether an NF4 weight can be repacked: whole panels,
 // whole blocks.
@@ -59,45 +60,43 @@ func panelable(m *kernels.NF4Matrix) bool {
 	return m.Rows%panelRows == 0 && m.Cols%blockElems == 0
 }
 
-// repackNF4 returns m in the panel layout (m must be panelable and
-// valid), panels split over forEach (a parallel for over [0, n)).
-func repackNF4(m *kernels.NF4Matrix, forEach func(n int, f func(lo, hi int))) *nf4Panels {
+// repackNF4 returns m in the panel layout (m must be panelable and valid)
+// in new buffers, or, inPlace, in m's own (which m then no longer
+// describes); panels are split over forEach (a parallel for over [0, n)).
+func repackNF4(m *kernels.NF4Matrix, inPlace bool, forEach func(n int, f func(lo, hi int))) *nf4Panels {
+	p := &nf4Panels{rows: m.Rows, cols: m.Cols, code: m.Code, packed: m.Packed, absmax: m.Absmax}
+	if !inPlace {
+		p.packed, p.absmax = make([]byte, len(m.Packed)), make([]float32, len(m.Absmax))
+	}
 	nb := m.Cols / blockElems
-	p := &nf4Panels{rows: m.Rows, cols: m.Cols, code: m.Code,
-		data: make([]byte, m.Rows/panelRows*nb*panelBlock)}
 	forEach(m.Rows/panelRows, func(lo, hi int) {
+		// The panel's rows, copied out first: its bytes are the same
+		// ranges in both layouts, so a panel may be written over itself.
+		packed, absmax := make([]byte, panelRows*nb*blockBytes), make([]float32, panelRows*nb)
 		for pi := lo; pi < hi; pi++ {
-			p.repackPanel(m, pi)
+			copy(packed, m.Packed[pi*len(packed):][:len(packed)])
+			copy(absmax, m.Absmax[pi*len(absmax):][:len(absmax)])
+			p.writePanel(pi, packed, absmax)
 		}
 	})
 	return p
 }
 
-// repackPanel writes panel pi of m.
-func (p *nf4Panels) repackPanel(m *kernels.NF4Matrix, pi int) {
-	nb := m.Cols / blockElems
+// writePanel writes panel pi from its rows in the bitsandbytes layout:
+// packed [16, cols/2], absmax [16, cols/64].
+func (p *nf4Panels) writePanel(pi int, packed []byte, absmax []float32) {
+	nb := p.cols / blockElems
 	for b := range nb {
-		dst := p.block(pi, b)
+		dst := p.packed[(pi*nb+b)*panelBlock:][:panelBlock]
+		scales := p.absmax[(pi*nb+b)*panelRows:][:panelRows]
 		for r := range panelRows {
-			row := pi*panelRows + r
-			src := m.Packed[(row*nb+b)*blockBytes:][:blockBytes]
+			src := packed[(r*nb+b)*blockBytes:][:blockBytes]
 			for h := range blockBytes / 4 {
 				copy(dst[h*64+4*r:][:4], src[4*h:])
 			}
-			binary.LittleEndian.PutUint32(dst[panelRows*blockBytes+4*r:], math.Float32bits(m.Absmax[row*nb+b]))
+			scales[r] = absmax[r*nb+b]
 		}
 	}
-}
-
-// block returns panel pi's block b.
-func (p *nf4Panels) block(pi, b int) []byte {
-	nb := p.cols / blockElems
-	return p.data[(pi*nb+b)*panelBlock:][:panelBlock]
-}
-
-// absmax returns the scale of row r's block b.
-func (p *nf4Panels) absmax(r, b int) float32 {
-	return math.Float32frombits(binary.LittleEndian.Uint32(p.block(r/panelRows, b)[panelRows*blockBytes+4*(r%panelRows):]))
 }
 
 // dequantRows writes rows [r0, r0+n) of W as float32 to dst [n, cols]:
@@ -106,13 +105,14 @@ func (p *nf4Panels) dequantRows(dst []float32, r0, n int) {
 	nb := p.cols / blockElems
 	for i := range n {
 		r := r0 + i
+		pi, lane := r/panelRows, r%panelRows
 		row := dst[i*p.cols : (i+1)*p.cols]
 		for b := range nb {
-			blk := p.block(r/panelRows, b)
-			a := p.absmax(r, b)
+			blk := p.packed[(pi*nb+b)*panelBlock:][:panelBlock]
+			a := p.absmax[(pi*nb+b)*panelRows+lane]
 			out := row[b*blockElems:][:blockElems]
 			for h := range blockBytes / 4 {
-				for k, v := range blk[h*64+4*(r%panelRows):][:4] {
+				for k, v := range blk[h*64+4*lane:][:4] {
 					j := 4*h + k // the byte's index in the bitsandbytes block
 					out[2*j] = p.code[v>>4] * a
 					out[2*j+1] = p.code[v&0x0F] * a
@@ -123,8 +123,9 @@ func (p *nf4Panels) dequantRows(dst []float32, r0, n int) {
 }
 
 func checkPanels(op string, p *nf4Panels) {
-	if p.rows%panelRows != 0 || p.cols%blockElems != 0 || len(p.data) != p.rows/panelRows*(p.cols/blockElems)*panelBlock {
-		panic(fmt.Sprintf("kernels/cpu: %s: malformed NF4 panels [%d,%d] of %d bytes", op, p.rows, p.cols, len(p.data)))
+	n := p.rows * p.cols
+	if p.rows%panelRows != 0 || p.cols%blockElems != 0 || len(p.packed) != n/2 || len(p.absmax) != n/blockElems {
+		panic(fmt.Sprintf("kernels/cpu: %s: malformed NF4 panels [%d,%d] of %d bytes and %d scales", op, p.rows, p.cols, len(p.packed), len(p.absmax)))
 	}
 }
 
@@ -174,11 +175,12 @@ func (j *panelJob) run(_, lo, hi int) {
 		nt := min(panelTokens, j.T-g0)
 		i0 := g0 / panelTokens * nb * panelTokens // the group's first (block, token)
 		for r := lo; r < hi; r += panelRows {
-			panel := p.data[r/panelRows*nb*panelBlock:][:nb*panelBlock]
+			pi := r / panelRows
+			panel, absmax := p.packed[pi*nb*panelBlock:][:nb*panelBlock], p.absmax[pi*nb*panelRows:][:nb*panelRows]
 			for t := 0; t < nt; {
 				n := panelChunk(nt - t)
 				i := i0 + t
-				panelKernel(n, j.y[(g0+t)*p.rows+r:], p.rows, g.x[i*blockElems:], g.d[i:], g.bias[i:], panel, nb, j.utbl)
+				panelKernel(n, j.y[(g0+t)*p.rows+r:], p.rows, g.x[i*blockElems:], g.d[i:], g.bias[i:], panel, absmax, nb, j.utbl)
 				t += n
 			}
 		}
@@ -187,22 +189,24 @@ func (j *panelJob) run(_, lo, hi int) {
 
 // panelKernel checks the slices' extents and runs the n-token kernel
 // (n = 12, 8, 4 or 1): y[t·ldy + r] for t < n, r < 16, from the
-// activations of tokens x, d, bias onwards in a group of 12.
-func panelKernel(n int, y []float32, ldy int, x []byte, d []float32, bias []int32, panel []byte, nb int, utbl *[32]uint8) {
+// activations of tokens x, d, bias onwards in a group of 12, the panel's
+// packed bytes and absmax.
+func panelKernel(n int, y []float32, ldy int, x []byte, d []float32, bias []int32, panel []byte, absmax []float32, nb int, utbl *[32]uint8) {
 	_ = y[(n-1)*ldy+panelRows-1]
 	_ = x[((nb-1)*panelTokens+n)*blockElems-1]
 	_ = d[(nb-1)*panelTokens+n-1]
 	_ = bias[(nb-1)*panelTokens+n-1]
 	_ = panel[nb*panelBlock-1]
+	_ = absmax[nb*panelRows-1]
 	switch n {
 	case 12:
-		panelNF4x12Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+		panelNF4x12Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], &absmax[0], nb, utbl)
 	case 8:
-		panelNF4x8Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+		panelNF4x8Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], &absmax[0], nb, utbl)
 	case 4:
-		panelNF4x4Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+		panelNF4x4Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], &absmax[0], nb, utbl)
 	case 1:
-		panelNF4x1Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], nb, utbl)
+		panelNF4x1Asm(&y[0], ldy, &x[0], &d[0], &bias[0], &panel[0], &absmax[0], nb, utbl)
 	default:
 		panic(fmt.Sprintf("kernels/cpu: no %d-token panel kernel", n))
 	}

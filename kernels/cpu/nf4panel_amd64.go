@@ -3,16 +3,16 @@
 package cpu
 
 //go:noescape
-func panelNF4x12Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+func panelNF4x12Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 
 //go:noescape
-func panelNF4x8Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+func panelNF4x8Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 
 //go:noescape
-func panelNF4x4Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+func panelNF4x4Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 
 //go:noescape
-func panelNF4x1Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+func panelNF4x1Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 
 //go:noescape
 func bf16PanelX12Asm(y *float32, ldy int, x *float32, xstride int, panel *uint16, cols int)

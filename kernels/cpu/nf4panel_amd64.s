@@ -37,8 +37,8 @@
 #define HI(t, h, acc) VPDPBUSD.BCST t*64+h*4(SI), Z24, acc
 #define LO(t, h, acc) VPDPBUSD.BCST t*64+32+h*4(SI), Z30, acc
 
-// PFETCH asks for the panel block 8 KiB ahead (9 cache lines), for a
-// stream from memory.
+// PFETCH asks for the panel block 8 KiB ahead (8 cache lines) and its
+// scales 1 KiB ahead (one line), for a stream from memory.
 #define PFETCH \
 	PREFETCHT0 8192(AX); \
 	PREFETCHT0 8256(AX); \
@@ -48,10 +48,11 @@
 	PREFETCHT0 8512(AX); \
 	PREFETCHT0 8576(AX); \
 	PREFETCHT0 8640(AX); \
-	PREFETCHT0 8704(AX)
+	PREFETCHT0 1024(R11)
 
-// PFLUSH adds token t's block total: f += float(i)·(absmax·d[t]), absmax
-// in Z25, both products rounded (as the Go twin's explicit conversions).
+// PFLUSH adds token t's block total: f += float(i)·(absmax·d[t]), the
+// block's 16 absmax (from R11) in Z25, both products rounded (as the Go
+// twin's explicit conversions).
 #define PFLUSH(t, i, f) \
 	VCVTDQ2PS   i, i; \
 	VMULPS.BCST t*4(DX), Z25, Z26; \
@@ -70,15 +71,17 @@
 	MOVQ            d+24(FP), DX; \
 	MOVQ            bias+32(FP), BX; \
 	MOVQ            panel+40(FP), AX; \
-	MOVQ            nb+48(FP), CX; \
-	MOVQ            utbl+56(FP), R10; \
+	MOVQ            absmax+48(FP), R11; \
+	MOVQ            nb+56(FP), CX; \
+	MOVQ            utbl+64(FP), R10; \
 	VBROADCASTI32X4 (R10), Z29; \
 	MOVL            $0x0f0f0f0f, R10; \
 	VPBROADCASTD    R10, Z28
 
 // PNEXT steps to the next block and loops to label l.
 #define PNEXT(l) \
-	ADDQ $576, AX; \
+	ADDQ $512, AX; \
+	ADDQ $64, R11; \
 	ADDQ $768, SI; \
 	ADDQ $48, DX; \
 	ADDQ $48, BX; \
@@ -113,11 +116,11 @@
 	LO(10, h, Z22); \
 	LO(11, h, Z23)
 
-// func panelNF4x12Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+// func panelNF4x12Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 //
 // For t < 12, r < 16: y[t·ldy + r] = Σ_{b<nb} float(Σ_e u·x + bias[b,t])·
 // (absmax[b,r]·d[b,t]); ldy in floats.
-TEXT ·panelNF4x12Asm(SB), NOSPLIT, $0-64
+TEXT ·panelNF4x12Asm(SB), NOSPLIT, $0-72
 	PARGS
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -155,7 +158,7 @@ px12block:
 	PAIR12(5)
 	PAIR12(6)
 	PAIR12(7)
-	VMOVUPS 512(AX), Z25
+	VMOVUPS (R11), Z25
 	PFLUSH(0, Z12, Z0)
 	PFLUSH(1, Z13, Z1)
 	PFLUSH(2, Z14, Z2)
@@ -208,11 +211,11 @@ px12block:
 	LO(6, h, Z18); \
 	LO(7, h, Z19)
 
-// func panelNF4x8Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+// func panelNF4x8Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 //
 // For t < 8, r < 16: y[t·ldy + r] = Σ_{b<nb} float(Σ_e u·x + bias[b,t])·
 // (absmax[b,r]·d[b,t]); ldy in floats.
-TEXT ·panelNF4x8Asm(SB), NOSPLIT, $0-64
+TEXT ·panelNF4x8Asm(SB), NOSPLIT, $0-72
 	PARGS
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -242,7 +245,7 @@ px8block:
 	PAIR8(5)
 	PAIR8(6)
 	PAIR8(7)
-	VMOVUPS 512(AX), Z25
+	VMOVUPS (R11), Z25
 	PFLUSH(0, Z12, Z0)
 	PFLUSH(1, Z13, Z1)
 	PFLUSH(2, Z14, Z2)
@@ -279,13 +282,13 @@ px8block:
 	LO(2, h, Z18); \
 	LO(3, h, Z19)
 
-// func panelNF4x4Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+// func panelNF4x4Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 //
 // For t < 4, r < 16: y[t·ldy + r] = Σ_{b<nb} float(Σ_e u·x + bias[b,t])·
 // (absmax[b,r]·d[b,t]); ldy in floats.
 // The high and low nibbles' sums go to separate registers (integers: the
 // order does not matter): two dependency chains of 8 instead of one of 16.
-TEXT ·panelNF4x4Asm(SB), NOSPLIT, $0-64
+TEXT ·panelNF4x4Asm(SB), NOSPLIT, $0-72
 	PARGS
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -311,7 +314,7 @@ px4block:
 	PAIR4(5)
 	PAIR4(6)
 	PAIR4(7)
-	VMOVUPS 512(AX), Z25
+	VMOVUPS (R11), Z25
 	VPADDD  Z16, Z12, Z12
 	PFLUSH(0, Z12, Z0)
 	VPADDD  Z17, Z13, Z13
@@ -338,13 +341,13 @@ px4block:
 	HI(0, h, Z12); \
 	LO(0, h, Z13)
 
-// func panelNF4x1Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, nb int, utbl *[32]uint8)
+// func panelNF4x1Asm(y *float32, ldy int, x *byte, d *float32, bias *int32, panel *byte, absmax *float32, nb int, utbl *[32]uint8)
 //
 // For t < 1, r < 16: y[t·ldy + r] = Σ_{b<nb} float(Σ_e u·x + bias[b,t])·
 // (absmax[b,r]·d[b,t]); ldy in floats.
 // The high and low nibbles' sums go to separate registers (integers: the
 // order does not matter): two dependency chains of 8 instead of one of 16.
-TEXT ·panelNF4x1Asm(SB), NOSPLIT, $0-64
+TEXT ·panelNF4x1Asm(SB), NOSPLIT, $0-72
 	PARGS
 	VPXORD Z0, Z0, Z0
 
@@ -361,7 +364,7 @@ px1block:
 	PAIR1(5)
 	PAIR1(6)
 	PAIR1(7)
-	VMOVUPS 512(AX), Z25
+	VMOVUPS (R11), Z25
 	VPADDD  Z13, Z12, Z12
 	PFLUSH(0, Z12, Z0)
 	PNEXT(px1block)

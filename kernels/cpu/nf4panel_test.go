@@ -58,7 +58,7 @@ func TestPanelsDequantize(t *testing.T) {
 	b := newBackend(1, false)
 	defer b.Close()
 	m := kerneltest.NF4(rng, 48, 192, fp4Code)
-	p := repackNF4(m, func(n int, f func(lo, hi int)) { f(0, n) })
+	p := repackNF4(m, false, func(n int, f func(lo, hi int)) { f(0, n) })
 	ids := []int32{0, 17, 47, 16, 5}
 	got, want := make([]float32, len(ids)*m.Cols), make([]float32, len(ids)*m.Cols)
 	b.Embed(kernels.HostBuf(got), p, kernels.HostIntBuf(ids))
@@ -184,5 +184,38 @@ func TestBF16Panels(t *testing.T) {
 			t.Fatalf("17 rows (not whole panels) uploaded as %T", u)
 		}
 		b.Close()
+	}
+}
+
+// TestUploadOwnedInPlace: UploadOwned reorders a weight's own buffers into
+// the panels Upload writes into new ones, byte for byte.
+func TestUploadOwnedInPlace(t *testing.T) {
+	if !haveVNNI() {
+		t.Skip("no AVX-512 VNNI on this CPU: panels are never made here")
+	}
+	b := int8Backend(2, true)
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(59, 60))
+	m := kerneltest.NF4(rng, 80, 192, kernels.NF4Code)
+	own := *m
+	own.Packed, own.Absmax = append([]byte(nil), m.Packed...), append([]float32(nil), m.Absmax...)
+	u, _ := b.Upload(m)
+	o, _ := b.UploadOwned(&own)
+	up, op := u.(*nf4Panels), o.(*nf4Panels)
+	if &op.packed[0] != &own.Packed[0] || &op.absmax[0] != &own.Absmax[0] {
+		t.Fatal("UploadOwned copied the NF4 weight")
+	}
+	if string(up.packed) != string(op.packed) || fmt.Sprint(up.absmax) != fmt.Sprint(op.absmax) {
+		t.Fatal("NF4 panels differ between Upload and UploadOwned")
+	}
+	h := kerneltest.BF16(rng, 48, 70)
+	ownH := &kernels.BF16Matrix{Rows: h.Rows, Cols: h.Cols, Data: append([]uint16(nil), h.Data...)}
+	uh, _ := b.Upload(h)
+	oh, _ := b.UploadOwned(ownH)
+	if &oh.(*bf16Panels).data[0] != &ownH.Data[0] {
+		t.Fatal("UploadOwned copied the bf16 weight")
+	}
+	if fmt.Sprint(uh.(*bf16Panels).data) != fmt.Sprint(oh.(*bf16Panels).data) {
+		t.Fatal("bf16 panels differ between Upload and UploadOwned")
 	}
 }

@@ -313,7 +313,7 @@ func uploadMatrix(be kernels.Backend, m kernels.Matrix) (kernels.Matrix, error) 
 	if err := kernels.CheckMatrix(be, m); err != nil {
 		return nil, err
 	}
-	return be.Upload(m)
+	return kernels.UploadOwned(be, m) // the weights keep only what it returns
 }
 
 // uploadVector copies a host vector into backend memory; one already there
