@@ -81,3 +81,11 @@ func MatrixBytes(w Matrix) (n int64, ok bool) {
 	}
 	return 0, false
 }
+
+// HostRows is implemented by a backend's own weight kinds that live in host
+// memory (kernels/cpu's panels): DecodeRow writes row r as float32 to dst
+// [Cols], the values the weight was uploaded with.
+type HostRows interface {
+	Matrix
+	DecodeRow(r int, dst []float32)
+}

@@ -99,6 +99,9 @@ func (p *nf4Panels) writePanel(pi int, packed []byte, absmax []float32) {
 	}
 }
 
+// DecodeRow writes row r as float32 to dst (kernels.HostRows).
+func (p *nf4Panels) DecodeRow(r int, dst []float32) { p.dequantRows(dst, r, 1) }
+
 // dequantRows writes rows [r0, r0+n) of W as float32 to dst [n, cols]:
 // Code[nibble]·absmax, the values the bitsandbytes layout dequantizes to.
 func (p *nf4Panels) dequantRows(dst []float32, r0, n int) {

@@ -241,8 +241,9 @@ func peerRuns(b *testing.B, m *Model, be *cpu.Backend, mode string, pps []int, t
 	}
 	if _, ok := orig.(*kernels.Q8Matrix); !ok {
 		head := "f32"
-		if _, ok := orig.(*kernels.BF16Matrix); ok {
-			head = "bf16"
+		rows, cols := orig.Shape()
+		if n, _ := kernels.MatrixBytes(orig); n == 2*int64(rows)*int64(cols) {
+			head = "bf16" // as loaded, or its panels
 		}
 		run(head)
 		if err := m.Weights.QuantizeLMHead(); err != nil {

@@ -6,11 +6,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/parrot-llm/parrot/kernels"
+	"github.com/parrot-llm/parrot/kernels/cpu"
 	"github.com/parrot-llm/parrot/kernels/ref"
 	"github.com/parrot-llm/parrot/runtime/chat"
 	"github.com/parrot-llm/parrot/runtime/quant"
@@ -265,5 +267,42 @@ func TestLMHead4Bit(t *testing.T) {
 	}
 	if _, ok := l.Model.Weights.LMHead.(*kernels.NF4Matrix); !ok {
 		t.Fatalf("lm_head loaded as %T, want NF4", l.Model.Weights.LMHead)
+	}
+}
+
+// TestQuantizeUploadedLMHead: an lm_head uploaded as a backend's own kind
+// (kernels/cpu's bf16 panels in serve's configuration) quantizes to the
+// same 8- and 4-bit copies as the host matrix it was uploaded from.
+func TestQuantizeUploadedLMHead(t *testing.T) {
+	be := cpu.New(2)
+	defer be.Close()
+	be.SetInt8Activations(true)
+	be.SetInt8Prefill(true)
+	rng := rand.New(rand.NewPCG(61, 62))
+	host := &kernels.BF16Matrix{Rows: 48, Cols: 128, Data: make([]uint16, 48*128)}
+	for i := range host.Data {
+		host.Data[i] = kernels.F32ToBF16(float32(rng.NormFloat64()))
+	}
+	up, err := be.Upload(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("uploaded as %T", up)
+	for _, bits := range []int{8, 4} {
+		a, b := &Weights{LMHead: host}, &Weights{LMHead: up}
+		for _, w := range []*Weights{a, b} {
+			var err error
+			if bits == 8 {
+				err = w.QuantizeLMHead()
+			} else {
+				err = w.QuantizeLMHeadNF4()
+			}
+			if err != nil {
+				t.Fatalf("%d bits of %T: %v", bits, w.LMHead, err)
+			}
+		}
+		if !reflect.DeepEqual(a.LMHead, b.LMHead) {
+			t.Errorf("%d bits: the uploaded lm_head quantizes differently from its host copy", bits)
+		}
 	}
 }

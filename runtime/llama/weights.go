@@ -146,6 +146,8 @@ func (w *Weights) QuantizeLMHead() error {
 		q, err = kernels.QuantizeQ8BF16(m.Data, m.Rows, m.Cols)
 	case *kernels.Q8Matrix:
 		return nil
+	case kernels.HostRows: // an uploaded copy: read back a chunk of rows at a time
+		q, err = quantizeQ8Rows(m)
 	default:
 		return fmt.Errorf("lm_head of kind %T cannot be quantized to 8 bits", w.LMHead)
 	}
@@ -154,6 +156,29 @@ func (w *Weights) QuantizeLMHead() error {
 	}
 	w.LMHead = q
 	return nil
+}
+
+// quantizeQ8Rows is kernels.QuantizeQ8 of m, a chunk of rows at a time
+// (its blocks do not straddle rows: Cols is a multiple of 32).
+func quantizeQ8Rows(m kernels.HostRows) (*kernels.Q8Matrix, error) {
+	rows, cols := m.Shape()
+	chunk := max(1, (4<<20)/cols)
+	q := &kernels.Q8Matrix{Rows: rows, Cols: cols}
+	buf := make([]float32, min(chunk, rows)*cols)
+	for r0 := 0; r0 < rows; r0 += chunk {
+		r1 := min(r0+chunk, rows)
+		f := buf[:(r1-r0)*cols]
+		for r := r0; r < r1; r++ {
+			m.DecodeRow(r, f[(r-r0)*cols:(r-r0+1)*cols])
+		}
+		part, err := kernels.QuantizeQ8(f, r1-r0, cols)
+		if err != nil {
+			return nil, err
+		}
+		q.Q = append(q.Q, part.Q...)
+		q.Scale = append(q.Scale, part.Scale...)
+	}
+	return q, nil
 }
 
 // QuantizeLMHeadNF4 replaces the lm_head by a 4-bit copy (NF4, blocks of
@@ -177,6 +202,8 @@ func (w *Weights) QuantizeLMHeadNF4() error {
 		}
 	case *kernels.NF4Matrix:
 		return nil
+	case kernels.HostRows: // an uploaded copy
+		row = m.DecodeRow
 	default:
 		return fmt.Errorf("lm_head of kind %T cannot be quantized to 4 bits", w.LMHead)
 	}
